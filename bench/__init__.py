@@ -1,0 +1,1 @@
+"""Benchmarks for testservers: run ``python -m bench``."""

@@ -1,0 +1,1 @@
+"""Protocol machines and the test servers built on the reactor."""

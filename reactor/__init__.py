@@ -1,0 +1,1 @@
+"""The reactor: one background thread running a selectors loop."""
