@@ -1,1 +1,65 @@
-"""The reactor: one background thread running a selectors loop."""
+"""The reactor: one background thread running a hand-written selectors loop.
+
+Every server of every kind registers its sockets on one shared
+:class:`Reactor`; its thread starts with the first ``start()`` and is joined
+when the last server stops.  See ``_loop.py`` for the theory of operation.
+"""
+
+from ._errors import (
+    HandlerErrors,
+    HandlerTimeout,
+    ReactorDied,
+    ReactorError,
+    ServerClosedError,
+)
+from ._loop import THREAD_NAME, Reactor, TimerHandle, acquire, current_reactor, release
+from ._server import (
+    DEFAULT_STOP_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
+    UDP_RCVBUF,
+    BaseServer,
+    DatagramServerBase,
+    StreamServerBase,
+)
+from ._transport import (
+    ACCEPT_RETRY_DELAY,
+    READ_CHUNK,
+    TLS_HANDSHAKE_TIMEOUT,
+    WRITE_HIGH_WATER,
+    DatagramProtocol,
+    DatagramTransport,
+    ErrorSink,
+    Listener,
+    StreamProtocol,
+    StreamTransport,
+)
+
+__all__ = [
+    "ACCEPT_RETRY_DELAY",
+    "DEFAULT_STOP_TIMEOUT",
+    "DEFAULT_WAIT_TIMEOUT",
+    "READ_CHUNK",
+    "THREAD_NAME",
+    "TLS_HANDSHAKE_TIMEOUT",
+    "UDP_RCVBUF",
+    "WRITE_HIGH_WATER",
+    "BaseServer",
+    "DatagramProtocol",
+    "DatagramServerBase",
+    "DatagramTransport",
+    "ErrorSink",
+    "HandlerErrors",
+    "HandlerTimeout",
+    "Listener",
+    "Reactor",
+    "ReactorDied",
+    "ReactorError",
+    "ServerClosedError",
+    "StreamProtocol",
+    "StreamServerBase",
+    "StreamTransport",
+    "TimerHandle",
+    "acquire",
+    "current_reactor",
+    "release",
+]

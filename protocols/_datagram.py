@@ -1,0 +1,156 @@
+"""UDP and Unix datagram servers.
+
+Each datagram is handled on the reactor thread, in arrival order.  With a
+``handler``, it is called as ``handler(request)`` with socketserver's
+``DatagramRequestHandler`` attributes; whatever it writes to
+``request.wfile`` is sent back to the sender as one datagram.  With
+``record=True`` (the default of the native classes) every datagram is also
+kept in :attr:`DatagramServer.datagrams` for :meth:`wait_for_datagrams`.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from reactor import DEFAULT_WAIT_TIMEOUT, DatagramServerBase
+
+__all__ = [
+    "Datagram",
+    "DatagramRequest",
+    "DatagramServer",
+    "UDPServer",
+    "UnixDatagramServer",
+    "TestUDPServer",
+    "TestUnixDatagramServer",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """One received datagram."""
+
+    data: bytes
+    peer: Any
+    received_at: float = field(default_factory=time.monotonic, compare=False)
+
+
+class DatagramRequest:
+    """What a datagram ``handler`` receives (socketserver's attributes)."""
+
+    def __init__(self, packet: bytes, sock: socket.socket, client_address: Any, server: Any):
+        self.packet = packet
+        #: The server's socket (socketserver passes it too).
+        self.socket = sock
+        self.client_address = client_address
+        self.server = server
+        self.rfile = io.BytesIO(packet)
+        self.wfile = io.BytesIO()
+
+
+class DatagramServer(DatagramServerBase):
+    """A datagram server on the shared reactor.
+
+    :param handler: ``handler(request)`` per datagram, on the reactor thread
+        (it must not block).  Replies written to ``request.wfile`` are sent
+        back.
+    :param reply: alternatively ``reply(data, peer) -> bytes | None``; the
+        bytes returned are sent back.
+    :param record: keep every datagram in :attr:`datagrams`.
+
+    Other keywords are :class:`reactor.BaseServer`'s.
+    """
+
+    def __init__(
+        self,
+        addr: Any = None,
+        handler: Callable[[DatagramRequest], object] | None = None,
+        *,
+        reply: Callable[[bytes, Any], bytes | None] | None = None,
+        record: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.handler = handler
+        self.reply = reply
+        self.record = record
+        #: Received datagrams, in arrival order (when ``record``).
+        self.datagrams: list[Datagram] = []
+        #: Count of datagrams received, recorded or not.
+        self.received_count = 0
+        super().__init__(addr, **kwargs)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.received_count += 1
+        if self.record:
+            with self._cond:
+                self.datagrams.append(Datagram(data, addr))
+        try:
+            if self.handler is not None:
+                assert self.socket is not None
+                request = DatagramRequest(data, self.socket, addr, self)
+                self.handler(request)
+                out = request.wfile.getvalue()
+                if out:
+                    self.sendto(out, addr)
+            if self.reply is not None:
+                answer = self.reply(data, addr)
+                if answer:
+                    self.sendto(answer, addr)
+        except Exception as exc:
+            self.handle_error(exc, f"datagram from {addr!r}")
+        if self.record:
+            self._notify()
+
+    def wait_for_datagrams(
+        self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT
+    ) -> list[Datagram]:
+        """Wait until ``count`` datagrams were recorded; return the first ``count``."""
+        if not self.record:
+            raise RuntimeError("this server was created with record=False")
+
+        def enough() -> list[Datagram] | None:
+            return self.datagrams[:count] if len(self.datagrams) >= count else None
+
+        return self.wait_for(enough, timeout, f"{count} datagram(s)")
+
+
+class UDPServer(DatagramServer):
+    """A UDP server (IPv4; an IPv6 literal host selects IPv6)."""
+
+
+class UnixDatagramServer(DatagramServer):
+    """A Unix datagram server; ``addr`` is a path (default: a temporary one)."""
+
+    address_family: ClassVar[int] = socket.AF_UNIX
+
+
+class TestUDPServer(DatagramServer):
+    """Drop-in for test_logging's ``TestUDPServer``."""
+
+    __test__ = False
+
+    def __init__(
+        self,
+        addr: Any,
+        handler: Callable[[DatagramRequest], object],
+        poll_interval: float = 0.5,
+        bind_and_activate: bool = True,
+    ) -> None:
+        super().__init__(
+            addr,
+            handler,
+            record=False,
+            poll_interval=poll_interval,
+            bind_and_activate=bind_and_activate,
+        )
+
+
+class TestUnixDatagramServer(TestUDPServer):
+    """Drop-in for test_logging's ``TestUnixDatagramServer``."""
+
+    __test__ = False
+    address_family: ClassVar[int] = socket.AF_UNIX

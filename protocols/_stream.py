@@ -1,0 +1,390 @@
+"""TCP and Unix stream servers.
+
+Two ways to handle a connection:
+
+* **Blocking handler** (``handler=``): socketserver's shape, what CPython's
+  test_logging uses.  ``handler(request)`` runs on a worker thread per
+  connection and may call ``request.connection.recv()`` or read
+  ``request.rfile`` and write ``request.wfile``.  ``stop()`` shuts the
+  socket down for reading (so a handler blocked in ``recv()`` sees end of
+  file after what was already received) and joins the worker.
+* **Reactor-native callbacks** (``on_data=``, ``on_line=``, ``on_connect=``,
+  ``on_close=``): called on the reactor thread, no thread per connection;
+  reply with ``conn.write()`` and hang up with ``conn.close()``.  Use them
+  for many connections or when the test only needs to see bytes.
+
+Without a blocking handler, every connection is recorded as a
+:class:`Stream` (peer and every byte received) in :attr:`StreamServer.streams`,
+and tests wait with :meth:`StreamServer.wait_for_streams` or
+:meth:`StreamServer.wait_for_data`.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, BinaryIO, ClassVar
+
+from reactor import (
+    DEFAULT_WAIT_TIMEOUT,
+    HandlerTimeout,
+    StreamServerBase,
+    StreamTransport,
+)
+
+__all__ = [
+    "Stream",
+    "StreamConnection",
+    "StreamRequest",
+    "StreamServer",
+    "TCPServer",
+    "UnixStreamServer",
+    "TestTCPServer",
+    "TestUnixStreamServer",
+    "MAX_LINE_LENGTH",
+]
+
+#: Longest line ``on_line`` accepts (bytes, terminator included); a longer
+#: one is a protocol error that closes the connection.  64 KiB is far above
+#: any syslog (RFC 5424 §6.1 suggests receivers handle 2048 octets) or
+#: line-based test protocol while keeping memory per connection bounded.
+MAX_LINE_LENGTH = 64 * 1024
+
+
+class Stream:
+    """What one connection sent: ``peer``, ``data`` and whether it ``closed``.
+
+    Mutated on the reactor thread; read it after a ``wait_for_*`` call.
+    """
+
+    __slots__ = ("peer", "data", "closed", "opened_at")
+
+    def __init__(self, peer: Any) -> None:
+        self.peer = peer
+        self.data = bytearray()
+        self.closed = False
+        self.opened_at = time.monotonic()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Stream from {self.peer!r} {len(self.data)} bytes{' closed' if self.closed else ''}>"
+        )
+
+
+class StreamConnection:
+    """A live reactor-side connection handed to ``on_*`` callbacks.
+
+    :meth:`write` and :meth:`close` may be called from any thread; from
+    another thread they are handed to the reactor.
+    """
+
+    def __init__(self, server: StreamServer, stream: Stream) -> None:
+        self.server = server
+        self.stream = stream
+        self.transport: StreamTransport | None = None
+        self._linebuf = bytearray()
+
+    @property
+    def peer(self) -> Any:
+        return self.stream.peer
+
+    @property
+    def data(self) -> bytearray:
+        """Every byte received on this connection so far."""
+        return self.stream.data
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` (queued in order; never blocks)."""
+        self._on_reactor(self._write, bytes(data))
+
+    def close(self) -> None:
+        """Close once what was written has been sent."""
+        self._on_reactor(self._close)
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def _on_reactor(self, fn: Callable[..., None], *args: Any) -> None:
+        t = self.transport
+        if t is None:
+            return
+        reactor = t._reactor
+        if reactor.in_reactor_thread():
+            fn(*args)
+        else:
+            reactor.call_soon_threadsafe(fn, *args)
+
+    # -- StreamProtocol ----------------------------------------------------
+
+    def connection_made(self, transport: StreamTransport) -> None:
+        self.transport = transport
+        if self.server.on_connect is not None:
+            self.server.on_connect(self)
+
+    def data_received(self, data: bytes) -> None:
+        server = self.server
+        self.stream.data += data
+        if server.on_data is not None:
+            server.on_data(self, data)
+        if server.on_line is not None:
+            self._split_lines(data)
+        server._notify()
+
+    def _split_lines(self, data: bytes) -> None:
+        assert self.server.on_line is not None
+        buf = self._linebuf
+        start = len(buf)
+        buf += data
+        pos = 0
+        while True:
+            nl = buf.find(b"\n", max(pos, start))
+            if nl < 0:
+                break
+            line = bytes(buf[pos : nl + 1])
+            pos = nl + 1
+            start = pos
+            self.server.on_line(self, line)
+        del buf[:pos]
+        if len(buf) > self.server.max_line_length:
+            raise ValueError(
+                f"line longer than max_line_length={self.server.max_line_length} from {self.peer!r}"
+            )
+
+    def eof_received(self) -> bool | None:
+        if self.server.on_line is not None and self._linebuf:
+            line, self._linebuf = bytes(self._linebuf), bytearray()
+            self.server.on_line(self, line)  # the last line, unterminated
+        return None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.stream.closed = True
+        try:
+            if self.server.on_close is not None:
+                self.server.on_close(self)
+        finally:
+            self.server._notify()
+
+
+class _SocketWriter(io.BufferedIOBase):
+    """``wfile`` of a blocking request: every write goes out with sendall."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self._sock.sendall(b)
+        with memoryview(b) as view:
+            return view.nbytes
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+
+class StreamRequest:
+    """The request a blocking handler receives (socketserver's attributes)."""
+
+    def __init__(self, sock: socket.socket, client_address: Any, server: StreamServer) -> None:
+        #: The connected socket, in blocking mode (``request`` is the same).
+        self.connection = sock
+        self.request = sock
+        self.client_address = client_address
+        self.server = server
+        self.rfile: BinaryIO = sock.makefile("rb")
+        self.wfile: io.BufferedIOBase = _SocketWriter(sock)
+
+    def _finish(self) -> None:
+        try:
+            self.wfile.flush()
+        except OSError:
+            pass
+        self.wfile.close()
+        self.rfile.close()
+
+
+class StreamServer(StreamServerBase):
+    """A stream server (TCP unless ``address_family``/``addr`` say Unix).
+
+    :param handler: blocking ``handler(request)`` run on a worker thread per
+        connection (see the module docstring).  Exclusive with ``on_*``.
+    :param on_connect: ``on_connect(conn)`` when a connection opens.
+    :param on_data: ``on_data(conn, data)`` for each chunk received.
+    :param on_line: ``on_line(conn, line)`` for each complete line
+        (terminator included; the last unterminated line at end of file too).
+    :param on_close: ``on_close(conn)`` when a connection ends.
+    :param ssl_context: serve TLS on every connection.
+    :param max_line_length: limit for ``on_line`` (default
+        :data:`MAX_LINE_LENGTH`).
+
+    Other keywords are :class:`reactor.BaseServer`'s.  Callbacks run on the
+    reactor thread: they must not block.
+    """
+
+    def __init__(
+        self,
+        addr: Any = None,
+        handler: Callable[[StreamRequest], object] | None = None,
+        *,
+        on_connect: Callable[[StreamConnection], object] | None = None,
+        on_data: Callable[[StreamConnection, bytes], object] | None = None,
+        on_line: Callable[[StreamConnection, bytes], object] | None = None,
+        on_close: Callable[[StreamConnection], object] | None = None,
+        max_line_length: int = MAX_LINE_LENGTH,
+        **kwargs: Any,
+    ) -> None:
+        if handler is not None and any((on_connect, on_data, on_line, on_close)):
+            raise TypeError("handler= (blocking) and on_* (reactor) callbacks are exclusive")
+        self.handler = handler
+        self.on_connect = on_connect
+        self.on_data = on_data
+        self.on_line = on_line
+        self.on_close = on_close
+        self.max_line_length = max_line_length
+        #: One :class:`Stream` per connection, in accept order (not with ``handler``).
+        self.streams: list[Stream] = []
+        self._workers: dict[threading.Thread, socket.socket] = {}
+        self._workers_lock = threading.Lock()
+        super().__init__(addr, **kwargs)
+
+    # -- reactor-native connections -------------------------------------------
+
+    def make_protocol(self, addr: Any) -> StreamConnection:
+        stream = Stream(addr)
+        with self._cond:
+            self.streams.append(stream)
+        return StreamConnection(self, stream)
+
+    def _on_accept(self, sock: socket.socket, addr: Any) -> None:
+        if self.handler is None:
+            super()._on_accept(sock, addr)
+            return
+        sock.setblocking(True)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.family == socket.AF_UNIX and not addr:
+            addr = self.server_address  # socketserver reports '' for unnamed peers
+        request = StreamRequest(sock, addr, self)
+        t = threading.Thread(
+            target=self._run_worker,
+            args=(request,),
+            name=f"testservers-worker {addr!r}",
+            daemon=True,
+        )
+        with self._workers_lock:
+            self._workers[t] = sock
+        t.start()
+
+    def _run_worker(self, request: StreamRequest) -> None:
+        assert self.handler is not None
+        try:
+            self.handler(request)
+        except Exception as exc:
+            self.handle_error(exc, f"request from {request.client_address!r}")
+        finally:
+            with self._workers_lock:
+                self._workers.pop(threading.current_thread(), None)
+                try:
+                    request._finish()
+                finally:
+                    try:
+                        request.connection.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        pass
+                    request.connection.close()
+            self._notify()
+
+    def _join_workers(self, deadline: float) -> None:
+        with self._workers_lock:
+            workers = list(self._workers.items())
+            # Unblock recv(): data already received stays readable, then EOF.
+            for _, sock in workers:
+                try:
+                    sock.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
+        for t, _ in workers:
+            t.join(max(0.0, deadline - time.monotonic()))
+        stuck = [t for t, _ in workers if t.is_alive()]
+        for t in stuck:
+            self._record_error(
+                HandlerTimeout(f"handler thread {t.name!r} still running after stop() timeout"),
+                "stop()",
+            )
+
+    @property
+    def worker_count(self) -> int:
+        """Blocking-handler threads running now."""
+        with self._workers_lock:
+            return len(self._workers)
+
+    # -- waiting --------------------------------------------------------------
+
+    def wait_for_streams(
+        self, count: int = 1, *, closed: bool = True, timeout: float | None = DEFAULT_WAIT_TIMEOUT
+    ) -> list[Stream]:
+        """Wait until ``count`` connections were seen (and, by default, ended).
+
+        Returns those streams, oldest first.  :raises TimeoutError:
+        """
+
+        def done() -> list[Stream] | None:
+            got = [s for s in self.streams if s.closed or not closed]
+            return got[:count] if len(got) >= count else None
+
+        what = f"{count} {'closed ' if closed else ''}connection(s)"
+        return self.wait_for(done, timeout, what)
+
+    def wait_for_data(self, needle: bytes, timeout: float | None = DEFAULT_WAIT_TIMEOUT) -> Stream:
+        """Wait until some connection has received ``needle``; return its stream."""
+
+        def found() -> Stream | None:
+            for s in self.streams:
+                if needle in s.data:
+                    return s
+            return None
+
+        return self.wait_for(found, timeout, f"{needle!r}")
+
+
+class TCPServer(StreamServer):
+    """A TCP server on the shared reactor (see :class:`StreamServer`)."""
+
+
+class UnixStreamServer(StreamServer):
+    """A Unix stream socket server; ``addr`` is a path (default: a temporary one)."""
+
+    address_family: ClassVar[int] = socket.AF_UNIX
+
+
+class TestTCPServer(StreamServer):
+    """Drop-in for test_logging's ``TestTCPServer``: blocking ``handler(request)``."""
+
+    __test__ = False
+
+    def __init__(
+        self,
+        addr: Any,
+        handler: Callable[[StreamRequest], object],
+        poll_interval: float = 0.5,
+        bind_and_activate: bool = True,
+    ) -> None:
+        super().__init__(
+            addr, handler, poll_interval=poll_interval, bind_and_activate=bind_and_activate
+        )
+
+
+class TestUnixStreamServer(TestTCPServer):
+    """Drop-in for test_logging's ``TestUnixStreamServer``."""
+
+    __test__ = False
+    address_family: ClassVar[int] = socket.AF_UNIX

@@ -1,0 +1,554 @@
+"""The server lifecycle every server kind shares.
+
+States: *bound* (constructed; the socket is bound and listening unless
+``bind_and_activate=False``), *started* (registered on the reactor;
+``ready`` set) and *stopped* (socket closed; ``ready`` clear).  ``start()``
+after ``stop()`` binds again to the same address (the same port, so a client
+that kept the address can reconnect) and starts again; it raises the bind
+error in the caller if that address has been taken meanwhile.
+
+Which thread runs what:
+
+* ``start()``, ``stop()``, ``wait_for()`` and the ``wait_for_*`` helpers:
+  any thread except the reactor thread for ``start()``.
+* ``_attach()``, ``_detach()``, ``service_actions()``, protocol callbacks and
+  reactor-native handlers: the reactor thread.
+* Blocking (socketserver-style) stream handlers: one worker thread per
+  connection, joined by ``stop()``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import ssl
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+from ._errors import HandlerErrors, HandlerTimeout, ReactorDied, ServerClosedError
+from ._loop import Reactor, TimerHandle, acquire, release
+from ._transport import DatagramTransport, Listener, StreamProtocol, StreamTransport
+
+__all__ = [
+    "BaseServer",
+    "StreamServerBase",
+    "DatagramServerBase",
+    "DEFAULT_STOP_TIMEOUT",
+    "DEFAULT_WAIT_TIMEOUT",
+    "UDP_RCVBUF",
+]
+
+T = TypeVar("T")
+
+#: ``stop()`` without a timeout gives up waiting after this many seconds
+#: (stuck handlers are then reported), so it never hangs forever.
+DEFAULT_STOP_TIMEOUT = 10.0
+
+#: Default timeout of ``wait_for()`` and the ``wait_for_*`` helpers.
+DEFAULT_WAIT_TIMEOUT = 10.0
+
+#: SO_RCVBUF asked for datagram sockets (the kernel caps it at
+#: net.core.rmem_max): bursts from a log shipper must not be dropped while
+#: the reactor is busy with another server.
+UDP_RCVBUF = 4 * 1024 * 1024
+
+#: Waiting connections accepted in one go when ``stop()`` drains the backlog.
+_DRAIN_ACCEPT_LIMIT = 4096
+
+#: Datagrams read at most when ``stop()`` drains a datagram socket; a full
+#: 4 MiB receive buffer of minimal datagrams holds fewer than this.
+_DRAIN_DATAGRAM_LIMIT = 200_000
+
+
+def _is_path(addr: object) -> bool:
+    return isinstance(addr, (str, bytes, os.PathLike))
+
+
+class BaseServer:
+    """Lifecycle, address handling, ticks and error recording.
+
+    :param addr: ``(host, port)``; an IPv6 literal host selects AF_INET6; a
+        filesystem path (str, bytes or path-like) selects AF_UNIX.  ``None``
+        means ``("127.0.0.1", 0)`` (or a fresh temporary path for Unix
+        classes).
+    :param poll_interval: period in seconds of :meth:`service_actions` and of
+        idle-connection sweeps.  It never delays ``stop()``.  Ticks are only
+        scheduled when a subclass overrides ``service_actions`` or
+        ``idle_timeout`` is set, so an idle server makes no wake-ups.
+    :param bind_and_activate: bind and listen in the constructor (as
+        socketserver does); if False, call :meth:`server_bind` and
+        :meth:`server_activate` yourself, or just :meth:`start`.
+    :param idle_timeout: close connections silent for this many seconds.
+    :param raise_errors: default of ``stop(raise_errors=...)``.
+    :param report_errors: print handler errors on stderr (as socketserver
+        does) in addition to recording them in :attr:`errors`.
+    """
+
+    #: Address family used for ``(host, port)`` addresses; callers may set
+    #: it on the class (CPython's IPv6 syslog test does).
+    address_family: ClassVar[int] = socket.AF_INET
+    socket_type: ClassVar[int] = socket.SOCK_STREAM
+    allow_reuse_address: ClassVar[bool] = True
+    request_queue_size: ClassVar[int] = 128
+    __test__ = False  # pytest must not collect classes named Test*
+
+    def __init__(
+        self,
+        addr: Any = None,
+        *,
+        poll_interval: float | None = 0.5,
+        bind_and_activate: bool = True,
+        idle_timeout: float | None = None,
+        raise_errors: bool = False,
+        report_errors: bool = True,
+    ) -> None:
+        self.poll_interval = poll_interval
+        self.idle_timeout = idle_timeout
+        self.raise_errors = raise_errors
+        self.report_errors = report_errors
+        #: Set while the server is started (registered on the reactor).
+        self.ready = threading.Event()
+        #: Every handler exception, oldest first (guarantee G5).
+        self.errors: list[BaseException] = []
+        #: TLS handshake failures: recorded, never fatal.
+        self.tls_errors: list[BaseException] = []
+        self._raised_errors = 0
+        self._cond = threading.Condition()
+        self._lifecycle = threading.Lock()
+        self._reactor: Reactor | None = None
+        self._tick_handle: TimerHandle | None = None
+        self._tick_base = 0.0
+        self._tick_n = 0
+        self._unix_inode: tuple[int, int] | None = None
+        self._temp_dir: str | None = None
+        self.socket: socket.socket | None = None
+        self.family, self.server_address = self._resolve_address(addr)
+        self.port: int | None = None
+        if bind_and_activate:
+            try:
+                self.server_bind()
+                self.server_activate()
+            except BaseException:
+                self.server_close()
+                raise
+
+    # -- addresses ----------------------------------------------------------
+
+    def _resolve_address(self, addr: Any) -> tuple[int, Any]:
+        family = type(self).address_family
+        if _is_path(addr):
+            return socket.AF_UNIX, os.fsdecode(addr)
+        if family == socket.AF_UNIX:
+            if addr is None:
+                import tempfile
+
+                # A private directory with a short name (sun_path holds
+                # ~108 bytes); removed again when the server closes.
+                self._temp_dir = tempfile.mkdtemp(prefix="ts-")
+                return socket.AF_UNIX, os.path.join(self._temp_dir, "sock")
+            raise TypeError(f"a Unix socket server needs a filesystem path, not {addr!r}")
+        if addr is None:
+            addr = ("127.0.0.1", 0)
+        host = addr[0]
+        if family == socket.AF_INET and isinstance(host, str) and ":" in host:
+            family = socket.AF_INET6
+        return family, tuple(addr)
+
+    @property
+    def url_host(self) -> str:
+        """The host part for a URL: IPv6 literals in brackets."""
+        host = str(self.server_address[0])
+        return f"[{host}]" if ":" in host else host
+
+    # -- socketserver-compatible socket steps -------------------------------
+
+    def server_bind(self) -> None:
+        """Create the socket and bind it; ``server_address``/``port`` get the real values."""
+        if self.socket is None:
+            self.socket = socket.socket(self.family, self.socket_type)
+        sock = self.socket
+        if self._temp_dir is not None and not os.path.isdir(self._temp_dir):
+            os.mkdir(self._temp_dir, 0o700)  # restarted after stop() removed it
+        if self.family != socket.AF_UNIX and self.socket_type == socket.SOCK_STREAM:
+            if self.allow_reuse_address:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.socket_type == socket.SOCK_DGRAM:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+            except OSError:
+                pass
+        sock.bind(self.server_address)
+        self.server_address = sock.getsockname()
+        if self.family == socket.AF_UNIX:
+            st = os.stat(self.server_address)
+            self._unix_inode = (st.st_dev, st.st_ino)
+        else:
+            self.port = self.server_address[1]
+
+    def server_activate(self) -> None:
+        """Listen (stream servers); nothing for datagram servers."""
+        assert self.socket is not None
+        if self.socket_type == socket.SOCK_STREAM:
+            self.socket.listen(self.request_queue_size)
+
+    def server_close(self) -> None:
+        """Close the socket and remove a Unix socket file this server made."""
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
+        self._unlink_unix_path()
+
+    def _unlink_unix_path(self) -> None:
+        if self._unix_inode is not None:
+            try:
+                st = os.stat(self.server_address)
+                if (st.st_dev, st.st_ino) == self._unix_inode:
+                    os.unlink(self.server_address)
+            except OSError:
+                pass
+            self._unix_inode = None
+        if self._temp_dir is not None:
+            try:
+                os.rmdir(self._temp_dir)
+            except OSError:
+                pass
+
+    def fileno(self) -> int:
+        if self.socket is None:
+            raise ServerClosedError("server socket is closed")
+        return self.socket.fileno()
+
+    # -- lifecycle ----------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._reactor is not None
+
+    def start(self) -> None:
+        """Register the server on the shared reactor; return once it serves.
+
+        Binds first if needed (after ``stop()``, or with
+        ``bind_and_activate=False``), so bind errors such as ``EADDRINUSE``
+        raise here, in the caller's thread.  Sets :attr:`ready`.  A no-op on
+        a started server.
+
+        :raises OSError: bind or listen failed.
+        :raises ReactorDied: the reactor thread died while registering.
+        """
+        with self._lifecycle:
+            if self._reactor is not None:
+                return
+            if self.socket is None:
+                try:
+                    self.server_bind()
+                    self.server_activate()
+                except BaseException:
+                    self.server_close()
+                    raise
+            reactor = acquire()
+            try:
+                reactor.run_sync(self._attach_on_reactor, reactor, timeout=DEFAULT_STOP_TIMEOUT)
+            except BaseException:
+                release(reactor, join_timeout=DEFAULT_STOP_TIMEOUT)
+                self.server_close()
+                raise
+            self._reactor = reactor
+            self.ready.set()
+
+    def stop(self, timeout: float | None = None, *, raise_errors: bool | None = None) -> None:
+        """Stop serving, close every socket of this server, and return.
+
+        Wakes the reactor (no polling), so its latency does not depend on
+        ``poll_interval``.  Before closing, bytes, connections and datagrams
+        that had already reached the server are read and handled.  Worker
+        threads of blocking handlers are unblocked (their sockets are shut
+        down for reading) and joined.  Whatever is still running when
+        ``timeout`` (default :data:`DEFAULT_STOP_TIMEOUT`) runs out is
+        recorded as :class:`HandlerTimeout` in :attr:`errors` and reported.
+
+        Idempotent; stopping a server that was never started just closes its
+        socket.  With ``raise_errors`` (default: the constructor's), raises
+        :class:`HandlerErrors` if handlers failed since the last raise.
+        """
+        if timeout is None:
+            timeout = DEFAULT_STOP_TIMEOUT
+        deadline = time.monotonic() + timeout
+        with self._lifecycle:
+            reactor, self._reactor = self._reactor, None
+            if reactor is None:
+                self.server_close()
+                self.ready.clear()
+            else:
+                self.ready.clear()
+                try:
+                    reactor.run_sync(self._detach_on_reactor, timeout=max(0.0, timeout))
+                except ReactorDied:
+                    self._detach_after_death()
+                except TimeoutError:
+                    self._record_error(
+                        HandlerTimeout(
+                            f"the reactor was busy for {timeout} s (a handler running on the "
+                            "reactor thread is stuck?); sockets close when it returns"
+                        ),
+                        "stop()",
+                    )
+                self._join_workers(deadline)
+                self._unlink_unix_path()
+                release(reactor, join_timeout=max(0.0, deadline - time.monotonic()))
+                with self._cond:
+                    self._cond.notify_all()
+        if raise_errors is None:
+            raise_errors = self.raise_errors
+        if raise_errors:
+            self.raise_errors_now()
+
+    def raise_errors_now(self) -> None:
+        """Raise :class:`HandlerErrors` for errors recorded since the last raise."""
+        with self._cond:
+            new = self.errors[self._raised_errors :]
+            self._raised_errors = len(self.errors)
+        if new:
+            raise HandlerErrors(new) from new[0]
+
+    def __enter__(self: T) -> T:
+        self.start()  # type: ignore[attr-defined]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # Re-raise handler errors only if the body itself succeeded.
+        self.stop(raise_errors=self.raise_errors and exc_info[0] is None)
+
+    def __repr__(self) -> str:
+        state = "started" if self.started else "stopped"
+        return f"<{type(self).__name__} {self.server_address!r} {state}>"
+
+    # -- hooks for subclasses -----------------------------------------------
+
+    def service_actions(self) -> None:
+        """Called every ``poll_interval`` seconds on the reactor thread.
+
+        Override it to do periodic work; only then are ticks scheduled.
+        """
+
+    def _attach(self, reactor: Reactor) -> None:
+        """Register the server's sockets on ``reactor`` (reactor thread)."""
+        raise NotImplementedError
+
+    def _detach(self) -> None:
+        """Handle what already arrived, then close every socket (reactor thread)."""
+        raise NotImplementedError
+
+    def _detach_after_death(self) -> None:
+        """The reactor died: close what we own from the caller's thread."""
+        self.server_close()
+
+    def _join_workers(self, deadline: float) -> None:
+        """Join worker threads (servers with blocking handlers override it)."""
+
+    def _sweep_idle(self, now: float) -> None:
+        """Close connections idle longer than ``idle_timeout``."""
+
+    # -- reactor-side lifecycle -----------------------------------------------
+
+    def _attach_on_reactor(self, reactor: Reactor) -> None:
+        self._attach(reactor)
+        pi = self.poll_interval
+        needs_tick = (
+            type(self).service_actions is not BaseServer.service_actions
+            or self.idle_timeout is not None
+        )
+        if needs_tick and pi is not None and pi > 0:
+            self._tick_base = time.monotonic()
+            self._tick_n = 1
+            self._tick_handle = reactor.call_at(self._tick_base + pi, self._tick, reactor)
+
+    def _detach_on_reactor(self) -> None:
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        try:
+            self._detach()
+        finally:
+            self.server_close()
+
+    def _tick(self, reactor: Reactor) -> None:
+        pi = self.poll_interval
+        assert pi is not None
+        now = time.monotonic()
+        try:
+            self.service_actions()
+        except Exception as exc:
+            self.handle_error(exc, "service_actions()")
+        if self.idle_timeout is not None:
+            self._sweep_idle(now)
+        # Next deadline on the base + n * interval grid: no drift; after an
+        # overrun, skip the missed ticks instead of firing a burst.
+        n = self._tick_n + 1
+        if self._tick_base + n * pi <= now:
+            n = math.floor((now - self._tick_base) / pi) + 1
+        self._tick_n = n
+        if self._tick_handle is not None:
+            self._tick_handle = reactor.call_at(self._tick_base + n * pi, self._tick, reactor)
+
+    # -- errors ---------------------------------------------------------------
+
+    def handle_error(self, exc: BaseException, context: str) -> None:
+        """Record a handler exception and report it on stderr (G5).
+
+        Runs on whichever thread the handler ran on.  Never raises.
+        """
+        self._record_error(exc, context)
+
+    def _record_error(self, exc: BaseException, context: str) -> None:
+        with self._cond:
+            self.errors.append(exc)
+            self._cond.notify_all()
+        if self.report_errors:
+            try:
+                sys.stderr.write(
+                    f"{'-' * 40}\n{type(self).__name__} {self.server_address!r}: "
+                    f"exception during {context}:\n"
+                )
+                traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+                sys.stderr.write("-" * 40 + "\n")
+            except Exception:
+                pass
+
+    def handle_tls_error(self, exc: BaseException, peer: object) -> None:
+        """Record a failed TLS handshake in :attr:`tls_errors` (not fatal)."""
+        with self._cond:
+            self.tls_errors.append(exc)
+            self._cond.notify_all()
+
+    # -- waiting for what arrives --------------------------------------------
+
+    def _notify(self) -> None:
+        """Wake threads blocked in :meth:`wait_for` (call after recording)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_for(
+        self,
+        predicate: Callable[[], T | None],
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        what: str = "condition",
+    ) -> T:
+        """Block until ``predicate()`` is true and return its value.
+
+        The predicate is re-evaluated whenever the server records something.
+
+        :raises TimeoutError: naming ``what``, if ``timeout`` passes first.
+        """
+        with self._cond:
+            result = self._cond.wait_for(predicate, timeout)
+        if not result:
+            name = type(self).__name__
+            raise TimeoutError(f"{name}: timed out after {timeout} s waiting for {what}")
+        return result
+
+
+class StreamServerBase(BaseServer):
+    """A listening stream server whose connections run reactor-side protocols.
+
+    Subclasses implement :meth:`make_protocol`.  ``ssl_context`` makes every
+    accepted connection TLS (handshake driven by the reactor, failures go to
+    :attr:`tls_errors`).
+    """
+
+    def __init__(
+        self, addr: Any = None, *, ssl_context: ssl.SSLContext | None = None, **kwargs: Any
+    ) -> None:
+        self.ssl_context = ssl_context
+        self._listener: Listener | None = None
+        self._transports: set[StreamTransport] = set()
+        super().__init__(addr, **kwargs)
+
+    def make_protocol(self, addr: Any) -> StreamProtocol:
+        """Return the protocol object for a new connection (reactor thread)."""
+        raise NotImplementedError
+
+    def _on_accept(self, sock: socket.socket, addr: Any) -> None:
+        assert self._loop is not None
+        proto = self.make_protocol(addr)
+        transport = StreamTransport(
+            self._loop,
+            sock,
+            proto,
+            self,
+            ssl_context=self.ssl_context,
+            on_closed=self._transports.discard,
+        )
+        if not transport.is_closing():
+            self._transports.add(transport)
+
+    _loop: Reactor | None = None
+
+    @property
+    def connection_count(self) -> int:
+        """Open connections right now (a snapshot)."""
+        return len(self._transports)
+
+    def _attach(self, reactor: Reactor) -> None:
+        assert self.socket is not None
+        self._loop = reactor
+        self._listener = Listener(
+            reactor, self.socket, self._on_accept, self, self.request_queue_size
+        )
+
+    def _detach(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.accept_pending(_DRAIN_ACCEPT_LIMIT)
+        for t in list(self._transports):
+            t.drain_now()
+        if listener is not None:
+            listener.close()
+        self.socket = None  # the listener closed it
+        self._loop = None
+        for t in list(self._transports):
+            t.close()  # sends what is buffered if the socket takes it now
+            t.abort()
+        self._transports.clear()
+
+    def _sweep_idle(self, now: float) -> None:
+        assert self.idle_timeout is not None
+        for t in list(self._transports):
+            if now - t.last_activity > self.idle_timeout:
+                t.abort()
+
+
+class DatagramServerBase(BaseServer):
+    """A bound datagram socket whose datagrams are handled on the reactor."""
+
+    socket_type: ClassVar[int] = socket.SOCK_DGRAM
+
+    def __init__(self, addr: Any = None, **kwargs: Any) -> None:
+        self._transport: DatagramTransport | None = None
+        super().__init__(addr, **kwargs)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        """Handle one datagram (reactor thread)."""
+        raise NotImplementedError
+
+    def sendto(self, data: bytes, addr: Any) -> None:
+        """Send a datagram from the server socket (reactor thread)."""
+        if self._transport is not None:
+            self._transport.sendto(data, addr)
+
+    def _attach(self, reactor: Reactor) -> None:
+        assert self.socket is not None
+        self._transport = DatagramTransport(reactor, self.socket, self, self)
+
+    def _detach(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            # Everything that reached the socket before stop() is handled
+            # (bounded: a flood that goes on during stop cannot hold it).
+            transport.read_pending(_DRAIN_DATAGRAM_LIMIT)
+            transport.close()
+        self.socket = None

@@ -1,0 +1,625 @@
+"""Transports: the only code that calls accept, recv, send and close.
+
+Every method here runs on the reactor thread unless its docstring says
+otherwise.  A transport talks to a *protocol* object through a handful of
+callbacks (the asyncio shape, without asyncio)::
+
+    connection_made(transport)      once, before any data
+    data_received(data: bytes)      decrypted application bytes
+    eof_received() -> bool | None   peer half-closed; return True to keep writing
+    connection_lost(exc)            once, last; exc is None for a clean close
+
+Streams write each ``write()`` with at most one ``send()`` when the socket
+can take it (and ``TCP_NODELAY`` is set), buffer the rest, and apply
+back-pressure by pausing reads while more than :data:`WRITE_HIGH_WATER`
+bytes wait to be sent.  TLS runs over ``ssl.MemoryBIO`` pairs, so a
+handshake never blocks the loop, and a connection can be upgraded in place
+(STARTTLS) with :meth:`StreamTransport.start_tls`.
+"""
+
+from __future__ import annotations
+
+import errno
+import selectors
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ._loop import Reactor, TimerHandle
+
+__all__ = [
+    "StreamProtocol",
+    "DatagramProtocol",
+    "ErrorSink",
+    "StreamTransport",
+    "DatagramTransport",
+    "Listener",
+    "READ_CHUNK",
+    "WRITE_HIGH_WATER",
+    "ACCEPT_RETRY_DELAY",
+    "TLS_HANDSHAKE_TIMEOUT",
+]
+
+#: Bytes asked of one ``recv()``.  256 KiB moves a multi-megabyte upload in
+#: few passes without letting one connection hog a pass for long.
+READ_CHUNK = 256 * 1024
+
+#: Reads from a connection pause while more than this many bytes wait to be
+#: sent to it (a client that pipelines requests but never reads replies
+#: cannot make the server buffer without bound); they resume below a quarter.
+WRITE_HIGH_WATER = 4 * 1024 * 1024
+
+#: After EMFILE/ENFILE/ENOBUFS/ENOMEM on accept(), the listener stops
+#: watching its socket for this long instead of spinning on a socket that
+#: stays readable while no descriptor can be had.
+ACCEPT_RETRY_DELAY = 0.1
+
+#: A TLS client that has not finished its handshake after this many seconds
+#: is dropped (a silent client must not hold a connection slot forever).
+TLS_HANDSHAKE_TIMEOUT = 30.0
+
+#: Datagrams read per readable event before giving other sockets a turn.
+_DATAGRAMS_PER_PASS = 256
+
+#: accept() errors that mean "no descriptor or memory now": back off.
+_ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class ErrorSink(Protocol):
+    """Where transports report what goes wrong (a server implements it)."""
+
+    def handle_error(self, exc: BaseException, context: str) -> None: ...
+
+    def handle_tls_error(self, exc: BaseException, peer: object) -> None: ...
+
+
+class StreamProtocol(Protocol):
+    def connection_made(self, transport: StreamTransport) -> None: ...
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def eof_received(self) -> bool | None: ...
+
+    def connection_lost(self, exc: BaseException | None) -> None: ...
+
+
+class DatagramProtocol(Protocol):
+    def datagram_received(self, data: bytes, addr: Any) -> None: ...
+
+
+class StreamTransport:
+    """A non-blocking connected stream socket, optionally TLS.
+
+    Reactor thread only.  ``protocol`` callbacks that raise are reported to
+    ``owner.handle_error`` and the connection is aborted; the loop and the
+    other connections go on.
+    """
+
+    def __init__(
+        self,
+        reactor: Reactor,
+        sock: socket.socket,
+        protocol: StreamProtocol,
+        owner: ErrorSink,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        server_side: bool = True,
+        on_closed: Callable[[StreamTransport], None] | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._on_closed = on_closed
+        self._sock = sock
+        self.protocol = protocol
+        self._owner = owner
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        try:
+            self.peername: Any = sock.getpeername()
+        except OSError:
+            self.peername = None
+        self.sockname: Any = sock.getsockname()
+        self._wbuf = bytearray()
+        self._events = 0
+        self._reading = True
+        self._paused_for_writes = False
+        self._closing = False  # close() called: flush, then close
+        self._closed = False  # socket closed, connection_lost delivered
+        self._eof = False
+        self._write_eof_pending = False
+        self.last_activity = time.monotonic()
+        self.extra: dict[str, Any] = {}
+        # TLS state
+        self._sslobj: ssl.SSLObject | None = None
+        self._in_bio: ssl.MemoryBIO | None = None
+        self._out_bio: ssl.MemoryBIO | None = None
+        self._handshaking = False
+        self._pending_plain: list[bytes] = []
+        self._handshake_timer: TimerHandle | None = None
+        self._tls_done_cb: Callable[[], None] | None = None
+        self._update_events()
+        if ssl_context is not None:
+            self._begin_tls(ssl_context, server_side)
+        self._call(self.protocol.connection_made, self)
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def socket(self) -> socket.socket:
+        return self._sock
+
+    @property
+    def is_tls(self) -> bool:
+        return self._sslobj is not None and not self._handshaking
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject | None:
+        return self._sslobj
+
+    def is_closing(self) -> bool:
+        return self._closing or self._closed
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._wbuf) + sum(map(len, self._pending_plain))
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data``; it is sent in order, in as few sends as possible."""
+        if self._closing or self._closed or not data:
+            return
+        if self._sslobj is not None:
+            if self._handshaking:
+                self._pending_plain.append(bytes(data))
+                return
+            self._tls_write(bytes(data))
+        else:
+            self._wbuf += data
+        self._flush()
+
+    def write_eof(self) -> None:
+        """Half-close: shut down the write side once the buffer is sent."""
+        self._write_eof_pending = True
+        self._flush()
+
+    def close(self) -> None:
+        """Close after the write buffer is flushed; reads stop at once."""
+        if self._closing or self._closed:
+            return
+        self._closing = True
+        self._reading = False
+        if self._sslobj is not None and not self._handshaking:
+            try:
+                self._sslobj.unwrap()  # queues close_notify
+            except (ssl.SSLError, ValueError, OSError):
+                pass
+            self._move_tls_output()
+        self._flush()
+        if not self._closed:
+            self._update_events()
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Close now, dropping anything unsent."""
+        self._force_close(exc)
+
+    def pause_reading(self) -> None:
+        self._reading = False
+        self._update_events()
+
+    def resume_reading(self) -> None:
+        if not self._closing:
+            self._reading = True
+            self._update_events()
+
+    def start_tls(
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_side: bool = True,
+        on_done: Callable[[], None] | None = None,
+    ) -> None:
+        """Upgrade this plaintext connection to TLS in place (STARTTLS).
+
+        Bytes already written (the "220 ready" reply) go out in plaintext
+        first; everything after is TLS.  Plaintext the peer sent before its
+        handshake is the protocol's to discard (RFC 3207 §4.2).  ``on_done``
+        runs once the handshake has completed.
+        """
+        if self._sslobj is not None:
+            raise RuntimeError("connection is already TLS")
+        self._tls_done_cb = on_done
+        self._begin_tls(context, server_side)
+        self._flush()
+
+    def drain_now(self) -> None:
+        """Read and deliver everything the kernel holds for this connection.
+
+        Used by ``stop()`` so that bytes which reached the server before the
+        stop are handled, not lost.  Bounded: it stops at EAGAIN.
+        """
+        for _ in range(4096):
+            if self._closed or self._closing:
+                return
+            if not self._read_once():
+                return
+
+    # -- I/O callbacks ------------------------------------------------------
+
+    def _on_events(self, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE and not self._closed:
+            self._flush()
+        if mask & selectors.EVENT_READ and not self._closed and self._reading:
+            self._read_once()
+
+    def _read_once(self) -> bool:
+        """One recv(); returns True if bytes were delivered and more may wait."""
+        try:
+            data = self._sock.recv(READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:  # ECONNRESET, ETIMEDOUT...: the peer broke it
+            self._force_close(exc)
+            return False
+        self.last_activity = time.monotonic()
+        if not data:
+            self._on_eof()
+            return False
+        if self._sslobj is not None:
+            self._tls_feed(data)
+        else:
+            self._call(self.protocol.data_received, data)
+        return True
+
+    def _on_eof(self) -> None:
+        self._eof = True
+        self._reading = False
+        if self._sslobj is not None and self._handshaking:
+            self._force_close(None)
+            return
+        keep_open = self._call(self.protocol.eof_received)
+        if self._closed:
+            return
+        if keep_open:
+            self._update_events()
+        else:
+            self.close()
+
+    def _flush(self) -> None:
+        if self._closed:
+            return
+        buf = self._wbuf
+        while buf:
+            try:
+                sent = self._sock.send(buf)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # EPIPE, ECONNRESET
+                self._force_close(exc)
+                return
+            del buf[:sent]
+        if not buf:
+            if self._closing:
+                self._force_close(None)
+                return
+            if self._write_eof_pending:
+                self._write_eof_pending = False
+                try:
+                    self._sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+        self._update_back_pressure()
+        self._update_events()
+
+    def _update_back_pressure(self) -> None:
+        size = len(self._wbuf)
+        if not self._paused_for_writes and size > WRITE_HIGH_WATER:
+            self._paused_for_writes = True
+        elif self._paused_for_writes and size <= WRITE_HIGH_WATER // 4:
+            self._paused_for_writes = False
+
+    def _update_events(self) -> None:
+        if self._closed:
+            return
+        events = 0
+        if self._reading and not self._eof and not self._paused_for_writes:
+            events |= selectors.EVENT_READ
+        if self._wbuf:
+            events |= selectors.EVENT_WRITE
+        if events != self._events:
+            if self._events == 0:
+                self._reactor.register(self._sock, events, self._on_events)
+            else:
+                self._reactor.modify(self._sock, events, self._on_events)
+            self._events = events
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._closing = True
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        if self._events:
+            self._reactor.unregister(self._sock)
+            self._events = 0
+        self._sock.close()
+        self._wbuf.clear()
+        if self._on_closed is not None:
+            self._on_closed(self)
+        self._call(self.protocol.connection_lost, exc)
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:
+            self._owner.handle_error(exc, f"connection from {self.peername!r}")
+            self._force_close(exc)
+            return None
+
+    # -- TLS over memory BIOs -------------------------------------------------
+
+    def _begin_tls(self, context: ssl.SSLContext, server_side: bool) -> None:
+        self._in_bio = ssl.MemoryBIO()
+        self._out_bio = ssl.MemoryBIO()
+        self._sslobj = context.wrap_bio(self._in_bio, self._out_bio, server_side=server_side)
+        self._handshaking = True
+        self._handshake_timer = self._reactor.call_later(
+            TLS_HANDSHAKE_TIMEOUT, self._handshake_timed_out
+        )
+        if not server_side:
+            self._do_handshake()
+
+    def _handshake_timed_out(self) -> None:
+        self._handshake_timer = None
+        if self._handshaking and not self._closed:
+            self._owner.handle_tls_error(
+                TimeoutError(f"TLS handshake not done in {TLS_HANDSHAKE_TIMEOUT} s"), self.peername
+            )
+            self._force_close(None)
+
+    def _move_tls_output(self) -> None:
+        assert self._out_bio is not None
+        pending = self._out_bio.pending
+        if pending:
+            self._wbuf += self._out_bio.read(pending)
+
+    def _do_handshake(self) -> None:
+        assert self._sslobj is not None
+        try:
+            self._sslobj.do_handshake()
+        except ssl.SSLWantReadError:
+            self._move_tls_output()
+            self._flush()
+            return
+        except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
+            self._move_tls_output()
+            self._owner.handle_tls_error(exc, self.peername)
+            self._flush()  # send the alert if the socket takes it now
+            self._force_close(None)
+            return
+        self._handshaking = False
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        self._move_tls_output()
+        pending, self._pending_plain = self._pending_plain, []
+        for chunk in pending:
+            self._tls_write(chunk)
+        self._flush()
+        done, self._tls_done_cb = self._tls_done_cb, None
+        if done is not None:
+            self._call(done)
+
+    def _tls_feed(self, data: bytes) -> None:
+        assert self._in_bio is not None and self._sslobj is not None
+        self._in_bio.write(data)
+        if self._handshaking:
+            self._do_handshake()
+            if self._handshaking or self._closed:
+                return
+        while not self._closed:
+            try:
+                plain = self._sslobj.read(READ_CHUNK)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                self._move_tls_output()
+                self._on_eof()
+                return
+            except ssl.SSLError as exc:
+                self._owner.handle_tls_error(exc, self.peername)
+                self._force_close(exc)
+                return
+            if not plain:
+                self._on_eof()
+                return
+            self._call(self.protocol.data_received, plain)
+        if not self._closed:
+            self._move_tls_output()  # e.g. session tickets, key updates
+            self._flush()
+
+    def _tls_write(self, data: bytes) -> None:
+        assert self._sslobj is not None
+        view = memoryview(data)
+        while view:
+            n = self._sslobj.write(view)
+            view = view[n:]
+            self._move_tls_output()
+
+
+class Listener:
+    """A listening socket that accepts on readiness and hands connections on.
+
+    ``on_accept(sock, addr)`` runs on the reactor thread for each accepted
+    connection.  Resource exhaustion on accept() (EMFILE and friends) makes
+    the listener stop watching its socket for :data:`ACCEPT_RETRY_DELAY`
+    seconds instead of spinning.
+    """
+
+    def __init__(
+        self,
+        reactor: Reactor,
+        sock: socket.socket,
+        on_accept: Callable[[socket.socket, Any], None],
+        owner: ErrorSink,
+        backlog: int,
+    ) -> None:
+        self._reactor = reactor
+        self._sock = sock
+        self._on_accept = on_accept
+        self._owner = owner
+        self._backlog = max(1, backlog)
+        self._retry: TimerHandle | None = None
+        self._registered = False
+        self._closed = False
+        sock.setblocking(False)
+        self._watch()
+
+    def _watch(self) -> None:
+        self._retry = None
+        if not self._closed and not self._registered:
+            self._reactor.register(self._sock, selectors.EVENT_READ, self._on_readable)
+            self._registered = True
+
+    def _on_readable(self, mask: int) -> None:
+        self.accept_pending(self._backlog)
+
+    def accept_pending(self, limit: int) -> None:
+        """Accept up to ``limit`` waiting connections (stops at EAGAIN)."""
+        for _ in range(limit):
+            if self._closed:
+                return
+            try:
+                conn, addr = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue  # the peer gave up while queued: next one
+            except OSError as exc:
+                if exc.errno in _ACCEPT_RESOURCE_ERRNOS:
+                    self._owner.handle_error(exc, "accept() out of resources; retrying")
+                    if self._registered:
+                        self._reactor.unregister(self._sock)
+                        self._registered = False
+                    self._retry = self._reactor.call_later(ACCEPT_RETRY_DELAY, self._watch)
+                    return
+                raise
+            try:
+                self._on_accept(conn, addr)
+            except Exception as exc:
+                conn.close()
+                self._owner.handle_error(exc, f"setting up connection from {addr!r}")
+
+    def close(self) -> None:
+        """Stop accepting and close the socket (reactor thread only)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+        if self._registered:
+            self._reactor.unregister(self._sock)
+            self._registered = False
+        self._sock.close()
+
+
+class DatagramTransport:
+    """A bound datagram socket: reads every datagram, queues replies.
+
+    ``protocol.datagram_received(data, addr)`` runs on the reactor thread for
+    each datagram, in arrival order.  Replies that the socket cannot take
+    right now wait in a queue bounded by :attr:`max_queued`.
+    """
+
+    max_queued = 4096
+
+    def __init__(
+        self, reactor: Reactor, sock: socket.socket, protocol: DatagramProtocol, owner: ErrorSink
+    ) -> None:
+        self._reactor = reactor
+        self._sock = sock
+        self.protocol = protocol
+        self._owner = owner
+        self._queue: deque[tuple[bytes, Any]] = deque()
+        self._events = selectors.EVENT_READ
+        self._closed = False
+        sock.setblocking(False)
+        reactor.register(sock, self._events, self._on_events)
+
+    @property
+    def socket(self) -> socket.socket:
+        return self._sock
+
+    def sendto(self, data: bytes, addr: Any) -> None:
+        """Send a datagram now, or queue it if the socket is full."""
+        if self._closed:
+            return
+        if not self._queue:
+            try:
+                self._send(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:
+                self._owner.handle_error(exc, f"sending a reply to {addr!r}")
+                return
+        if len(self._queue) < self.max_queued:
+            self._queue.append((data, addr))
+        self._set_events(selectors.EVENT_READ | selectors.EVENT_WRITE)
+
+    def _send(self, data: bytes, addr: Any) -> None:
+        if addr is None or addr == "":  # unnamed Unix datagram peer: no reply possible
+            return
+        self._sock.sendto(data, addr)
+
+    def _set_events(self, events: int) -> None:
+        if events != self._events and not self._closed:
+            self._reactor.modify(self._sock, events, self._on_events)
+            self._events = events
+
+    def _on_events(self, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            while self._queue:
+                data, addr = self._queue[0]
+                try:
+                    self._send(data, addr)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:
+                    self._owner.handle_error(exc, f"sending a reply to {addr!r}")
+                self._queue.popleft()
+            self._set_events(selectors.EVENT_READ)
+        if mask & selectors.EVENT_READ:
+            self.read_pending(_DATAGRAMS_PER_PASS)
+
+    def read_pending(self, limit: int) -> int:
+        """Deliver up to ``limit`` waiting datagrams; returns how many."""
+        n = 0
+        while n < limit and not self._closed:
+            try:
+                data, addr = self._sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except ConnectionRefusedError:
+                continue  # ICMP port unreachable from an earlier reply
+            except OSError as exc:
+                self._owner.handle_error(exc, "recvfrom()")
+                break
+            n += 1
+            try:
+                self.protocol.datagram_received(data, addr)
+            except Exception as exc:
+                self._owner.handle_error(exc, f"datagram from {addr!r}")
+        return n
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._reactor.unregister(self._sock)
+        self._sock.close()
