@@ -1,0 +1,687 @@
+"""The sans-I/O HTTP/1.1 server-side machine (RFC 9112 framing, RFC 9110 semantics).
+
+Theory of operation
+-------------------
+
+One :class:`HTTP11Machine` serves one connection.  The caller feeds it the
+bytes it received (``receive_data(b"")`` meaning EOF), pulls events with
+``next_event()``, gives it the response with ``send()`` or
+``send_response()``, and writes whatever ``data_to_send()`` returns.  The
+machine never touches a socket.
+
+The connection is two small state machines, one per direction, whose states,
+transitions and special cases are all in :mod:`protocols._http_state`:
+
+* *their* side (the client) goes IDLE -> SEND_BODY (a :class:`Request` was
+  received) -> DONE (its :class:`EndOfMessage`);
+* *our* side (the server) goes IDLE -> SEND_RESPONSE (a request arrived) ->
+  SEND_BODY (a :class:`Response` was sent) -> DONE (its EndOfMessage).
+
+A side that is DONE on a connection that will not be reused goes to
+MUST_CLOSE, and when both sides are DONE the machine starts the next cycle
+(both IDLE) by itself.  Because the machine parses
+nothing while their side is DONE (``next_event()`` returns :data:`PAUSED`),
+pipelined requests stay buffered and responses leave strictly in request
+order.
+
+Errors.  Bad input raises :class:`RemoteProtocolError` from ``next_event()``
+with a ``status_hint``; the machine is then in ERROR and, if no response was
+started, has queued a complete error response with ``Connection: close``.
+Misuse raises :class:`LocalProtocolError`.
+
+Line endings.  RFC 9112 §2.2 lets a recipient accept a bare LF as the end of a
+line and ignore a preceding CR.  This machine does so in the request line and
+the header section only (``GET / HTTP/1.1\\nHost: x\\n\\n`` is accepted, as
+by nginx, node and CPython's http.server).  Inside chunked framing (chunk-size
+lines, the CRLF after chunk data, the trailer section) it requires CRLF and
+answers a bare LF with 400: that is where lenient and strict parsers
+disagree about where a body ends, which is the substance of request
+smuggling.  A bare CR anywhere is invalid (400), as RFC 9112 §2.2 allows.
+
+Buffering.  Received bytes go into one ``bytearray`` consumed by moving an
+offset; each search resumes where the previous one stopped, so feeding a
+request one byte at a time costs linear time, and the array is compacted
+when the consumed prefix is large.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from ._http_events import (
+    DEFAULT_LIMITS,
+    NEED_DATA,
+    PAUSED,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    Event,
+    Headers,
+    HTTPLimits,
+    HTTPProtocolError,
+    InformationalResponse,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Request,
+    Response,
+    Signal,
+)
+from ._http_grammar import (
+    CHUNK_LINE,
+    DIGITS,
+    HEAD_END,
+    REQUEST_LINE,
+    parse_fields,
+    reason_phrase,
+)
+from ._http_state import OUR_TRANSITIONS, THEIR_TRANSITIONS, State, settle, transition
+
+__all__ = ["HTTP11Machine", "State"]
+
+
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
+
+# Compact the receive buffer once this many consumed octets sit in front.
+_COMPACT_AT: Final = 65536
+
+# Body framing of a message (both directions).
+_NONE, _LENGTH, _CHUNKED, _CLOSE = 0, 1, 2, 3
+# Phases of a chunked request body.
+_C_SIZE, _C_DATA, _C_DATA_END, _C_TRAILER = 0, 1, 2, 3
+
+
+class HTTP11Machine:
+    """Server side of one HTTP/1.1 connection, without I/O.
+
+    Not thread-safe: one thread (normally the reactor's) owns the machine.
+
+    :param limits: the buffer limits; see :class:`HTTPLimits`.
+    """
+
+    def __init__(self, *, limits: HTTPLimits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        #: State of the client's side.
+        self.their_state = State.IDLE
+        #: State of the server's side.
+        self.our_state = State.IDLE
+        #: The request being answered (the latest :class:`Request` returned).
+        self.request: Request | None = None
+        #: The error that put the machine in ERROR, if any.
+        self.error: HTTPProtocolError | None = None
+        self._buf = bytearray()
+        self._pos = 0  # start of the unconsumed bytes in _buf
+        self._scan = 0  # where the current search for a terminator resumes
+        self._line_end = -1  # end of the request line, once seen
+        self._eof = False
+        self._out = bytearray()
+        self._reset_cycle()
+
+    def _reset_cycle(self) -> None:
+        self._keep_alive = True
+        self._http11 = True
+        self._is_head = False
+        self._expect_pending = False  # a 100 Continue may still be owed
+        self._recv_mode = _NONE
+        self._recv_left = 0  # body octets left (length) / in this chunk
+        self._recv_total = 0  # decoded body octets received so far
+        self._chunk_phase = _C_SIZE
+        self._trailers: list[tuple[str, str]] = []
+        self._trailer_bytes = 0
+        self._send_mode = _NONE
+        self._send_left = 0
+
+    # ------------------------------------------------------------------
+    # Receiving
+    # ------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Append received bytes; ``b""`` means the client sent EOF.
+
+        Never parses (so never raises a protocol error); ``next_event()`` does.
+        Raises :class:`LocalProtocolError` if data follows EOF.  Bytes fed
+        in the ERROR state are dropped.
+        """
+        if self.their_state is State.ERROR:
+            return
+        if not data:
+            self._eof = True
+            return
+        if self._eof:
+            raise LocalProtocolError("receive_data() after EOF")
+        buf = self._buf
+        pos = self._pos
+        if pos:
+            if pos == len(buf):
+                buf.clear()
+                self._shift(pos)
+            elif pos >= _COMPACT_AT and pos * 2 >= len(buf):
+                del buf[:pos]
+                self._shift(pos)
+        buf += data
+
+    def _shift(self, n: int) -> None:
+        self._pos -= n
+        self._scan = max(0, self._scan - n)
+        if self._line_end >= 0:
+            self._line_end -= n
+
+    @property
+    def buffered(self) -> int:
+        """Octets received and not yet consumed (e.g. pipelined requests)."""
+        return len(self._buf) - self._pos
+
+    @property
+    def eof_received(self) -> bool:
+        """True once ``receive_data(b"")`` was called."""
+        return self._eof
+
+    def next_event(self) -> Request | Data | EndOfMessage | ConnectionClosed | Signal:
+        """Return the next event from the client, :data:`NEED_DATA` or :data:`PAUSED`.
+
+        Order per request: one :class:`Request`, zero or more :class:`Data`,
+        one :class:`EndOfMessage`; then :data:`PAUSED` until the response is
+        complete; then the next request.  :class:`ConnectionClosed` (again on
+        every call) after a clean EOF between requests.
+
+        If the request carries ``Expect: 100-continue``, asking for its body
+        (calling this after the Request, while no response was started and
+        no body octet has arrived) queues ``100 Continue`` in
+        ``data_to_send()``.
+
+        Raises :class:`RemoteProtocolError` for bad input (then the machine
+        is in ERROR with the error response queued) and
+        :class:`LocalProtocolError` if called in the ERROR state.
+        """
+        state = self.their_state
+        if state is State.ERROR:
+            raise LocalProtocolError(f"the connection failed earlier: {self.error}")
+        try:
+            if state is State.IDLE:
+                return self._read_head()
+            if state is State.SEND_BODY:
+                return self._read_body()
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+            raise
+        if state is State.CLOSED:
+            return ConnectionClosed()
+        return PAUSED  # DONE or MUST_CLOSE: waiting for (or past) our response
+
+    def _read_head(self) -> Request | ConnectionClosed | Signal:
+        buf = self._buf
+        pos = self._pos
+        end = len(buf)
+        # RFC 9112 §2.2: ignore empty lines received before the request-line.
+        while pos < end:
+            c = buf[pos]
+            if c == 0x0A:
+                pos += 1
+            elif c == 0x0D and pos + 1 < end and buf[pos + 1] == 0x0A:
+                pos += 2
+            else:
+                break
+        if pos != self._pos:
+            self._pos = pos
+            self._scan = pos
+        if pos >= end or (pos + 1 == end and buf[pos] == 0x0D):
+            if self._eof:
+                if pos >= end:
+                    self._their(ConnectionClosed)
+                    return ConnectionClosed()
+                raise RemoteProtocolError("connection closed inside a request head")
+            return NEED_DATA
+        limits = self.limits
+        if self._line_end < 0:
+            lf = buf.find(b"\n", max(self._scan, pos))
+            if lf < 0 or lf - pos > limits.max_request_line + 1:
+                # +1: the line may end in CR before its LF.
+                if end - pos > limits.max_request_line + 1:
+                    raise RemoteProtocolError("request line too long", status_hint=414)
+                return self._need_head(end)
+            self._line_end = lf
+        m = HEAD_END.search(buf, max(self._scan, self._line_end))
+        if m is None:
+            if end - self._line_end - 1 > limits.max_header_bytes:
+                raise RemoteProtocolError("header section too large", status_hint=431)
+            return self._need_head(end)
+        head_end = m.end()
+        line_end = self._line_end
+        if head_end - line_end - 1 > limits.max_header_bytes:
+            raise RemoteProtocolError("header section too large", status_hint=431)
+        lines = buf[pos : m.start()].split(b"\n")
+        self._pos = head_end
+        self._scan = head_end
+        self._line_end = -1
+        if len(lines) - 1 > limits.max_header_fields:
+            raise RemoteProtocolError("too many header fields", status_hint=431)
+        line = lines[0]
+        if line[-1:] == b"\r":
+            del line[-1:]
+        if len(line) > limits.max_request_line:
+            raise RemoteProtocolError("request line too long", status_hint=414)
+        rm = REQUEST_LINE.fullmatch(line)
+        if rm is None:
+            raise RemoteProtocolError("malformed request line")
+        if rm[3] != b"1":
+            raise RemoteProtocolError("unsupported HTTP version", status_hint=505)
+        headers = parse_fields(lines, 1)
+        version = "1.0" if rm[4] == b"0" else "1.1"
+        request = Request._parsed(rm[1].decode("ascii"), rm[2].decode("ascii"), version, headers)
+        self._analyse(request)
+        self._their(Request)
+        self._ours(Request)
+        self.request = request
+        return request
+
+    def _need_head(self, end: int) -> Signal:
+        if self._eof:
+            raise RemoteProtocolError("connection closed inside a request head")
+        # A terminator may straddle the next feed: rescan the last two octets.
+        self._scan = max(self._pos, end - 2)
+        return NEED_DATA
+
+    def _analyse(self, request: Request) -> None:
+        """Apply RFC 9112 §6 (body framing) and §9.3 (persistence) to a head."""
+        http11 = request.http_version == "1.1"
+        self._http11 = http11
+        self._is_head = request.method == "HEAD"
+        lengths: list[str] = []
+        codings: list[str] = []
+        connection: list[str] = []
+        expect: list[str] = []
+        hosts = 0
+        for name, value in request.headers:
+            lname = name.lower()
+            if lname == "host":
+                hosts += 1
+            elif lname == "content-length":
+                lengths.extend(v.strip(" \t") for v in value.split(","))
+            elif lname == "transfer-encoding":
+                codings.extend(v.strip(" \t").lower() for v in value.split(","))
+            elif lname == "connection":
+                connection.extend(v.strip(" \t").lower() for v in value.split(","))
+            elif lname == "expect":
+                expect.append(value.strip(" \t").lower())
+        if request.method == "CONNECT":
+            raise RemoteProtocolError("CONNECT is not implemented", status_hint=501)
+        if request.target == "*" and request.method != "OPTIONS":
+            raise RemoteProtocolError("asterisk-form target is only for OPTIONS")
+        # RFC 9112 §3.2: exactly one Host in an HTTP/1.1 request.
+        if hosts > 1 or (http11 and hosts == 0):
+            raise RemoteProtocolError("an HTTP/1.1 request needs exactly one Host field")
+        if codings:
+            # RFC 9112 §6.1, §6.3: a Transfer-Encoding decides the framing; with
+            # a Content-Length too the message may be a smuggling attempt.
+            if lengths:
+                raise RemoteProtocolError("both Content-Length and Transfer-Encoding")
+            if not http11:
+                raise RemoteProtocolError("Transfer-Encoding in an HTTP/1.0 request")
+            if codings[-1] != "chunked":
+                raise RemoteProtocolError("final transfer coding is not chunked")
+            if "chunked" in codings[:-1]:
+                raise RemoteProtocolError("chunked transfer coding applied twice")
+            if len(codings) > 1:
+                raise RemoteProtocolError("unsupported transfer coding", status_hint=501)
+            self._recv_mode = _CHUNKED
+            self._chunk_phase = _C_SIZE
+        elif lengths:
+            # RFC 9110 §8.6: a list of identical values may be taken as one.
+            if not all(DIGITS.fullmatch(v) for v in lengths) or len(set(lengths)) != 1:
+                raise RemoteProtocolError("invalid or conflicting Content-Length")
+            digits = lengths[0].lstrip("0") or "0"
+            if len(digits) > 18 or int(digits) > self.limits.max_body_size:
+                raise RemoteProtocolError("request body too large", status_hint=413)
+            self._recv_left = int(digits)
+            self._recv_mode = _LENGTH if self._recv_left else _NONE
+        else:
+            self._recv_mode = _NONE  # RFC 9112 §6.3 item 7: no body
+        for value in expect:
+            if value != "100-continue":
+                raise RemoteProtocolError("unsupported expectation", status_hint=417)
+        # RFC 9110 §10.1.1: ignore 100-continue from HTTP/1.0 clients.
+        self._expect_pending = bool(expect) and http11 and self._recv_mode != _NONE
+        # RFC 9112 §9.3: 1.1 persists unless "close"; 1.0 only with "keep-alive".
+        if "close" in connection:
+            self._keep_alive = False
+        else:
+            self._keep_alive = http11 or "keep-alive" in connection
+
+    def _read_body(self) -> Data | EndOfMessage | Signal:
+        if self._expect_pending:
+            self._expect_pending = False
+            if self.our_state is State.SEND_RESPONSE and self._pos == len(self._buf):
+                self._out += _CONTINUE
+        if self._recv_mode == _CHUNKED:
+            return self._read_chunked()
+        if self._recv_left == 0:
+            return self._end_of_request(())
+        data = self._take()
+        if data is None:
+            return NEED_DATA
+        self._recv_left -= len(data)
+        return Data(data=data)
+
+    def _take(self) -> bytes | None:
+        """Up to ``_recv_left`` octets of body from the buffer, or None."""
+        buf = self._buf
+        pos = self._pos
+        avail = len(buf) - pos
+        if avail == 0:
+            if self._eof:
+                raise RemoteProtocolError("connection closed inside the request body")
+            return None
+        n = min(avail, self._recv_left)
+        if pos == 0 and n == avail:
+            data = bytes(buf)
+            buf.clear()
+            self._scan = 0
+        else:
+            data = bytes(buf[pos : pos + n])
+            self._pos = pos + n
+        return data
+
+    def _line(self, limit: int, what: str, status: int) -> bytearray | None:
+        """The next CRLF-terminated line (without CRLF), or None if incomplete.
+
+        A line longer than *limit* raises RemoteProtocolError with *status*.
+        """
+        buf = self._buf
+        lf = buf.find(b"\n", max(self._scan, self._pos))
+        if lf < 0:
+            if len(buf) - self._pos > limit + 1:
+                raise RemoteProtocolError(f"{what} too long", status_hint=status)
+            if self._eof:
+                raise RemoteProtocolError("connection closed inside the request body")
+            self._scan = len(buf)
+            return None
+        if lf - self._pos > limit + 1:
+            raise RemoteProtocolError(f"{what} too long", status_hint=status)
+        if lf == self._pos or buf[lf - 1] != 0x0D:
+            raise RemoteProtocolError(f"bare LF in {what} (chunked framing needs CRLF)")
+        line = buf[self._pos : lf - 1]
+        self._pos = self._scan = lf + 1
+        return line
+
+    def _read_chunked(self) -> Data | EndOfMessage | Signal:
+        limits = self.limits
+        while True:
+            phase = self._chunk_phase
+            if phase == _C_DATA:
+                data = self._take()
+                if data is None:
+                    return NEED_DATA
+                self._recv_left -= len(data)
+                if self._recv_left == 0:
+                    self._chunk_phase = _C_DATA_END
+                return Data(data=data)
+            if phase == _C_SIZE:
+                line = self._line(limits.max_chunk_line, "chunk-size line", 400)
+                if line is None:
+                    return NEED_DATA
+                m = CHUNK_LINE.fullmatch(line)
+                if m is None:
+                    raise RemoteProtocolError("invalid chunk-size line")
+                size = int(m[1], 16)
+                if self._recv_total + size > limits.max_body_size:
+                    raise RemoteProtocolError("request body too large", status_hint=413)
+                self._recv_total += size
+                self._recv_left = size
+                self._chunk_phase = _C_DATA if size else _C_TRAILER
+            elif phase == _C_DATA_END:
+                buf = self._buf
+                if len(buf) - self._pos < 2:
+                    if self._eof:
+                        raise RemoteProtocolError("connection closed inside the request body")
+                    return NEED_DATA
+                if buf[self._pos : self._pos + 2] != b"\r\n":
+                    raise RemoteProtocolError("chunk data not followed by CRLF")
+                self._pos += 2
+                self._scan = self._pos
+                self._chunk_phase = _C_SIZE
+            else:  # _C_TRAILER: field lines, then an empty line (RFC 9112 §7.1.2)
+                start = self._pos
+                limit = limits.max_header_bytes - self._trailer_bytes
+                line = self._line(limit, "trailer section", 431)
+                if line is None:
+                    return NEED_DATA
+                self._trailer_bytes += self._pos - start
+                if not line:
+                    return self._end_of_request(tuple(self._trailers))
+                if len(self._trailers) >= limits.max_header_fields:
+                    raise RemoteProtocolError("too many trailer fields", status_hint=431)
+                self._trailers.extend(parse_fields([line], 0))
+
+    def _end_of_request(self, trailers: Headers) -> EndOfMessage:
+        self._their(EndOfMessage)
+        self._settle()
+        return EndOfMessage(trailers=trailers) if trailers else _END
+
+    # ------------------------------------------------------------------
+    # Sending
+    # ------------------------------------------------------------------
+
+    def send(self, event: InformationalResponse | Response | Data | EndOfMessage) -> None:
+        """Queue *event*, framed, for ``data_to_send()``.
+
+        For a :class:`Response` the machine chooses the framing: a
+        ``Content-Length`` the caller set is honoured (and enforced: a
+        different number of body octets raises); else ``Transfer-Encoding:
+        chunked`` to an HTTP/1.1 client; else the body is close-delimited
+        (HTTP/1.0).  It adds ``Connection: close`` when the connection will
+        not be reused and ``Connection: keep-alive`` for a persistent
+        HTTP/1.0 client.  No body octet is sent for HEAD requests or 204 and
+        304 responses (Data is accepted and dropped).  A ``100 Continue``
+        still owed is never sent once a final response has started.
+
+        Raises :class:`LocalProtocolError` for an event that does not fit the
+        current state, or bad framing headers; the machine is then unchanged.
+        """
+        state = self.our_state
+        etype = type(event)
+        nxt = transition(OUR_TRANSITIONS, state, etype)
+        if isinstance(event, Response):
+            self._send_head(event)
+        elif isinstance(event, Data):
+            self._send_data(event.data)
+        elif isinstance(event, EndOfMessage):
+            self._send_end(event.trailers)
+        else:
+            assert isinstance(event, InformationalResponse)
+            if not self._http11:
+                # RFC 9110 §15.2: no 1xx to HTTP/1.0 clients.
+                raise LocalProtocolError("cannot send a 1xx response to an HTTP/1.0 client")
+            if event.status_code == 100:
+                if not self._expect_pending:
+                    return  # not expected, or already sent: nothing to say
+                self._expect_pending = False
+            self._out += self._head_bytes(event.status_code, event.reason, event.headers)
+        self.our_state = nxt
+        self._settle()
+
+    def send_response(
+        self,
+        status: int,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes | None = None,
+        *,
+        reason: str = "",
+    ) -> None:
+        """Send a final response; with *body* also its content and end.
+
+        With ``body`` given the response is complete (``Content-Length`` is
+        added when absent); with ``body=None`` only the head is sent and the
+        caller continues with ``send(Data(...))`` and ``send(EndOfMessage())``.
+        Raises :class:`LocalProtocolError` like :meth:`send`.
+        """
+        hdrs = tuple(headers)
+        if body is not None and status not in _NO_BODY_STATUSES and status >= 200:
+            if not any(n.lower() == "content-length" for n, _ in hdrs):
+                hdrs += (("Content-Length", str(len(body))),)
+        self.send(Response(status_code=status, headers=hdrs, reason=reason))
+        if body is not None:
+            if body:
+                self.send(Data(data=body))
+            self.send(_END)
+
+    def send_continue(self) -> None:
+        """Queue ``100 Continue`` now if the request expects it and it is still owed."""
+        if self.our_state is State.SEND_RESPONSE and self._expect_pending:
+            self.send(InformationalResponse(status_code=100))
+
+    def data_to_send(self) -> bytes:
+        """Return and forget every byte queued for the client."""
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    @property
+    def close_after_send(self) -> bool:
+        """True when the caller should close the connection once ``data_to_send()`` is written."""
+        return self.our_state in (State.MUST_CLOSE, State.ERROR) or (
+            self.their_state is State.ERROR
+        )
+
+    @property
+    def keep_alive(self) -> bool:
+        """Whether the connection is expected to be reused after this response."""
+        return self._keep_alive
+
+    @property
+    def expects_continue(self) -> bool:
+        """True while the current request's ``100 Continue`` is still owed."""
+        return self._expect_pending
+
+    def _head_bytes(self, status: int, reason: str, headers: Headers) -> bytes:
+        parts = [f"HTTP/1.1 {status} {reason or reason_phrase(status)}\r\n"]
+        for name, value in headers:
+            parts.append(f"{name}: {value}\r\n")
+        parts.append("\r\n")
+        return "".join(parts).encode("latin-1")
+
+    def _send_head(self, event: Response) -> None:
+        status = event.status_code
+        headers = list(event.headers)
+        length: str | None = None
+        chunked = False
+        keep_alive = self._keep_alive
+        for name, value in headers:
+            lname = name.lower()
+            if lname == "content-length":
+                if length is not None or not DIGITS.fullmatch(value):
+                    raise LocalProtocolError(f"invalid Content-Length {value!r}")
+                length = value
+            elif lname == "transfer-encoding":
+                if value.strip().lower() != "chunked":
+                    raise LocalProtocolError("only Transfer-Encoding: chunked can be framed")
+                chunked = True
+            elif lname == "connection":
+                if "close" in (v.strip().lower() for v in value.split(",")):
+                    keep_alive = False
+        if length is not None and chunked:
+            raise LocalProtocolError("both Content-Length and Transfer-Encoding")
+        if chunked and not self._http11:
+            raise LocalProtocolError("cannot send Transfer-Encoding to an HTTP/1.0 client")
+        if status in _NO_BODY_STATUSES or self._is_head:
+            mode = _NONE
+        elif length is not None:
+            mode = _LENGTH
+            self._send_left = int(length)
+        elif chunked:
+            mode = _CHUNKED
+        elif self._http11:
+            mode = _CHUNKED
+            headers.append(("Transfer-Encoding", "chunked"))
+        else:
+            mode = _CLOSE  # RFC 9112 §6.3 item 8: the body ends at close
+            keep_alive = False
+        if self._expect_pending and self.their_state is State.SEND_BODY:
+            # The client was told nothing; whether it now sends the body or
+            # not is its choice (RFC 9110 §10.1.1): close after this response.
+            keep_alive = False
+        if not keep_alive:
+            if not any(n.lower() == "connection" for n, _ in headers):
+                headers.append(("Connection", "close"))
+        elif not self._http11:
+            headers.append(("Connection", "keep-alive"))
+        head = self._head_bytes(status, event.reason, tuple(headers))
+        self._expect_pending = False
+        self._keep_alive = keep_alive
+        self._send_mode = mode
+        self._out += head
+
+    def _send_data(self, data: bytes) -> None:
+        mode = self._send_mode
+        if mode == _LENGTH:
+            if len(data) > self._send_left:
+                raise LocalProtocolError("more body octets than the Content-Length")
+            self._send_left -= len(data)
+            self._out += data
+        elif mode == _CHUNKED:
+            if data:
+                self._out += b"%x\r\n" % len(data)
+                self._out += data
+                self._out += b"\r\n"
+        elif mode == _CLOSE:
+            self._out += data
+        # _NONE: HEAD, 204, 304: the body is dropped.
+
+    def _send_end(self, trailers: Headers) -> None:
+        mode = self._send_mode
+        if mode == _LENGTH and self._send_left:
+            raise LocalProtocolError(f"{self._send_left} body octets missing (Content-Length)")
+        if mode == _CHUNKED:
+            self._out += b"0\r\n"
+            for name, value in trailers:
+                self._out += f"{name}: {value}\r\n".encode("latin-1")
+            self._out += b"\r\n"
+        elif trailers:
+            raise LocalProtocolError("trailers need a chunked response")
+        if self.their_state is State.SEND_BODY or mode == _CLOSE:
+            # The request body was not read: its end is unknown; or the
+            # response body ends at close.
+            self._keep_alive = False
+
+    # ------------------------------------------------------------------
+    # State bookkeeping
+    # ------------------------------------------------------------------
+
+    def _their(self, etype: type[Event]) -> None:
+        self.their_state = transition(THEIR_TRANSITIONS, self.their_state, etype)
+
+    def _ours(self, etype: type[Event]) -> None:
+        self.our_state = transition(OUR_TRANSITIONS, self.our_state, etype)
+
+    def _settle(self) -> None:
+        self.their_state, self.our_state, new_cycle = settle(
+            self.their_state, self.our_state, self._keep_alive
+        )
+        if new_cycle:
+            self.request = None
+            self._reset_cycle()
+
+    def _fail(self, exc: HTTPProtocolError) -> None:
+        self.error = exc
+        self.their_state = State.ERROR
+        self._keep_alive = False
+        if self.our_state in (State.IDLE, State.SEND_RESPONSE):
+            status = exc.status_hint
+            reason = reason_phrase(status)
+            body = f"{status} {reason}: {exc}\n".encode()
+            self._out += self._head_bytes(
+                status,
+                reason,
+                (
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                    ("Connection", "close"),
+                ),
+            )
+            self._out += body
+            self.our_state = State.MUST_CLOSE
+        elif self.our_state is State.SEND_BODY:
+            self.our_state = State.ERROR
+
+
+_END: Final = EndOfMessage()

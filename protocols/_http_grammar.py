@@ -1,0 +1,88 @@
+"""Byte-level grammar of HTTP/1.1 requests (RFC 9110 §5.6.2, RFC 9112 §3, §5, §7.1).
+
+Compiled patterns and small helpers used by :mod:`protocols._http11`.  The
+patterns are anchored with ``fullmatch`` by their users, so a match means
+every octet was checked.
+"""
+
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+
+from ._http_events import Headers, RemoteProtocolError
+
+__all__ = [
+    "CHUNK_LINE",
+    "DIGITS",
+    "FIELD_LINE",
+    "HEAD_END",
+    "REQUEST_LINE",
+    "TOKEN_RE",
+    "field_error",
+    "parse_fields",
+    "reason_phrase",
+]
+
+# RFC 9110 §5.6.2: token = 1*tchar.
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# RFC 9112 §3: method SP request-target SP HTTP-version, single spaces only;
+# the target is any visible ASCII (its form is checked by the machine).
+REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
+# RFC 9110 §5.5: field-content; no CTL but HTAB, trimmed of OWS (RFC 9112 §5).
+_VALUE = rb"(?:[\x21-\x7e\x80-\xff](?:[\t \x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
+FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb")[ \t]*")
+TOKEN_RE = re.compile(_TOKEN)
+# RFC 9112 §7.1.1: chunk-size [ chunk-ext ], chunk-ext = *( BWS ";" BWS
+# ext-name [ BWS "=" BWS ext-val ] ), ext-val = token / quoted-string.  16
+# hex digits bound the size before it is compared with the body limit.
+_QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+CHUNK_LINE = re.compile(
+    rb"([0-9A-Fa-f]{1,16})"
+    rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?)*"
+)
+# The end of a header section: a line end followed by an empty line.
+HEAD_END = re.compile(rb"\n\r?\n")
+# RFC 9110 §8.6: Content-Length = 1*DIGIT (ASCII digits only, unlike str.isdigit).
+DIGITS = re.compile(r"[0-9]+")
+
+
+def reason_phrase(status: int) -> str:
+    """The standard reason phrase of *status*, or ``""`` for an unregistered code."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def field_error(line: bytes | bytearray) -> RemoteProtocolError:
+    """Explain why *line* is not a valid field-line (all cases are 400)."""
+    if line[:1] in (b" ", b"\t"):
+        return RemoteProtocolError("obsolete line folding (obs-fold) is not accepted")
+    colon = line.find(b":")
+    if colon < 0:
+        return RemoteProtocolError("header field line without a colon")
+    name = line[:colon]
+    if name[-1:] in (b" ", b"\t"):
+        return RemoteProtocolError("whitespace between header field name and colon")
+    if not TOKEN_RE.fullmatch(name):
+        return RemoteProtocolError("invalid header field name")
+    return RemoteProtocolError("invalid character (NUL, CR, LF or control) in header field value")
+
+
+def parse_fields(lines: list[bytearray], start: int) -> Headers:
+    """Parse ``lines[start:]`` as field lines (one trailing CR each is dropped).
+
+    Raises :class:`RemoteProtocolError` (400) naming the first invalid line's fault.
+    """
+    headers = []
+    match = FIELD_LINE.fullmatch
+    for i in range(start, len(lines)):
+        raw = lines[i]
+        if raw[-1:] == b"\r":
+            del raw[-1:]
+        m = match(raw)
+        if m is None:
+            raise field_error(raw)
+        headers.append((m[1].decode("ascii"), m[2].decode("latin-1")))
+    return tuple(headers)
