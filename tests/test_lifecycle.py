@@ -1,0 +1,383 @@
+"""Guarantees G1-G5 on the TCP/UDP/Unix servers."""
+
+from __future__ import annotations
+
+import errno
+import gc
+import os
+import socket
+import statistics
+import tempfile
+import threading
+import time
+import unittest
+import warnings
+from typing import Any
+
+from test.support import captured_stderr, socket_helper
+
+import reactor
+from protocols import (
+    HandlerErrors,
+    HandlerTimeout,
+    StreamRequest,
+    TCPServer,
+    TestTCPServer,
+    TestUDPServer,
+    UDPServer,
+    UnixDatagramServer,
+    UnixStreamServer,
+)
+
+
+def reactor_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == reactor.THREAD_NAME]
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+class G1OneThreadTest(unittest.TestCase):
+    def test_200_mixed_servers_share_one_thread_and_it_is_joined(self) -> None:
+        base = threading.active_count()
+        kinds: list[Any] = [TCPServer, UDPServer, UnixStreamServer, UnixDatagramServer]
+        servers = [kinds[i % 4]() for i in range(200)]
+        try:
+            for s in servers:
+                s.start()
+            self.assertEqual(len(reactor_threads()), 1)
+            self.assertEqual(threading.active_count(), base + 1)
+            # Every one of them serves.
+            for s in servers[:4]:
+                self._poke(s)
+        finally:
+            for s in servers:
+                s.stop()
+        self.assertEqual(reactor_threads(), [])
+        self.assertEqual(threading.active_count(), base)
+
+    def _poke(self, s: Any) -> None:
+        if isinstance(s, (TCPServer, UnixStreamServer)):
+            with socket.socket(s.family, socket.SOCK_STREAM) as c:
+                c.connect(s.server_address)
+                c.sendall(b"poke")
+            s.wait_for_data(b"poke", timeout=5)
+        else:
+            with socket.socket(s.family, socket.SOCK_DGRAM) as c:
+                c.sendto(b"poke", s.server_address)
+            self.assertEqual(s.wait_for_datagrams(1, timeout=5)[0].data, b"poke")
+
+
+class G2ReadyTest(unittest.TestCase):
+    def test_port_zero_gives_real_port_and_ready_is_set_by_start(self) -> None:
+        s = TCPServer(("127.0.0.1", 0))
+        self.assertNotEqual(s.port, 0)
+        self.assertEqual(s.server_address, ("127.0.0.1", s.port))
+        self.assertFalse(s.ready.is_set())
+        s.start()
+        try:
+            self.assertTrue(s.ready.is_set())
+            with socket.create_connection(("127.0.0.1", s.port), timeout=5):
+                pass
+        finally:
+            s.stop()
+        self.assertFalse(s.ready.is_set())
+
+    def test_bind_error_raises_in_caller(self) -> None:
+        with TCPServer() as a:
+            with self.assertRaises(OSError) as cm:
+                TCPServer(("127.0.0.1", a.port))
+            self.assertEqual(cm.exception.errno, errno.EADDRINUSE)
+            # bind_and_activate=False defers the bind to start(), same error.
+            b = TCPServer(("127.0.0.1", a.port), bind_and_activate=False)
+            with self.assertRaises(OSError):
+                b.start()
+            self.assertFalse(b.ready.is_set())
+            self.assertIsNone(b.socket)
+
+    @unittest.skipUnless(socket_helper.IPV6_ENABLED, "IPv6 required")
+    def test_ipv6_literal(self) -> None:
+        with UDPServer(("::1", 0)) as s:
+            self.assertEqual(s.family, socket.AF_INET6)
+            with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as c:
+                c.sendto(b"six", ("::1", s.port))
+            self.assertEqual(s.wait_for_datagrams(1)[0].data, b"six")
+
+    @unittest.skipUnless(socket_helper.IPV6_ENABLED, "IPv6 required")
+    def test_address_family_class_attribute(self) -> None:
+        class V6(TestUDPServer):
+            address_family = socket.AF_INET6
+
+        got: list[bytes] = []
+        s = V6(("::1", 0), lambda req: got.append(req.packet), 0.01)
+        s.start()
+        try:
+            self.assertEqual(s.socket.family, socket.AF_INET6)  # type: ignore[union-attr]
+            with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as c:
+                c.sendto(b"x", s.server_address)
+        finally:
+            s.stop()
+        self.assertEqual(got, [b"x"])  # stop() handled what had arrived
+
+    def test_unix_path_created_and_removed(self) -> None:
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(os.rmdir, tmp)
+        path = os.path.join(tmp, "s")
+        s = UnixStreamServer(path)
+        self.assertEqual(s.server_address, path)
+        self.assertTrue(os.path.exists(path))
+        s.start()
+        s.stop()
+        self.assertFalse(os.path.exists(path))
+        # Default: a private temporary directory, removed too.
+        d = UnixDatagramServer()
+        tmpdir = os.path.dirname(d.server_address)
+        d.start()
+        d.stop()
+        self.assertFalse(os.path.exists(tmpdir))
+
+    def test_restart_after_stop_rebinds_same_port(self) -> None:
+        s = TCPServer(on_data=lambda c, d: c.write(d))
+        s.start()
+        port = s.port
+        s.stop()
+        s.start()
+        try:
+            self.assertEqual(s.port, port)
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                c.sendall(b"again")
+                self.assertEqual(c.recv(10), b"again")
+        finally:
+            s.stop()
+
+
+class G3StopTest(unittest.TestCase):
+    def test_stop_latency_does_not_depend_on_poll_interval(self) -> None:
+        for pi in (60.0, 0.001):
+            times = []
+            for _ in range(20):
+                s = TCPServer(poll_interval=pi)
+                s.start()
+                t0 = time.perf_counter()
+                s.stop()
+                times.append(time.perf_counter() - t0)
+            # Generous bound: a poll at 60 s would take a minute.
+            self.assertLess(statistics.median(times), 0.05, f"poll_interval={pi}")
+
+    def test_stop_is_idempotent_and_works_before_start(self) -> None:
+        s = TCPServer()
+        s.stop()
+        s.stop()
+        self.assertIsNone(s.socket)
+        t = UDPServer()
+        t.start()
+        t.stop()
+        t.stop()
+
+    def test_nothing_received_is_lost(self) -> None:
+        # Bytes and datagrams that reached the server before stop() are handled.
+        for _ in range(20):
+            tcp = TCPServer()
+            udp = UDPServer()
+            tcp.start()
+            udp.start()
+            c = socket.create_connection(tcp.server_address)
+            c.sendall(b"x" * 100_000)
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for i in range(200):
+                u.sendto(b"%d" % i, udp.server_address)
+            udp.stop()
+            tcp.stop()
+            c.close()
+            u.close()
+            self.assertEqual([int(d.data) for d in udp.datagrams], list(range(200)))
+            self.assertEqual(sum(len(s.data) for s in tcp.streams), 100_000)
+
+    def test_stuck_handler_bounded_by_timeout_and_reported(self) -> None:
+        release = threading.Event()
+        entered = threading.Event()
+
+        def stuck(request: StreamRequest) -> None:
+            entered.set()
+            release.wait(30)  # not reading: SHUT_RD cannot unblock this
+
+        s = TestTCPServer(("127.0.0.1", 0), stuck, 0.5)
+        s.report_errors = False
+        s.start()
+        c = socket.create_connection(("127.0.0.1", s.port))
+        self.assertTrue(entered.wait(5))
+        t0 = time.perf_counter()
+        s.stop(timeout=0.3)
+        elapsed = time.perf_counter() - t0
+        release.set()
+        c.close()
+        self.assertLess(elapsed, 3.0)
+        self.assertGreaterEqual(elapsed, 0.25)
+        self.assertTrue(any(isinstance(e, HandlerTimeout) for e in s.errors), s.errors)
+
+    def test_stop_unblocks_handler_in_recv(self) -> None:
+        got: list[bytes] = []
+
+        def reader(request: StreamRequest) -> None:
+            while True:
+                data = request.connection.recv(4)
+                if not data:
+                    break
+                got.append(data)
+
+        s = TestTCPServer(("127.0.0.1", 0), reader, 60)
+        s.start()
+        c = socket.create_connection(("127.0.0.1", s.port))
+        c.sendall(b"abcd")
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.005)
+        t0 = time.perf_counter()
+        s.stop()
+        self.assertLess(time.perf_counter() - t0, 2.0)
+        self.assertEqual(s.worker_count, 0)
+        self.assertEqual(got, [b"abcd"])
+        c.close()
+
+    def test_500_cycles_leave_no_thread_fd_or_resource_warning(self) -> None:
+        gc.collect()
+        base_threads = threading.active_count()
+        base_fds = open_fds()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for i in range(500):
+                s: Any = (TCPServer, UDPServer, UnixStreamServer, UnixDatagramServer)[i % 4]()
+                s.start()
+                if i % 50 == 0:  # some with a live connection at stop time
+                    with socket.socket(s.family, s.socket_type) as c:
+                        c.connect(s.server_address)
+                        c.send(b"x")
+                        s.stop()
+                else:
+                    s.stop()
+                del s
+            gc.collect()
+        self.assertEqual([w for w in caught if issubclass(w.category, ResourceWarning)], [])
+        self.assertEqual(threading.active_count(), base_threads)
+        self.assertEqual(open_fds(), base_fds)
+
+
+class G4TickTest(unittest.TestCase):
+    def test_service_actions_period_and_no_drift(self) -> None:
+        stamps: list[float] = []
+
+        class Ticking(UDPServer):
+            def service_actions(self) -> None:
+                stamps.append(time.monotonic())
+
+        s = Ticking(poll_interval=0.02)
+        s.start()
+        t0 = time.monotonic()
+        time.sleep(0.5)
+        s.stop()
+        n = len(stamps)
+        # ~25 ticks in 0.5 s; generous for a noisy machine.
+        self.assertGreaterEqual(n, 10)
+        self.assertLessEqual(n, 26)
+        # No drift: tick k lands near t0 + k * interval, not later and later.
+        last_k = round((stamps[-1] - t0) / 0.02)
+        self.assertLess(abs(stamps[-1] - (t0 + last_k * 0.02)), 0.015)
+        self.assertGreater(stamps[0] - t0, 0.0)
+
+    def test_idle_server_makes_no_wakeups(self) -> None:
+        s = TCPServer(poll_interval=0.001)
+        s.start()
+        try:
+            r = reactor.current_reactor()
+            assert r is not None
+            r.run_sync(lambda: None, timeout=5)
+            before = r.iterations
+            time.sleep(0.3)
+            self.assertEqual(r.iterations, before)
+        finally:
+            s.stop()
+
+    def test_idle_timeout_sweeps_silent_connections(self) -> None:
+        s = TCPServer(poll_interval=0.02, idle_timeout=0.1)
+        s.start()
+        try:
+            c = socket.create_connection(s.server_address)
+            c.settimeout(5)
+            t0 = time.monotonic()
+            self.assertEqual(c.recv(1), b"")  # closed by the server
+            self.assertGreaterEqual(time.monotonic() - t0, 0.09)
+            c.close()
+        finally:
+            s.stop()
+
+
+class G5ErrorsTest(unittest.TestCase):
+    def test_handler_error_recorded_reported_and_reraised_on_request(self) -> None:
+        def bad(req: Any) -> None:
+            raise RuntimeError("handler failed")
+
+        other = UDPServer()
+        other.start()
+        s = TestUDPServer(("127.0.0.1", 0), bad, 0.5)
+        s.start()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+            with captured_stderr() as err:
+                c.sendto(b"1", s.server_address)
+                s.wait_for(lambda: s.errors, 5, "an error")
+                # The reactor and the other server are fine.
+                c.sendto(b"2", other.server_address)
+                other.wait_for_datagrams(1)
+        self.assertIn("RuntimeError: handler failed", err.getvalue())
+        with self.assertRaises(HandlerErrors) as cm:
+            s.stop(raise_errors=True)
+        self.assertIsInstance(cm.exception.__cause__, RuntimeError)
+        other.stop()
+
+    def test_context_manager_raises_errors_when_asked(self) -> None:
+        def bad(conn: Any, data: bytes) -> None:
+            raise ValueError(data)
+
+        with self.assertRaises(HandlerErrors):
+            with TCPServer(on_data=bad, raise_errors=True, report_errors=False) as s:
+                with socket.create_connection(s.server_address) as c:
+                    c.sendall(b"boom")
+                s.wait_for(lambda: s.errors, 5)
+
+    def test_blocking_handler_error_recorded(self) -> None:
+        def bad(req: StreamRequest) -> None:
+            raise OSError("worker failed")
+
+        s = TestTCPServer(("127.0.0.1", 0), bad)
+        s.report_errors = False
+        s.start()
+        with socket.create_connection(("127.0.0.1", s.port)) as c:
+            c.settimeout(5)
+            self.assertEqual(c.recv(1), b"")
+        s.wait_for(lambda: s.errors, 5)
+        s.stop()
+        self.assertEqual(str(s.errors[0]), "worker failed")
+
+    def test_stop_after_reactor_death_raises_nothing_and_closes(self) -> None:
+        s = TCPServer()
+        s.start()
+        r = reactor.current_reactor()
+        assert r is not None
+        with captured_stderr():
+            r.call_soon_threadsafe(self._die)
+            r.join(5)
+        self.assertTrue(r.dead)
+        s.stop()
+        self.assertIsNone(s.socket)
+        # A new server gets a new, live reactor.
+        with UDPServer() as u:
+            self.assertIsNot(reactor.current_reactor(), r)
+            self.assertTrue(u.ready.is_set())
+
+    @staticmethod
+    def _die() -> None:
+        raise SystemExit("simulated")
+
+
+if __name__ == "__main__":
+    unittest.main()
