@@ -1,0 +1,874 @@
+"""A sans-I/O SMTP server machine (RFC 5321, with ESMTP extensions).
+
+Theory of operation
+-------------------
+
+:class:`SMTPServerConnection` is one server side of one SMTP connection.  It
+never touches a socket: the I/O layer feeds it the peer's bytes with
+:meth:`~SMTPServerConnection.receive_data` (``b""`` meaning EOF), pulls
+events with :meth:`~SMTPServerConnection.next_event`, and sends whatever
+:meth:`~SMTPServerConnection.data_to_send` returns.  The greeting is queued
+by the constructor.
+
+Replies the machine can make on its own (250 to NOOP, 503 bad sequence, 354
+for DATA, 552 for an oversized message...) go straight to the outbound buffer.
+Decisions that belong to the application come out as *proposals*
+(:class:`MailFromProposed`, :class:`RecipientProposed`,
+:class:`MessageReceived`, :class:`StartTLSRequested`, :class:`AuthAttempt`):
+the machine then stops reading (``next_event()`` returns :data:`PAUSED`) until
+the consumer calls :meth:`accept` or :meth:`reject`, which queue the reply and
+let the machine go on.  Because it reads nothing while paused, pipelined
+commands (RFC 2920) are answered strictly in order and the consumer may answer
+later, from another callback, with any reply code it likes.
+
+Commands are dispatched through :data:`TRANSITIONS`, a ``(state, verb) ->
+(handler, next state)`` table: a verb that exists but is absent for the
+current state is a 503 (bad sequence) without any per-handler checks.  The
+next state is entered when the command succeeds (for proposals: when the
+consumer accepts).
+
+Message content (``DATA``) is framed strictly: it ends only at
+``CRLF . CRLF`` (a line holding a single dot).  Bare ``LF.LF``, ``CR.CR`` or
+``LF.CRLF`` never end it, so a client cannot smuggle a second message past a
+different parser (the 2023 "SMTP smuggling" attacks).  A bare CR or LF inside
+the content makes the machine refuse the message with 554 once the content
+ends (RFC 5321 §2.3.8 says they MUST NOT be sent), unless the machine was
+built with ``allow_bare_line_endings=True``, which keeps them verbatim.
+Over-long text lines (RFC 5321 §4.5.3.1.6) and content over the size limit
+(RFC 1870) are counted but not stored, and answered with 500/552 after the
+end of data; nothing is delivered.
+
+STARTTLS (RFC 3207): after the consumer accepts, the 220 is queued, every
+byte already buffered is discarded (a plaintext command pipelined after
+STARTTLS must not execute inside the TLS session), bytes fed before
+:meth:`tls_established` are discarded too, and ``tls_established()`` returns
+the machine to the pre-EHLO state with everything learnt from the client
+forgotten.
+
+Thread safety: none.  One thread (the reactor's) drives one machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+from collections.abc import Callable
+
+from ._smtp_content import ContentReader
+from ._smtp_events import (
+    AUTH_LINE_LIMIT,
+    COMMAND_LINE_LIMIT,
+    DEFAULT_MAX_ERRORS,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_RECIPIENTS,
+    MAIL_LINE_LIMIT,
+    MIN_RECIPIENTS,
+    NEED_DATA,
+    PAUSED,
+    AuthAttempt,
+    ConnectionClosed,
+    ConnectionClosedError,
+    Event,
+    Hello,
+    LocalProtocolError,
+    MailFromProposed,
+    MessageReceived,
+    MessageRefused,
+    Proposal,
+    Quit,
+    RecipientProposed,
+    RemoteProtocolError,
+    Reset,
+    Sentinel,
+    StartTLSRequested,
+)
+from ._smtp_syntax import (
+    decode_sasl,
+    decode_utf8,
+    format_reply,
+    parse_mail_parameters,
+    parse_path,
+    parse_plain,
+)
+
+__all__ = ["AUTH_MECHANISMS", "TRANSITIONS", "SMTPServerConnection", "State"]
+
+
+class State(enum.Enum):
+    """Where the dialogue is.  Proposals pause the machine *within* a state."""
+
+    #: Greeting sent; HELO/EHLO expected (also the state after STARTTLS).
+    GREETED = "GREETED"
+    #: HELO/EHLO accepted; no mail transaction in progress.
+    READY = "READY"
+    #: MAIL FROM accepted; RCPT TO expected.
+    MAIL = "MAIL"
+    #: At least one recipient accepted; more RCPT TO, or DATA.
+    RCPT = "RCPT"
+    #: 354 sent; reading message content up to CRLF.CRLF.
+    DATA = "DATA"
+    #: 334 sent; reading a SASL response line (RFC 4954).
+    AUTH = "AUTH"
+    #: 220 to STARTTLS sent; waiting for :meth:`SMTPServerConnection.tls_established`.
+    TLS_PENDING = "TLS_PENDING"
+    #: 221/421 sent, or EOF seen: no further commands are read.
+    CLOSED = "CLOSED"
+
+
+#: SASL mechanisms the machine implements (RFC 4616 PLAIN, and LOGIN).
+AUTH_MECHANISMS = ("PLAIN", "LOGIN")
+
+# States in which a command line is read and dispatched through the table.
+_COMMAND_STATES = (State.GREETED, State.READY, State.MAIL, State.RCPT)
+_ANYTIME_VERBS = {"NOOP": "_noop", "HELP": "_help", "VRFY": "_vrfy", "QUIT": "_quit"}
+
+#: ``(state, verb) -> (handler method name, state entered on success)``.
+#: A verb listed somewhere but not for the current state gets 503.
+TRANSITIONS: dict[tuple[State, str], tuple[str, State]] = {
+    # Verbs valid in every command state; QUIT ends the dialogue.
+    **{
+        (state, verb): (handler, State.CLOSED if verb == "QUIT" else state)
+        for state in _COMMAND_STATES
+        for verb, handler in _ANYTIME_VERBS.items()
+    },
+    # HELO/EHLO (re)start the session; in a transaction they act as RSET
+    # (RFC 5321 §4.1.4).
+    **{
+        (state, verb): (handler, State.READY)
+        for state in _COMMAND_STATES
+        for verb, handler in (("HELO", "_helo"), ("EHLO", "_ehlo"))
+    },
+    # RSET drops the transaction; before HELO there is nothing to drop.
+    (State.GREETED, "RSET"): ("_rset", State.GREETED),
+    (State.READY, "RSET"): ("_rset", State.READY),
+    (State.MAIL, "RSET"): ("_rset", State.READY),
+    (State.RCPT, "RSET"): ("_rset", State.READY),
+    # Outside a transaction only.
+    (State.READY, "STARTTLS"): ("_starttls", State.TLS_PENDING),
+    (State.READY, "AUTH"): ("_auth", State.AUTH),
+    # The transaction itself.
+    (State.READY, "MAIL"): ("_mail", State.MAIL),
+    (State.MAIL, "RCPT"): ("_rcpt", State.RCPT),
+    (State.RCPT, "RCPT"): ("_rcpt", State.RCPT),
+    # DATA with no accepted recipient: RFC 5321 §3.3 allows 503 or 554; the
+    # 554 "no valid recipients" tells the client more.
+    (State.MAIL, "DATA"): ("_no_recipients", State.MAIL),
+    (State.RCPT, "DATA"): ("_data", State.DATA),
+}
+
+_KNOWN_VERBS = frozenset(verb for _, verb in TRANSITIONS)
+# RFC 5321 verbs (and common extensions) that this server does not implement:
+# 502 rather than 500 (§4.2.4).
+_UNIMPLEMENTED_VERBS = frozenset({"EXPN", "TURN", "ETRN", "ATRN", "BDAT", "SEND", "SOML", "SAML"})
+
+# Default reject replies per proposal type: (code, enhanced code, text).
+_DEFAULT_REJECTS: dict[type[Proposal], tuple[int, str, str]] = {
+    MailFromProposed: (550, "5.7.1", "Sender rejected"),
+    RecipientProposed: (550, "5.1.1", "Recipient rejected"),
+    MessageReceived: (554, "5.6.0", "Message rejected"),
+    StartTLSRequested: (454, "4.7.0", "TLS not available"),
+    AuthAttempt: (535, "5.7.8", "Authentication credentials invalid"),
+}
+
+# RFC 4954 §4 suggests no particular challenge text; "Username:" and
+# "Password:" in base64 are what every LOGIN client expects.
+_LOGIN_USERNAME_CHALLENGE = base64.b64encode(b"Username:").decode("ascii")
+_LOGIN_PASSWORD_CHALLENGE = base64.b64encode(b"Password:").decode("ascii")
+
+_Handler = Callable[["SMTPServerConnection", str, State], "Event | None"]
+
+
+class SMTPServerConnection:
+    """The server side of one SMTP connection, as a state machine.
+
+    Keyword options (all validated here; ``ValueError`` on nonsense):
+
+    ``hostname``: name in the greeting and the EHLO reply.
+    ``greeting``: text after ``220 <hostname> `` in the banner.
+    ``max_message_size``: fixed maximum message size in octets (RFC 1870),
+    advertised as ``SIZE n`` and enforced both at ``MAIL FROM ... SIZE=`` and
+    after the content; ``None`` means no fixed limit (advertised ``SIZE 0``;
+    the I/O layer must then bound memory itself).
+    ``max_recipients``: recipients per transaction, at least 100 (RFC 5321
+    §4.5.3.1.8).  ``max_errors``: error replies before giving up with 421.
+    ``starttls``: offer STARTTLS (the I/O layer can upgrade).  ``tls_active``:
+    the connection is already TLS (implicit TLS, "SMTPS").
+    ``auth_mechanisms``: SASL mechanisms to offer, from :data:`AUTH_MECHANISMS`.
+    ``auth_over_plaintext``: offer AUTH without TLS (RFC 4954 §4 says
+    plaintext passwords need TLS; tests may want it anyway).
+    ``auth_required`` / ``tls_required``: refuse MAIL with 530 until the
+    client authenticated / started TLS.
+    ``allow_bare_line_endings``: keep bare CR/LF in content instead of
+    refusing the message.
+    """
+
+    def __init__(
+        self,
+        *,
+        hostname: str = "localhost",
+        greeting: str = "ESMTP testservers",
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        max_recipients: int = DEFAULT_MAX_RECIPIENTS,
+        max_errors: int = DEFAULT_MAX_ERRORS,
+        starttls: bool = False,
+        tls_active: bool = False,
+        auth_mechanisms: tuple[str, ...] | list[str] = (),
+        auth_over_plaintext: bool = False,
+        auth_required: bool = False,
+        tls_required: bool = False,
+        allow_bare_line_endings: bool = False,
+    ) -> None:
+        if not hostname or any(c.isspace() for c in hostname):
+            raise ValueError(f"hostname must be one non-empty word, not {hostname!r}")
+        if max_message_size is not None and max_message_size <= 0:
+            raise ValueError("max_message_size must be positive or None")
+        if max_recipients < MIN_RECIPIENTS:
+            raise ValueError(
+                f"max_recipients must be at least {MIN_RECIPIENTS} (RFC 5321 §4.5.3.1.8)"
+            )
+        if max_errors < 1:
+            raise ValueError("max_errors must be at least 1")
+        mechanisms = tuple(m.upper() for m in auth_mechanisms)
+        unknown = [m for m in mechanisms if m not in AUTH_MECHANISMS]
+        if unknown:
+            raise ValueError(f"unsupported AUTH mechanisms {unknown}; known: {AUTH_MECHANISMS}")
+        self.hostname = hostname
+        self.max_message_size = max_message_size
+        self.max_recipients = max_recipients
+        self.max_errors = max_errors
+        self.starttls_available = starttls
+        self.auth_mechanisms = mechanisms
+        self.auth_over_plaintext = auth_over_plaintext
+        self.auth_required = auth_required
+        self.tls_required = tls_required
+        self.allow_bare_line_endings = allow_bare_line_endings
+
+        self._state = State.GREETED
+        self._in = bytearray()
+        self._pos = 0  # start of unconsumed input in self._in
+        self._scan = 0  # where the search for the next LF resumes
+        self._discarding = False  # dropping an over-long command line
+        self._eof = False
+        self._closed_event: ConnectionClosed | None = None
+        self._out = bytearray()
+        self._pending: Proposal | None = None
+        self._errors = 0
+        self._closing_event: Quit | None = None  # 421 after too many errors
+
+        # Session facts.
+        self._tls_active = tls_active
+        self._helo_name: str | None = None
+        self._esmtp = False
+        self._auth_user: str | None = None
+        # SASL exchange in progress: mechanism and step ("response" for
+        # PLAIN; "username"/"password" for LOGIN).
+        self._auth_mechanism = ""
+        self._auth_step = ""
+        self._auth_username = ""
+
+        # Transaction.
+        self._mail_from: str | None = None
+        self._mail_options: tuple[str, ...] = ()
+        self._smtputf8 = False
+        self._recipients: list[str] = []
+        self._recipient_options: list[tuple[str, ...]] = []
+
+        # Content being received (State.DATA).
+        self._content: ContentReader | None = None
+
+        self._out += f"220 {hostname} {greeting}\r\n".encode()
+
+    # ------------------------------------------------------------------
+    # Public read-only facts
+    # ------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The current :class:`State`."""
+        return self._state
+
+    @property
+    def pending(self) -> Proposal | None:
+        """The proposal awaiting ``accept()``/``reject()``, if any."""
+        return self._pending
+
+    @property
+    def helo_name(self) -> str | None:
+        """The HELO/EHLO argument of this session (None before, and after STARTTLS)."""
+        return self._helo_name
+
+    @property
+    def esmtp(self) -> bool:
+        """True when the session started with EHLO."""
+        return self._esmtp
+
+    @property
+    def tls_active(self) -> bool:
+        """True once TLS is in effect (implicit TLS or after STARTTLS)."""
+        return self._tls_active
+
+    @property
+    def authenticated_as(self) -> str | None:
+        """The username of a successful AUTH, or None."""
+        return self._auth_user
+
+    @property
+    def auth_offered(self) -> bool:
+        """True when EHLO currently advertises AUTH."""
+        return bool(self.auth_mechanisms) and (self._tls_active or self.auth_over_plaintext)
+
+    @property
+    def starttls_offered(self) -> bool:
+        """True when EHLO currently advertises STARTTLS."""
+        return self.starttls_available and not self._tls_active
+
+    # ------------------------------------------------------------------
+    # I/O side
+    # ------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer; ``b""`` means the peer closed its side.
+
+        Raises :class:`ConnectionClosedError` if EOF was already fed.  Bytes
+        fed after QUIT, or while a STARTTLS upgrade is pending, are discarded.
+        Nothing is parsed here: call :meth:`next_event`.
+        """
+        if self._eof:
+            raise ConnectionClosedError("receive_data() after EOF")
+        if not data:
+            self._eof = True
+            return
+        if self._state in (State.CLOSED, State.TLS_PENDING):
+            return
+        if self._pos:
+            # Compact: drop what was consumed, so the buffer holds only
+            # unparsed bytes (linear overall: each byte is moved at most once
+            # per feed, and the unparsed tail is at most a line while the
+            # consumer keeps up).
+            del self._in[: self._pos]
+            self._scan -= self._pos
+            self._pos = 0
+        self._in += data
+
+    def data_to_send(self) -> bytes:
+        """Return and clear the replies queued so far (possibly ``b""``)."""
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def next_event(self) -> Event | Sentinel:
+        """Parse buffered input and return the next event.
+
+        Returns :data:`PAUSED` while a proposal awaits an answer or a STARTTLS
+        upgrade awaits :meth:`tls_established`, :data:`NEED_DATA` when the
+        buffered bytes hold no complete command or message, and
+        :class:`ConnectionClosed` (repeatedly) once EOF has been processed.
+        Replies made along the way are queued for :meth:`data_to_send`.
+        """
+        if self._pending is not None:
+            return PAUSED
+        result: Event | Sentinel | None
+        while True:  # each pass consumes one command, response line or content chunk
+            state = self._state
+            if self._closing_event is not None:
+                event, self._closing_event = self._closing_event, None
+                return event
+            if self._closed_event is not None:
+                return self._closed_event
+            if state is State.DATA:
+                result = self._read_content()
+            elif state is State.TLS_PENDING:
+                if self._eof:
+                    return self._connection_closed()
+                return PAUSED
+            elif state is State.CLOSED:
+                if self._eof:
+                    return self._connection_closed()
+                return NEED_DATA
+            else:
+                line = self._read_line()
+                if line is None:
+                    if self._closing_event is not None:
+                        continue
+                    if self._eof:
+                        return self._connection_closed()
+                    return NEED_DATA
+                if state is State.AUTH:
+                    result = self._auth_response(line)
+                else:
+                    result = self._command(line)
+            if result is NEED_DATA:
+                if self._eof:
+                    return self._connection_closed()
+                return NEED_DATA
+            if result is not None:
+                if isinstance(result, Proposal):
+                    self._pending = result
+                return result
+
+    # ------------------------------------------------------------------
+    # Consumer decisions
+    # ------------------------------------------------------------------
+
+    def accept(self) -> None:
+        """Accept the pending proposal and queue its success reply.
+
+        Raises :class:`LocalProtocolError` if nothing is pending.
+        """
+        proposal = self._take_pending()
+        if isinstance(proposal, MailFromProposed):
+            self._mail_from = proposal.address
+            self._mail_options = proposal.options
+            self._smtputf8 = proposal.smtputf8
+            self._state = State.MAIL
+            self._reply(250, "2.1.0", "OK")
+        elif isinstance(proposal, RecipientProposed):
+            self._recipients.append(proposal.address)
+            self._recipient_options.append(proposal.options)
+            self._state = State.RCPT
+            self._reply(250, "2.1.5", "OK")
+        elif isinstance(proposal, MessageReceived):
+            self._reply(250, "2.0.0", "OK: message accepted")
+        elif isinstance(proposal, StartTLSRequested):
+            self._reply(220, "2.0.0", "Ready to start TLS")
+            # RFC 3207 §4.2 / PIPELINING: whatever followed STARTTLS in
+            # plaintext is dropped, never executed after the upgrade.
+            self._in.clear()
+            self._pos = self._scan = 0
+            self._state = State.TLS_PENDING
+        elif isinstance(proposal, AuthAttempt):
+            self._auth_user = proposal.username
+            self._state = State.READY
+            self._reply(235, "2.7.0", "Authentication successful")
+        else:  # pragma: no cover - every Proposal subclass is handled above
+            raise AssertionError(proposal)
+
+    def reject(
+        self, code: int | None = None, text: str | None = None, *, enhanced: str | None = None
+    ) -> None:
+        """Refuse the pending proposal with reply ``code`` (4xx or 5xx).
+
+        ``text`` may hold several lines (``"\\n"``); ``enhanced`` is the RFC
+        3463 code, derived from ``code`` when omitted (and not already at the
+        start of ``text``).  Defaults depend on the proposal (550 for
+        senders/recipients, 554 for messages, 454 for STARTTLS, 535 for AUTH).
+        A rejected MAIL/RCPT leaves the transaction as it was; a rejected
+        message or AUTH ends it.  Raises :class:`LocalProtocolError` if
+        nothing is pending, ``ValueError`` for a code outside 400-599 (the
+        proposal then stays pending).
+        """
+        if self._pending is None:
+            raise LocalProtocolError("reject() with no proposal pending")
+        default_code, default_enhanced, default_text = _DEFAULT_REJECTS[type(self._pending)]
+        if code is None:
+            code = default_code
+            enhanced = enhanced or default_enhanced
+        if not 400 <= code <= 599:
+            raise ValueError(f"a rejection needs a 4xx or 5xx code, not {code}")
+        proposal = self._take_pending()
+        if isinstance(proposal, AuthAttempt):
+            self._state = State.READY
+        self._reply(code, enhanced, default_text if text is None else text)
+
+    def tls_established(self) -> None:
+        """Tell the machine the TLS handshake after STARTTLS completed.
+
+        The machine forgets the HELO name and any AUTH (RFC 3207 §4.2) and
+        waits for a new EHLO; no new greeting is sent.  Raises
+        :class:`LocalProtocolError` unless a STARTTLS upgrade is pending.
+        """
+        if self._state is not State.TLS_PENDING:
+            raise LocalProtocolError("tls_established() without an accepted STARTTLS")
+        self._tls_active = True
+        self._helo_name = None
+        self._esmtp = False
+        self._auth_user = None
+        self._reset_transaction()
+        self._in.clear()
+        self._pos = self._scan = 0
+        self._state = State.GREETED
+
+    def shutdown(self, text: str = "Service closing transmission channel") -> None:
+        """Queue ``421 <text>`` and stop reading (e.g. the server is stopping).
+
+        Any pending proposal is dropped.  Idempotent once closed.  The I/O
+        layer should then send ``data_to_send()`` and close.
+        """
+        if self._state is State.CLOSED:
+            return
+        self._pending = None
+        self._reply(421, "4.3.0", text)
+        self._state = State.CLOSED
+
+    # ------------------------------------------------------------------
+    # Input framing
+    # ------------------------------------------------------------------
+
+    def _read_line(self) -> bytes | None:
+        """Return the next complete command/response line without its CRLF.
+
+        Over-long lines and lines not ending in CRLF are answered here (500)
+        and skipped; returns None when no complete line is buffered.
+        """
+        buf = self._in
+        while True:
+            pos = self._pos
+            end = buf.find(b"\n", self._scan)
+            if end < 0:
+                self._scan = len(buf)
+                if len(buf) - pos > AUTH_LINE_LIMIT:
+                    # No verb may be longer than this; drop the bytes now so
+                    # memory stays bounded, answer when the line ends.
+                    self._discarding = True
+                    self._pos = self._scan = len(buf)
+                return None
+            self._pos = self._scan = end + 1
+            if self._discarding:
+                self._discarding = False
+                self._error(500, "5.5.2", "Line too long")
+                if self._state is State.CLOSED:
+                    return None
+                continue
+            if end == pos or buf[end - 1] != 0x0D:
+                self._error(500, "5.5.2", "Syntax error: lines must end with CRLF")
+                if self._state is State.CLOSED:
+                    return None
+                continue
+            line = bytes(buf[pos : end - 1])
+            if len(line) + 2 > self._line_limit(line):
+                self._error(500, "5.5.2", "Line too long")
+                if self._state is State.CLOSED:
+                    return None
+                continue
+            return line
+
+    def _line_limit(self, line: bytes) -> int:
+        if self._state is State.AUTH:
+            return AUTH_LINE_LIMIT
+        verb = line[:5].upper()
+        if verb in (b"MAIL ", b"RCPT "):
+            return MAIL_LINE_LIMIT
+        if verb == b"AUTH ":
+            return AUTH_LINE_LIMIT
+        return COMMAND_LINE_LIMIT
+
+    def _read_content(self) -> Event | Sentinel:
+        content = self._content
+        assert content is not None
+        self._pos, finished = content.read(self._in, self._pos)
+        self._scan = self._pos
+        if not finished:
+            return NEED_DATA
+        return self._end_of_content(content)
+
+    def _end_of_content(self, content: ContentReader) -> Event:
+        mail_from = self._mail_from or ""
+        recipients = tuple(self._recipients)
+        error = content.error
+        message = (
+            MessageReceived(
+                mail_from=mail_from,
+                recipients=recipients,
+                data=content.content(),
+                mail_options=self._mail_options,
+                recipient_options=tuple(self._recipient_options),
+            )
+            if error is None
+            else None
+        )
+        self._reset_transaction()
+        self._state = State.READY
+        if message is not None:
+            return message
+        assert error is not None
+        if error == "size":
+            code, enhanced, text = 552, "5.3.4", "Message size exceeds fixed maximum message size"
+        elif error == "line-length":
+            code, enhanced, text = 500, "5.5.2", "Line too long (RFC 5321 section 4.5.3.1.6)"
+        else:
+            code, enhanced, text = 554, "5.6.0", "Bare CR or LF in message (RFC 5321 section 2.3.8)"
+        self._reply(code, enhanced, text)
+        return MessageRefused(
+            reason=error, reply_code=code, mail_from=mail_from, recipients=recipients
+        )
+
+    # ------------------------------------------------------------------
+    # Commands
+    # ------------------------------------------------------------------
+
+    def _command(self, raw: bytes) -> Event | None:
+        """Dispatch one command line through :data:`TRANSITIONS`.
+
+        Handlers either queue a reply and return an informational event or
+        None, return a proposal, or raise :class:`RemoteProtocolError`, whose
+        reply is sent here.
+        """
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._error(500, "5.5.2", "Syntax error: command is not UTF-8")
+        verb, _, arg = line.partition(" ")
+        verb = verb.upper()
+        entry = TRANSITIONS.get((self._state, verb))
+        if entry is None:
+            if verb in _KNOWN_VERBS:
+                return self._error(503, "5.5.1", self._sequence_hint(verb))
+            if verb in _UNIMPLEMENTED_VERBS:
+                return self._error(502, "5.5.1", "Command not implemented")
+            return self._error(500, "5.5.2", "Command unrecognized")
+        handler_name, next_state = entry
+        handler: _Handler = getattr(type(self), handler_name)
+        try:
+            return handler(self, arg, next_state)
+        except RemoteProtocolError as exc:
+            return self._error(exc.reply_code, exc.enhanced_code, exc.text)
+
+    def _sequence_hint(self, verb: str) -> str:
+        if self._state is State.GREETED:
+            return "Bad sequence of commands: send HELO/EHLO first"
+        if verb in ("MAIL", "STARTTLS", "AUTH"):
+            return "Bad sequence of commands: mail transaction in progress"
+        if verb == "RCPT":
+            return "Bad sequence of commands: need MAIL first"
+        return "Bad sequence of commands: need RCPT first"
+
+    def _helo(self, arg: str, next_state: State) -> Event | None:
+        return self._greet("HELO", arg, next_state)
+
+    def _ehlo(self, arg: str, next_state: State) -> Event | None:
+        return self._greet("EHLO", arg, next_state)
+
+    def _greet(self, command: str, arg: str, next_state: State) -> Event | None:
+        name = arg.strip()
+        if not name:
+            raise RemoteProtocolError(f"Syntax: {command} hostname", 501, "5.5.4")
+        self._reset_transaction()
+        self._helo_name = name
+        self._esmtp = command == "EHLO"
+        self._state = next_state
+        if not self._esmtp:
+            self._reply(250, None, f"{self.hostname} Hello {name}")
+            return Hello(command=command, name=name)
+        lines = [
+            f"{self.hostname} Hello {name}",
+            "8BITMIME",
+            f"SIZE {self.max_message_size or 0}",
+            "PIPELINING",
+            "SMTPUTF8",
+            "ENHANCEDSTATUSCODES",
+        ]
+        if self.starttls_offered:
+            lines.append("STARTTLS")
+        if self.auth_offered:
+            lines.append("AUTH " + " ".join(self.auth_mechanisms))
+        lines.append("HELP")
+        # EHLO keyword lines carry no enhanced codes (RFC 2034 §3 covers
+        # replies, not the keyword list), so they are written directly.
+        last = len(lines) - 1
+        for i, line in enumerate(lines):
+            self._out += f"250{' ' if i == last else '-'}{line}\r\n".encode()
+        return Hello(command=command, name=name)
+
+    def _noop(self, arg: str, next_state: State) -> Event | None:
+        self._reply(250, "2.0.0", "OK")
+        return None
+
+    def _help(self, arg: str, next_state: State) -> Event | None:
+        verbs = "HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH"
+        self._reply(214, "2.0.0", f"Commands: {verbs}")
+        return None
+
+    def _vrfy(self, arg: str, next_state: State) -> Event | None:
+        _no_more_than(arg, "VRFY <address>", required=True)
+        # RFC 5321 §3.5.3: 252 when the server will not verify but would try.
+        self._reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")
+        return None
+
+    def _quit(self, arg: str, next_state: State) -> Event | None:
+        _no_more_than(arg, "QUIT")
+        self._reply(221, "2.0.0", f"{self.hostname} closing connection")
+        self._state = next_state
+        self._drop_input()
+        return Quit(reply_code=221)
+
+    def _rset(self, arg: str, next_state: State) -> Event | None:
+        _no_more_than(arg, "RSET")
+        self._reset_transaction()
+        self._state = next_state
+        self._reply(250, "2.0.0", "OK")
+        return Reset()
+
+    def _starttls(self, arg: str, next_state: State) -> Event | None:
+        if self._tls_active:
+            raise RemoteProtocolError("TLS already active", 503, "5.5.1")
+        if not self.starttls_available:
+            raise RemoteProtocolError("STARTTLS not available", 502, "5.5.1")
+        _no_more_than(arg, "STARTTLS")
+        return StartTLSRequested()
+
+    def _mail(self, arg: str, next_state: State) -> Event | None:
+        if self.tls_required and not self._tls_active:
+            raise RemoteProtocolError("Must issue a STARTTLS command first", 530, "5.7.0")
+        if self.auth_required and self._auth_user is None:
+            raise RemoteProtocolError("Authentication required", 530, "5.7.0")
+        address, params = parse_path(arg, "FROM:")
+        if params and not self._esmtp:
+            raise RemoteProtocolError("MAIL FROM parameters need EHLO", 555, "5.5.4")
+        parsed = parse_mail_parameters(params)
+        limit = self.max_message_size
+        if parsed.size is not None and limit is not None and parsed.size > limit:
+            # RFC 1870 §6.1
+            raise RemoteProtocolError(
+                "Message size exceeds fixed maximum message size", 552, "5.3.4"
+            )
+        if not address.isascii() and not parsed.smtputf8:
+            # RFC 6531 §3.4: non-ASCII addresses need the SMTPUTF8 parameter.
+            raise RemoteProtocolError("Non-ASCII address needs SMTPUTF8", 553, "5.6.7")
+        return MailFromProposed(
+            address=address,
+            options=tuple(params),
+            size=parsed.size,
+            body=parsed.body,
+            smtputf8=parsed.smtputf8,
+        )
+
+    def _rcpt(self, arg: str, next_state: State) -> Event | None:
+        address, params = parse_path(arg, "TO:")
+        if not address:
+            raise RemoteProtocolError("Syntax: RCPT TO:<address>", 501, "5.5.4")
+        if params:
+            raise RemoteProtocolError("RCPT TO parameters not recognized", 555, "5.5.4")
+        if not address.isascii() and not self._smtputf8:
+            raise RemoteProtocolError("Non-ASCII address needs SMTPUTF8", 553, "5.6.7")
+        if len(self._recipients) >= self.max_recipients:
+            # RFC 5321 §4.5.3.1.10
+            raise RemoteProtocolError("Too many recipients", 452, "4.5.3")
+        return RecipientProposed(address=address, options=tuple(params))
+
+    def _no_recipients(self, arg: str, next_state: State) -> Event | None:
+        raise RemoteProtocolError("No valid recipients", 554, "5.5.1")
+
+    def _data(self, arg: str, next_state: State) -> Event | None:
+        _no_more_than(arg, "DATA")
+        self._content = ContentReader(self.max_message_size, self.allow_bare_line_endings)
+        self._state = next_state
+        self._out += b"354 End data with <CR><LF>.<CR><LF>\r\n"
+        return None
+
+    # ------------------------------------------------------------------
+    # AUTH (RFC 4954).  State.AUTH covers the exchange: the machine is in it
+    # after a 334 and while an AuthAttempt awaits its answer; a failure of
+    # any step returns it to READY.
+    # ------------------------------------------------------------------
+
+    def _auth(self, arg: str, next_state: State) -> Event | None:
+        if not self.auth_mechanisms:
+            raise RemoteProtocolError("AUTH not available", 502, "5.5.1")
+        if not self._esmtp:
+            raise RemoteProtocolError("Bad sequence of commands: send EHLO first", 503, "5.5.1")
+        if self._auth_user is not None:
+            raise RemoteProtocolError("Already authenticated", 503, "5.5.1")
+        parts = arg.split()
+        if not 1 <= len(parts) <= 2:
+            raise RemoteProtocolError("Syntax: AUTH mechanism [initial-response]", 501, "5.5.4")
+        mechanism = parts[0].upper()
+        if mechanism not in self.auth_mechanisms:
+            raise RemoteProtocolError("Unrecognized authentication type", 504, "5.5.4")
+        if not self.auth_offered:
+            raise RemoteProtocolError(  # RFC 4954 §6
+                "Encryption required for requested authentication mechanism", 538, "5.7.11"
+            )
+        self._auth_mechanism = mechanism
+        self._state = next_state
+        if len(parts) == 2:
+            return self._sasl_step(parts[1])
+        if mechanism == "PLAIN":
+            self._auth_step = "response"
+            self._out += b"334 \r\n"
+        else:
+            self._auth_step = "username"
+            self._out += f"334 {_LOGIN_USERNAME_CHALLENGE}\r\n".encode()
+        return None
+
+    def _auth_response(self, raw: bytes) -> Event | None:
+        if raw == b"*":  # RFC 4954 §4: the client cancels
+            self._state = State.READY
+            return self._error(501, "5.0.0", "Authentication cancelled")
+        return self._sasl_step(raw.decode("ascii", "replace"))
+
+    def _sasl_step(self, response: str) -> Event | None:
+        """Take one base64 SASL response (initial or after a 334)."""
+        try:
+            value = decode_sasl(response)
+            if self._auth_mechanism == "PLAIN":
+                authzid, username, password = parse_plain(value)
+                return AuthAttempt(
+                    mechanism="PLAIN", username=username, password=password, authzid=authzid
+                )
+            if self._auth_step != "password":  # LOGIN: initial response or 1st answer
+                self._auth_username = decode_utf8(value)
+                self._auth_step = "password"
+                self._out += f"334 {_LOGIN_PASSWORD_CHALLENGE}\r\n".encode()
+                return None
+            username, self._auth_username = self._auth_username, ""
+            return AuthAttempt(mechanism="LOGIN", username=username, password=decode_utf8(value))
+        except RemoteProtocolError as exc:
+            self._state = State.READY
+            return self._error(exc.reply_code, exc.enhanced_code, exc.text)
+
+    # ------------------------------------------------------------------
+    # Helpers
+    # ------------------------------------------------------------------
+
+    def _take_pending(self) -> Proposal:
+        proposal = self._pending
+        if proposal is None:
+            raise LocalProtocolError("no proposal is pending")
+        self._pending = None
+        return proposal
+
+    def _reset_transaction(self) -> None:
+        self._mail_from = None
+        self._mail_options = ()
+        self._smtputf8 = False
+        self._recipients = []
+        self._recipient_options = []
+        self._content = None
+
+    def _drop_input(self) -> None:
+        self._in.clear()
+        self._pos = self._scan = 0
+
+    def _connection_closed(self) -> ConnectionClosed:
+        if self._closed_event is None:
+            aborted = self._state in (State.MAIL, State.RCPT, State.DATA)
+            self._reset_transaction()
+            self._drop_input()
+            self._state = State.CLOSED
+            self._closed_event = ConnectionClosed(aborted=aborted)
+        return self._closed_event
+
+    def _reply(self, code: int, enhanced: str | None, text: str) -> None:
+        """Queue one reply; ``text`` may span lines.  RFC 2034 enhanced codes
+        go on every line, only in EHLO sessions."""
+        self._out += format_reply(code, enhanced, text, esmtp=self._esmtp)
+
+    def _error(self, code: int, enhanced: str, text: str) -> Event | None:
+        """Reply to a client mistake; after ``max_errors`` of them, queue 421
+        and a :class:`Quit` event.  Returns None, so that a handler can end
+        with ``return self._error(...)``."""
+        self._reply(code, enhanced, text)
+        self._errors += 1
+        if self._errors >= self.max_errors and self._state is not State.CLOSED:
+            self._reply(421, "4.7.0", "Too many errors, closing connection")
+            self._state = State.CLOSED
+            self._drop_input()
+            self._pending = None
+            self._closing_event = Quit(reply_code=421)
+        return None
+
+
+def _no_more_than(arg: str, syntax: str, *, required: bool = False) -> None:
+    """Check that a command has an argument exactly when ``required``."""
+    if bool(arg.strip()) != required:
+        raise RemoteProtocolError(f"Syntax: {syntax}", 501, "5.5.4")

@@ -1,0 +1,299 @@
+"""Events, errors, sentinels and limits of the sans-I/O SMTP server machine.
+
+The machine itself lives in :mod:`protocols._smtp`; this module holds the
+vocabulary it speaks.  Events are small frozen dataclasses.  Some of them are
+*proposals* (:class:`MailFromProposed`, :class:`RecipientProposed`,
+:class:`MessageReceived`, :class:`StartTLSRequested`, :class:`AuthAttempt`):
+after returning one, the machine is paused (``next_event()`` returns
+:data:`PAUSED`) until the consumer answers with ``accept()`` or
+``reject(code, text)``.  The others are information: the machine has already
+queued its reply.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = [
+    "AUTH_LINE_LIMIT",
+    "COMMAND_LINE_LIMIT",
+    "DEFAULT_MAX_ERRORS",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_RECIPIENTS",
+    "MAIL_LINE_LIMIT",
+    "MIN_RECIPIENTS",
+    "NEED_DATA",
+    "PAUSED",
+    "TEXT_LINE_LIMIT",
+    "AuthAttempt",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "Event",
+    "Hello",
+    "LocalProtocolError",
+    "MailFromProposed",
+    "MessageReceived",
+    "MessageRefused",
+    "Proposal",
+    "Quit",
+    "RecipientProposed",
+    "RemoteProtocolError",
+    "Reset",
+    "SMTPProtocolError",
+    "Sentinel",
+    "StartTLSRequested",
+]
+
+# --------------------------------------------------------------------------
+# Limits.  Every buffer of the machine is bounded by one of these.
+# --------------------------------------------------------------------------
+
+#: RFC 5321 §4.5.3.1.4: "The maximum total length of a command line including
+#: the command word and the <CRLF> is 512 octets."
+COMMAND_LINE_LIMIT = 512
+
+#: MAIL FROM / RCPT TO lines may carry ESMTP parameters, and RFC 5321
+#: §4.5.3.1.4 lets extensions raise the limit: RFC 1870 §3 (5) adds 26 octets
+#: for SIZE=, RFC 4954 §5 adds 500 for AUTH=; BODY= (RFC 6152) and SMTPUTF8
+#: (RFC 6531) name no number, so 64 more octets cover them.
+MAIL_LINE_LIMIT = COMMAND_LINE_LIMIT + 26 + 500 + 64
+
+#: RFC 4954 §4: the AUTH command line and each SASL response line may be up to
+#: 12288 octets (room for base64 of large credentials).
+AUTH_LINE_LIMIT = 12288
+
+#: RFC 5321 §4.5.3.1.6: "The maximum total length of a text line including the
+#: <CRLF> is 1000 octets (not counting the leading dot duplicated for
+#: transparency)."  A longer line makes the message fail with 500 after the
+#: end of data; the message is not delivered.
+TEXT_LINE_LIMIT = 1000
+
+#: Default fixed maximum message size (RFC 1870), in octets of unstuffed
+#: message content including CRLFs.  32 MiB is what CPython's smtpd used
+#: (``DATA_SIZE_DEFAULT``); advertised as ``SIZE 33554432`` in EHLO.
+DEFAULT_MAX_MESSAGE_SIZE = 33_554_432
+
+#: RFC 5321 §4.5.3.1.8: "The minimum total number of recipients that MUST be
+#: buffered is 100 recipients."  The machine refuses to be configured lower.
+MIN_RECIPIENTS = 100
+
+#: Default recipient limit per transaction; recipient 1001 gets
+#: "452 4.5.3 Too many recipients" (RFC 5321 §4.5.3.1.10).
+DEFAULT_MAX_RECIPIENTS = 1000
+
+#: After this many error replies (5xx/4xx to the client's own mistakes) on one
+#: connection, the machine answers "421" and asks to close: a peer spewing
+#: garbage costs the server one bounded burst, not an endless dialogue.
+DEFAULT_MAX_ERRORS = 50
+
+
+# --------------------------------------------------------------------------
+# Sentinels
+# --------------------------------------------------------------------------
+
+
+class Sentinel(enum.Enum):
+    """Values ``next_event()`` returns when it has no event."""
+
+    #: The machine needs more bytes from the peer (``receive_data``).
+    NEED_DATA = "NEED_DATA"
+    #: The machine is waiting for the consumer: answer the last proposal with
+    #: ``accept()``/``reject()``, or finish the TLS handshake and call
+    #: ``tls_established()``.
+    PAUSED = "PAUSED"
+
+    def __repr__(self) -> str:
+        return self.value
+
+
+NEED_DATA = Sentinel.NEED_DATA
+PAUSED = Sentinel.PAUSED
+
+
+# --------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------
+
+
+class SMTPProtocolError(Exception):
+    """Base error; carries the SMTP reply that describes it.
+
+    ``reply_code`` is the three-digit code (``500``, ``503``...) and
+    ``enhanced_code`` the RFC 3463 code (``"5.5.1"``) a server would send.
+    """
+
+    def __init__(self, text: str, reply_code: int = 451, enhanced_code: str = "4.3.0") -> None:
+        super().__init__(text)
+        self.text = text
+        self.reply_code = reply_code
+        self.enhanced_code = enhanced_code
+
+
+class RemoteProtocolError(SMTPProtocolError):
+    """The peer's bytes broke the protocol.
+
+    The machine turns these into replies itself (500 line too long, 503 bad
+    sequence...), so consumers only meet them through the replies; the class
+    exists so the machine's own code carries one reply per failure.
+    """
+
+
+class LocalProtocolError(SMTPProtocolError):
+    """The consumer used the machine wrongly (e.g. ``accept()`` with no
+    proposal pending, ``tls_established()`` without a STARTTLS in flight).
+    The machine's state is unchanged when this is raised."""
+
+
+class ConnectionClosedError(LocalProtocolError):
+    """The connection is over (EOF was fed, or ``close()`` was called) and the
+    consumer fed more bytes."""
+
+
+# --------------------------------------------------------------------------
+# Events
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base class of everything ``next_event()`` returns besides sentinels."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Proposal(Event):
+    """An event the consumer must answer with ``accept()`` or ``reject()``.
+
+    Until it does, ``next_event()`` returns :data:`PAUSED` and the machine
+    reads no further commands, so replies stay in order even when the client
+    pipelines.
+    """
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hello(Event):
+    """HELO or EHLO was accepted (the 250 is already queued).
+
+    ``command`` is ``"HELO"`` or ``"EHLO"``; ``name`` the client's argument.
+    """
+
+    command: str
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.command not in ("HELO", "EHLO"):
+            raise ValueError(f"command must be HELO or EHLO, not {self.command!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MailFromProposed(Proposal):
+    """``MAIL FROM:<address> params``.  ``address`` is ``""`` for the null
+    reverse-path ``<>``.  ``options`` are the raw parameters as sent
+    (``("SIZE=1234", "BODY=8BITMIME")``); ``size`` is the declared SIZE=, or
+    None.  ``accept()`` answers 250, ``reject()`` the chosen code."""
+
+    address: str
+    options: tuple[str, ...] = ()
+    size: int | None = None
+    body: str | None = None
+    smtputf8: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecipientProposed(Proposal):
+    """``RCPT TO:<address> params``; ``accept()`` adds the recipient to the
+    transaction (250), ``reject()`` leaves it out with the chosen code."""
+
+    address: str
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageReceived(Proposal):
+    """A complete, well-formed message arrived (``CRLF.CRLF`` seen).
+
+    ``data`` is the content with dot-stuffing removed and every line ending
+    in CRLF (the final CRLF before the dot belongs to the content).
+    ``recipients`` are the accepted recipients, in order, and
+    ``recipient_options`` their parameters, index for index.
+    ``accept()`` answers "250 2.0.0 OK"; ``reject(code, text)`` refuses it
+    (e.g. 554 or 451).  Either way the transaction is over.
+    """
+
+    mail_from: str
+    recipients: tuple[str, ...]
+    data: bytes
+    mail_options: tuple[str, ...] = ()
+    recipient_options: tuple[tuple[str, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.recipients:
+            raise ValueError("a message needs at least one recipient")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageRefused(Event):
+    """The machine refused a message on its own after the end of data (the
+    reply, ``reply_code``, is already queued) and delivers nothing.
+
+    ``reason`` is one of ``"size"`` (over the maximum message size, 552),
+    ``"line-length"`` (a text line over 1000 octets, 500) or
+    ``"bare-line-ending"`` (a CR or LF not part of a CRLF, 554).
+    """
+
+    reason: str
+    reply_code: int
+    mail_from: str
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartTLSRequested(Proposal):
+    """The client sent STARTTLS.
+
+    ``accept()`` queues "220 Ready to start TLS", discards every byte already
+    buffered after the command (RFC 3207 §4.2: no plaintext injection survives
+    the upgrade) and pauses until the I/O layer has sent the 220, completed the
+    handshake and called ``tls_established()``.  ``reject(454, ...)`` refuses.
+    """
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthAttempt(Proposal):
+    """A complete SASL exchange (RFC 4954) produced credentials.
+
+    ``mechanism`` is ``"PLAIN"`` or ``"LOGIN"``; ``authzid`` the PLAIN
+    authorization identity (``""`` if none).  ``accept()`` answers
+    "235 2.7.0", ``reject()`` defaults to "535 5.7.8".
+    """
+
+    mechanism: str
+    username: str
+    password: str
+    authzid: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reset(Event):
+    """RSET was accepted; any transaction in progress was dropped."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quit(Event):
+    """The machine queued its last reply (221 after QUIT, or 421 when it gives
+    up on the peer).  The consumer should send ``data_to_send()`` and close.
+    """
+
+    reply_code: int = 221
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionClosed(Event):
+    """The peer closed its side (``receive_data(b"")``).
+
+    ``aborted`` is True when a transaction was in progress (e.g. the client
+    vanished mid-DATA): nothing of it is delivered.  ``next_event()`` keeps
+    returning this event once EOF has been processed.
+    """
+
+    aborted: bool = False

@@ -1,0 +1,165 @@
+"""Parsing and formatting helpers of the SMTP machine (pure functions).
+
+Parsers raise :class:`RemoteProtocolError` carrying the reply the server
+should send (501 syntax, 555 unknown parameter...); the machine turns the
+error into that reply.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+
+from ._smtp_events import RemoteProtocolError
+
+__all__ = [
+    "MailParameters",
+    "decode_sasl",
+    "decode_utf8",
+    "format_reply",
+    "parse_mail_parameters",
+    "parse_path",
+    "parse_plain",
+]
+
+_ENHANCED_RE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?= |$)")
+_SIZE_RE = re.compile(r"\d{1,20}")  # RFC 1870 §3: size-value ::= 1*20DIGIT
+
+
+def parse_path(arg: str, prefix: str) -> tuple[str, list[str]]:
+    """Split ``FROM:<addr> PARAM=V ...`` (``prefix`` ``"FROM:"``/``"TO:"``)
+    into ``(addr, params)``.
+
+    A space after the colon is tolerated (many clients send one); the angle
+    brackets are required (RFC 5321 §4.1.2).  A source route
+    (``<@a,@b:user@c>``) is accepted and dropped (§4.1.1.3: ignore it).
+    Raises :class:`RemoteProtocolError` (501) on a syntax error.
+    """
+    error = RemoteProtocolError(
+        f"Syntax: {'MAIL FROM' if prefix == 'FROM:' else 'RCPT TO'}:<address> [parameters]",
+        501,
+        "5.5.4",
+    )
+    if arg[: len(prefix)].upper() != prefix:
+        raise error
+    rest = arg[len(prefix) :].lstrip(" ")
+    if not rest.startswith("<"):
+        raise error
+    # Find the closing bracket, skipping quoted strings and their escapes.
+    i, quoted, n = 1, False, len(rest)
+    while i < n:
+        c = rest[i]
+        if c == "\\" and quoted:
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+        elif c == ">" and not quoted:
+            break
+        i += 1
+    else:
+        raise error
+    address = rest[1:i]
+    if address.startswith("@"):
+        colon = address.find(":")
+        if colon < 0:
+            raise error
+        address = address[colon + 1 :]
+    if any(c in address for c in "<> \t") and not address.startswith('"'):
+        raise error
+    if rest[i + 1 : i + 2] not in ("", " "):
+        raise error
+    return address, rest[i + 1 :].split()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MailParameters:
+    """The MAIL FROM parameters the machine understands."""
+
+    size: int | None = None
+    body: str | None = None
+    smtputf8: bool = False
+
+
+def parse_mail_parameters(params: list[str]) -> MailParameters:
+    """Validate MAIL FROM parameters: SIZE= (RFC 1870), BODY=7BIT|8BITMIME
+    (RFC 6152), SMTPUTF8 (RFC 6531), AUTH= (RFC 4954 §5, accepted as is).
+
+    Raises :class:`RemoteProtocolError`: 501 for a known keyword with a bad
+    value, 555 for an unknown keyword (RFC 5321 §4.1.1.11).
+    """
+    size: int | None = None
+    body: str | None = None
+    smtputf8 = False
+    for param in params:
+        key, eq, value = param.partition("=")
+        key = key.upper()
+        if key == "SIZE" and eq and _SIZE_RE.fullmatch(value):
+            size = int(value)
+        elif key == "BODY" and eq and value.upper() in ("7BIT", "8BITMIME"):
+            body = value.upper()
+        elif key == "SMTPUTF8" and not eq:
+            smtputf8 = True
+        elif key == "AUTH" and eq and value:
+            pass  # kept in the raw options; no policy here
+        elif key in ("SIZE", "BODY", "SMTPUTF8", "AUTH"):
+            raise RemoteProtocolError(f"Syntax error in parameter {param}", 501, "5.5.4")
+        else:
+            raise RemoteProtocolError(f"MAIL FROM parameter {key} not recognized", 555, "5.5.4")
+    return MailParameters(size=size, body=body, smtputf8=smtputf8)
+
+
+def decode_sasl(text: str) -> bytes:
+    """Base64-decode one SASL response line; ``=`` is the empty response
+    (RFC 4954 §4).  Raises :class:`RemoteProtocolError` (501) otherwise."""
+    if text == "=":
+        return b""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise RemoteProtocolError("Cannot decode base64 response", 501, "5.5.2")
+
+
+def parse_plain(value: bytes) -> tuple[str, str, str]:
+    """Split a PLAIN response into ``(authzid, username, password)``
+    (RFC 4616 §2: ``[authzid] NUL authcid NUL passwd``, UTF-8).
+    Raises :class:`RemoteProtocolError` (501) when malformed."""
+    fields = value.split(b"\0")
+    try:
+        if len(fields) != 3 or not fields[1]:
+            raise ValueError
+        authzid, username, password = (f.decode("utf-8") for f in fields)
+    except ValueError:  # includes UnicodeDecodeError
+        raise RemoteProtocolError("Malformed PLAIN response", 501, "5.5.2")
+    return authzid, username, password
+
+
+def decode_utf8(value: bytes) -> str:
+    """Decode a SASL field; :class:`RemoteProtocolError` (501) if not UTF-8."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RemoteProtocolError("Malformed authentication response", 501, "5.5.2")
+
+
+def format_reply(code: int, enhanced: str | None, text: str, *, esmtp: bool) -> bytes:
+    """Format one reply; ``text`` may span lines (``"\\n"``).
+
+    In EHLO sessions (``esmtp``) each line of a 2xx/4xx/5xx reply starts with
+    the RFC 2034/3463 enhanced code: ``enhanced``, else the one already at the
+    start of the text, else ``<class>.0.0``.  CRs in ``text`` are dropped so
+    a caller's text cannot inject reply lines.
+    """
+    lines = [part.replace("\r", "") for part in text.split("\n")]
+    use_enhanced = esmtp and code >= 200 and code // 100 != 3
+    if use_enhanced and enhanced is None and not _ENHANCED_RE.match(lines[0]):
+        enhanced = f"{code // 100}.0.0"
+    out = []
+    last = len(lines) - 1
+    for i, line in enumerate(lines):
+        if use_enhanced and enhanced and not _ENHANCED_RE.match(line):
+            line = f"{enhanced} {line}" if line else enhanced
+        out.append(f"{code}{' ' if i == last else '-'}{line}\r\n")
+    return "".join(out).encode("utf-8")
