@@ -1,0 +1,173 @@
+"""``python -m protocols``: debugging sinks on one reactor, printing what arrives.
+
+The successor of ``python -m smtpd -n -c DebuggingServer``: every sink runs
+on the same reactor thread; Ctrl-C (or SIGTERM, or ``--duration``) stops
+them all cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from reactor import BaseServer
+
+from ._datagram import UDPServer
+from ._stream import StreamConnection, TCPServer
+
+__all__ = ["main", "build_sinks"]
+
+SinkFactory = Callable[[argparse.Namespace, "Printer"], BaseServer]
+
+
+class Printer:
+    """Serialises output from the reactor thread; one block per arrival."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+
+    def block(self, title: str, body: str = "") -> None:
+        stamp = datetime.datetime.now().strftime("%H:%M:%S.%f")[:-3]
+        text = f"---------- {stamp} {title}\n"
+        if body:
+            text += body if body.endswith("\n") else body + "\n"
+        with self._lock:
+            self._out.write(text)
+            self._out.flush()
+
+
+def _show(data: bytes) -> str:
+    return data.decode("utf-8", "backslashreplace")
+
+
+def _port(value: str) -> int | None:
+    if value.lower() in ("off", "no", "none", "-"):
+        return None
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {value}")
+    return port
+
+
+def _tcp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
+    def on_line(conn: StreamConnection, line: bytes) -> None:
+        p.block(f"TCP line from {conn.peer}", _show(line))
+
+    def on_connect(conn: StreamConnection) -> None:
+        p.block(f"TCP connection from {conn.peer}")
+
+    def on_close(conn: StreamConnection) -> None:
+        p.block(f"TCP connection from {conn.peer} closed ({len(conn.data)} bytes)")
+
+    return TCPServer(
+        (args.host, args.tcp),
+        on_line=on_line,
+        on_connect=on_connect,
+        on_close=on_close,
+        poll_interval=None,
+    )
+
+
+def _udp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
+    def reply(data: bytes, peer: Any) -> None:
+        p.block(f"UDP datagram from {peer} ({len(data)} bytes)", _show(data))
+
+    return UDPServer((args.host, args.udp), reply=reply, record=False, poll_interval=None)
+
+
+#: (option, factory): each sink the CLI knows, in start order.  Other
+#: protocol modules add theirs here.
+SINKS: list[tuple[str, SinkFactory]] = [("tcp", _tcp_sink), ("udp", _udp_sink)]
+
+
+def make_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m protocols",
+        description="Debugging sinks on one reactor thread: print every message, request, "
+        "line and datagram that arrives. Give a port of 0 for any free port, 'off' to disable.",
+    )
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    ap.add_argument(
+        "--tcp",
+        type=_port,
+        default=5140,
+        metavar="PORT",
+        help="TCP line sink (e.g. syslog over TCP); default 5140",
+    )
+    ap.add_argument(
+        "--udp",
+        type=_port,
+        default=5514,
+        metavar="PORT",
+        help="UDP datagram sink (e.g. syslog); default 5514",
+    )
+    ap.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop by itself after this many seconds",
+    )
+    for hook in _PARSER_HOOKS:
+        hook(ap)
+    return ap
+
+
+_PARSER_HOOKS: list[Callable[[argparse.ArgumentParser], None]] = []
+
+
+def build_sinks(args: argparse.Namespace, printer: Printer) -> list[BaseServer]:
+    """Create (bound, not started) the sinks the arguments ask for."""
+    servers: list[BaseServer] = []
+    try:
+        for option, factory in SINKS:
+            if getattr(args, option, None) is not None:
+                servers.append(factory(args, printer))
+    except BaseException:
+        for s in servers:
+            s.server_close()
+        raise
+    return servers
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    out = out if out is not None else sys.stdout
+    printer = Printer(out)
+    try:
+        servers = build_sinks(args, printer)
+    except OSError as exc:
+        print(f"python -m protocols: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    if not servers:
+        print("python -m protocols: every sink is off", file=sys.stderr)
+        return 2
+    done = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *a: done.set())
+    try:
+        for s in servers:
+            s.start()
+            printer.block(f"{type(s).__name__} listening on {s.server_address}")
+        printer.block("ready; Ctrl-C to stop")
+        done.wait(args.duration)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for s in servers:
+            s.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    printer.block("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

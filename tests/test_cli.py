@@ -1,0 +1,113 @@
+"""``python -m protocols``: the debugging sinks, driven as a user would."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class SinkProcess:
+    """The CLI in a child process with every sink on a free port."""
+
+    def __init__(self, *extra: str) -> None:
+        env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "protocols", "--tcp", "0", "--udp", "0", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
+        self.addresses: dict[str, object] = {}
+        self.lines: list[str] = []
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"CLI exited: {self.proc.wait()} {self.proc.stderr.read()}")  # type: ignore[union-attr]
+            self.lines.append(line)
+            m = re.search(r"(\w+) listening on (.*)$", line)
+            if m:
+                self.addresses[m.group(1)] = ast.literal_eval(m.group(2))
+            if "ready; Ctrl-C to stop" in line:
+                return
+        raise RuntimeError("CLI never became ready")
+
+    def interrupt(self) -> tuple[int, str, str]:
+        self.proc.send_signal(signal.SIGINT)
+        out, err = self.proc.communicate(timeout=30)
+        return self.proc.returncode, "".join(self.lines) + out, err
+
+
+class CLITest(unittest.TestCase):
+    def test_tcp_and_udp_sinks_print_and_ctrl_c_stops(self) -> None:
+        sink = SinkProcess()
+        tcp = sink.addresses["TCPServer"]
+        udp = sink.addresses["UDPServer"]
+        with socket.create_connection(tcp, timeout=5) as c:  # type: ignore[arg-type]
+            c.sendall(b"<13>hello over tcp\n")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.sendto(b"<13>hello over udp", udp)  # type: ignore[arg-type]
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        code, out, err = sink.interrupt()
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertEqual(code, 0, err)
+        self.assertIn("<13>hello over tcp", out)
+        self.assertIn("<13>hello over udp", out)
+        self.assertIn("stopped", out)
+        self.assertNotIn("Traceback", err)
+
+    def test_duration_stops_by_itself(self) -> None:
+        out = subprocess.run(
+            [sys.executable, "-m", "protocols", "--tcp", "0", "--udp", "off", "--duration", "0.2"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=ROOT),
+        )
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("TCPServer listening on", out.stdout)
+        self.assertNotIn("UDPServer", out.stdout)
+
+    def test_port_in_use_is_a_clear_error(self) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "protocols",
+                    "--tcp",
+                    str(port),
+                    "--udp",
+                    "0",
+                    "--duration",
+                    "0.1",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                cwd=ROOT,
+                env=dict(os.environ, PYTHONPATH=ROOT),
+            )
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("cannot listen", out.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
