@@ -18,6 +18,10 @@ from ._datagram import (
     UDPServer,
     UnixDatagramServer,
 )
+from ._http11 import HTTP11Machine
+from ._http_compat import CompatRequest, TestHTTPServer
+from ._http_events import HTTPLimits
+from ._http_server import HTTPRequest, HTTPServer, NoResponseError, Reply, Responder
 from ._stream import (
     Stream,
     StreamConnection,
@@ -28,6 +32,7 @@ from ._stream import (
     TestUnixStreamServer,
     UnixStreamServer,
 )
+from ._tls import localhost_contexts
 
 __all__ = [
     "Datagram",
@@ -35,6 +40,16 @@ __all__ = [
     "DatagramServer",
     "HandlerErrors",
     "HandlerTimeout",
+    "HTTP11Machine",
+    "HTTPLimits",
+    "HTTPRequest",
+    "HTTPServer",
+    "CompatRequest",
+    "NoResponseError",
+    "Reply",
+    "Responder",
+    "TestHTTPServer",
+    "localhost_contexts",
     "ReactorDied",
     "Stream",
     "StreamConnection",

@@ -525,6 +525,23 @@ class HTTP11Machine:
                 self.send(Data(data=body))
             self.send(_END)
 
+    def send_raw(self, data: bytes) -> None:
+        """Send *data* verbatim as the current response; the connection then closes.
+
+        For callers that produced a whole response themselves (status line,
+        headers and their own framing): the machine cannot know where it
+        ends, so it treats it as close-delimited (our side goes to
+        MUST_CLOSE).  Allowed while a response is owed or in progress;
+        ``LocalProtocolError`` otherwise.
+        """
+        if self.our_state not in (State.SEND_RESPONSE, State.SEND_BODY):
+            raise LocalProtocolError(f"cannot send a raw response in state {self.our_state.name}")
+        self._out += data
+        self._expect_pending = False
+        self._keep_alive = False
+        self.our_state = State.MUST_CLOSE  # special case: no framing to follow
+        self._settle()
+
     def send_continue(self) -> None:
         """Queue ``100 Continue`` now if the request expects it and it is still owed."""
         if self.our_state is State.SEND_RESPONSE and self._expect_pending:

@@ -1,0 +1,583 @@
+"""HTTP/1.1 and HTTPS servers on the shared reactor.
+
+:class:`HTTPServer` is the native server; ``TestHTTPServer`` (in
+:mod:`protocols._http_compat`) is the drop-in for CPython test_logging's
+helper.  Both run every connection on the
+reactor thread through an :class:`~protocols._http11.HTTP11Machine`: no
+thread per connection or per server.
+
+Handlers run on the reactor thread, one request at a time per connection and
+in request order, after the whole request body has been received.  They must
+not block: a handler that needs time answers later, either by returning a
+:class:`Reply` with ``delay=`` (sent by a reactor timer) or by calling
+``request.respond_later()`` and completing the returned :class:`Responder`
+from any thread.  Meanwhile every other connection and server goes on.
+
+What a request gets when things go wrong:
+
+* the handler raises: ``500 Internal Server Error`` naming the exception; the
+  exception is recorded in ``server.errors`` (and re-raised by
+  ``stop(raise_errors=True)``);
+* the handler returns nothing (native: ``None`` without ``respond_later()``;
+  compat: no ``send_response()``/``send_error()`` and nothing written): 500,
+  and a :class:`NoResponseError` in ``server.errors``;
+* the client sends malformed or oversize input: the machine's 4xx/5xx
+  (400, 413, 414, 431, 501, 505) with ``Connection: close``; the error is
+  recorded in ``server.protocol_errors`` (it is the client's fault, not the
+  handler's), and the connection is closed gracefully (write side first,
+  so the client reads the error before the close).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from reactor import (
+    DEFAULT_WAIT_TIMEOUT,
+    StreamServerBase,
+    StreamTransport,
+    TimerHandle,
+)
+
+from ._http11 import HTTP11Machine
+from ._http_events import (
+    DEFAULT_LIMITS,
+    NEED_DATA,
+    PAUSED,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    Headers,
+    HTTPLimits,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Request,
+)
+
+__all__ = [
+    "HTTPRequest",
+    "HTTPServer",
+    "NoResponseError",
+    "Reply",
+    "Responder",
+]
+
+#: While a response is pending, reading from its connection pauses once this
+#: many bytes of further (pipelined) requests are buffered.
+PIPELINE_BUFFER_LIMIT: Final = 1024 * 1024
+
+#: After an error response the server stops writing, keeps reading and
+#: discarding for up to this many seconds so the client can read the error
+#: (closing with unread input would reset the connection and lose it), then
+#: closes.
+LINGER_SECONDS: Final = 2.0
+
+SERVER_SOFTWARE: Final = "testservers"
+
+
+class NoResponseError(RuntimeError):
+    """A handler finished without producing a response (the client got 500)."""
+
+
+_date_cache: list[Any] = [0, ""]
+
+
+def http_date() -> str:
+    """The current time as an RFC 9110 §5.6.7 IMF-fixdate (cached per second)."""
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[1] = email.utils.formatdate(now, usegmt=True)
+        _date_cache[0] = now
+    return str(_date_cache[1])
+
+
+# --------------------------------------------------------------------------
+# What handlers receive and return (native API)
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A response a native handler returns.
+
+    ``body`` may be ``str`` (sent as UTF-8 with ``Content-Type: text/plain;
+    charset=utf-8`` unless a Content-Type is given).  ``Content-Length`` is
+    added from the body.  ``delay`` (seconds) sends it later from a reactor
+    timer, without blocking anything.
+    """
+
+    status: int = 200
+    body: bytes | str = b""
+    headers: Iterable[tuple[str, str]] = ()
+    reason: str = ""
+    delay: float | None = None
+
+
+class HTTPRequest:
+    """A complete request, as recorded by the server and given to handlers.
+
+    Created on the reactor thread; immutable afterwards except for the
+    ``respond_later()`` bookkeeping.
+    """
+
+    __slots__ = (
+        "method",
+        "target",
+        "path",
+        "query",
+        "http_version",
+        "headers",
+        "body",
+        "trailers",
+        "client_address",
+        "server",
+        "received_at",
+        "_conn",
+        "_responder",
+    )
+
+    def __init__(
+        self,
+        head: Request,
+        body: bytes,
+        trailers: Headers,
+        client_address: Any,
+        server: HTTPServer,
+        conn: _HTTPConnection | None,
+    ) -> None:
+        self.method: str = head.method
+        #: The request-target exactly as sent (path and query).
+        self.target: str = head.target
+        path, _, query = head.target.partition("?")
+        self.path: str = path
+        self.query: str = query
+        #: ``"1.0"`` or ``"1.1"``.
+        self.http_version: str = head.http_version
+        #: ``(name, value)`` pairs in arrival order, names in their original case.
+        self.headers: Headers = head.headers
+        #: The decoded body (chunked framing removed).
+        self.body: bytes = body
+        self.trailers: Headers = trailers
+        self.client_address = client_address
+        self.server = server
+        #: ``time.monotonic()`` when the request was complete.
+        self.received_at = time.monotonic()
+        self._conn = conn
+        self._responder: Responder | None = None
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """Value of header field *name* (case-insensitive; repeated fields joined by ``", "``)."""
+        lname = name.lower()
+        found = [v for n, v in self.headers if n.lower() == lname]
+        return ", ".join(found) if found else default
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8 (invalid bytes replaced)."""
+        return self.body.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON (``ValueError`` if it is not)."""
+        import json
+
+        return json.loads(self.body)
+
+    def respond_later(self) -> Responder:
+        """Answer this request later: return a :class:`Responder` to complete.
+
+        Call it from the handler (reactor thread), return ``None`` (or the
+        responder), and call ``responder.send(...)`` from any thread when
+        ready.  Until then the connection waits (pipelined requests behind it
+        wait too: HTTP/1.1 answers in order); other connections do not.
+        """
+        if self._responder is None:
+            self._responder = Responder(self)
+            if self._conn is not None:
+                self._conn._pending = self._responder
+        return self._responder
+
+    def __repr__(self) -> str:
+        return f"<HTTPRequest {self.method} {self.target} HTTP/{self.http_version}>"
+
+
+class Responder:
+    """Completes a request answered with :meth:`HTTPRequest.respond_later`.
+
+    :meth:`send` may be called from any thread, once.
+    """
+
+    def __init__(self, request: HTTPRequest) -> None:
+        self.request = request
+        self._lock = threading.Lock()
+        self._sent = False
+
+    @property
+    def sent(self) -> bool:
+        return self._sent
+
+    def send(
+        self,
+        reply: Reply | int = 200,
+        body: bytes | str = b"",
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Send the response: a :class:`Reply`, or a status with body and headers.
+
+        :raises RuntimeError: if this responder already sent.
+        A connection that closed meanwhile silently drops the response.
+        """
+        if not isinstance(reply, Reply):
+            reply = Reply(reply, body, tuple(headers))
+        with self._lock:
+            if self._sent:
+                raise RuntimeError(f"{self.request!r} was already answered")
+            self._sent = True
+        conn = self.request._conn
+        if conn is not None:
+            conn.call_on_reactor(conn.respond, self, reply)
+
+    __call__ = send
+
+
+HandlerResult = Reply | Responder | int | bytes | str | tuple[Any, ...] | None
+
+
+# --------------------------------------------------------------------------
+# One connection
+# --------------------------------------------------------------------------
+
+
+class _HTTPConnection:
+    """Glue between one transport and its HTTP11Machine (reactor thread)."""
+
+    def __init__(self, server: HTTPServer, addr: Any) -> None:
+        self.server = server
+        self.client_address = addr
+        self.machine = HTTP11Machine(limits=server.limits)
+        self.transport: StreamTransport | None = None
+        self._head: Request | None = None
+        self._body = bytearray()
+        self._pending: object | None = None  # who must answer the current request
+        self._in_process = False
+        self._closed = False
+        self._lingering = False
+        self._paused = False
+        self._timer: TimerHandle | None = None
+
+    # -- StreamProtocol --------------------------------------------------------
+
+    def connection_made(self, transport: StreamTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # discarded: the connection is ending after an error
+        self.machine.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        if self._lingering:
+            return None  # the client read the error and closed: close too
+        self.machine.receive_data(b"")
+        self._process()
+        return True  # keep writing: a response may still be owed
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # -- cross-thread entry ------------------------------------------------------
+
+    def call_on_reactor(self, fn: Callable[..., None], *args: Any) -> None:
+        t = self.transport
+        if t is None or self._closed:
+            return
+        reactor = t._reactor
+        if reactor.in_reactor_thread():
+            fn(*args)
+        else:
+            reactor.call_soon_threadsafe(fn, *args)
+
+    # -- the request loop ----------------------------------------------------------
+
+    def _process(self) -> None:
+        """Pull events until the machine needs data or a response is owed."""
+        if self._in_process:
+            return
+        self._in_process = True
+        try:
+            self._process_events()
+        finally:
+            self._in_process = False
+
+    def _process_events(self) -> None:
+        m = self.machine
+        t = self.transport
+        assert t is not None
+        while self._pending is None and not self._closed:
+            try:
+                ev = m.next_event()
+            except RemoteProtocolError as exc:
+                self.server._protocol_error(exc, self.client_address)
+                self._linger()
+                return
+            if ev is NEED_DATA:
+                break
+            if ev is PAUSED:
+                if m.buffered > PIPELINE_BUFFER_LIMIT and not self._paused:
+                    self._paused = True
+                    t.pause_reading()
+                break
+            if isinstance(ev, Request):
+                self._head = ev
+                self._body = bytearray()
+            elif isinstance(ev, Data):
+                self._body += ev.data
+            elif isinstance(ev, EndOfMessage):
+                head, self._head = self._head, None
+                assert head is not None
+                body, self._body = bytes(self._body), bytearray()
+                self._flush()
+                self._pending = self  # a response is owed from now on
+                self.server._dispatch(self, head, body, ev.trailers)
+            elif isinstance(ev, ConnectionClosed):
+                self._flush()
+                t.close()
+                return
+        self._flush()
+
+    def _flush(self) -> None:
+        t = self.transport
+        assert t is not None
+        data = self.machine.data_to_send()
+        if data:
+            t.write(data)
+        if self.machine.close_after_send:
+            t.close()
+
+    def _linger(self) -> None:
+        """Send the queued error, half-close, drain input a while, then close."""
+        t = self.transport
+        assert t is not None
+        self._lingering = True
+        data = self.machine.data_to_send()
+        if data:
+            t.write(data)
+        t.write_eof()
+        reactor = t._reactor
+        self._timer = reactor.call_later(LINGER_SECONDS, t.close)
+
+    def respond_now(self, reply: Reply | bytes) -> None:
+        """Answer the pending request with *reply* (raw bytes: verbatim, then close)."""
+        if isinstance(reply, bytes):
+            self.respond_raw(self._pending, reply)
+        else:
+            self.respond(self._pending, reply)
+
+    def respond(self, token: object, reply: Reply) -> None:
+        """Send *reply* for the pending request if *token* owns it (reactor thread)."""
+        if self._closed or self._pending is not token:
+            return
+        if reply.delay is not None and reply.delay > 0:
+            t = self.transport
+            assert t is not None
+            now = Reply(reply.status, reply.body, reply.headers, reply.reason)
+            self._timer = t._reactor.call_later(reply.delay, self.respond, token, now)
+            return
+        self._timer = None
+        self._pending = None
+        self._send_reply(reply)
+        if self._paused:
+            self._paused = False
+            assert self.transport is not None
+            self.transport.resume_reading()
+        if not self._in_process:
+            self._process()
+
+    def respond_raw(self, token: object, data: bytes) -> None:
+        """Send a handler-made response verbatim, then close (reactor thread)."""
+        if self._closed or self._pending is not token:
+            return
+        self._pending = None
+        self.machine.send_raw(data)
+        self._flush()
+
+    def _send_reply(self, reply: Reply) -> None:
+        m = self.machine
+        body = reply.body
+        headers = list(reply.headers)
+        names = {n.lower() for n, _ in headers}
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+            if "content-type" not in names:
+                headers.append(("Content-Type", "text/plain; charset=utf-8"))
+        if "date" not in names:
+            headers.append(("Date", http_date()))
+        try:
+            m.send_response(reply.status, headers, body, reason=reply.reason)
+        except LocalProtocolError as exc:
+            # A bad reply (invalid header, wrong Content-Length...): the
+            # machine is unchanged, so the client still gets a clean 500.
+            self.server.handle_error(exc, "sending the handler's reply")
+            err = f"500 Internal Server Error: invalid reply: {exc}\n".encode()
+            m.send_response(500, [("Content-Type", "text/plain; charset=utf-8")], err)
+        self._flush()
+
+
+# --------------------------------------------------------------------------
+# The native server
+# --------------------------------------------------------------------------
+
+Handler = Callable[[HTTPRequest], HandlerResult]
+
+
+class HTTPServer(StreamServerBase):
+    """An HTTP/1.1 server (HTTPS with ``ssl_context``) on the shared reactor.
+
+    :param addr: ``(host, port)``; default ``("127.0.0.1", 0)``.
+    :param handler: ``handler(request: HTTPRequest)`` on the reactor thread,
+        returning a :class:`Reply`, a status ``int``, a body (``bytes`` or
+        ``str``, status 200), a tuple ``(status, body)`` or ``(status,
+        headers, body)``, or ``None`` after ``request.respond_later()``.
+        Default: every request gets ``200`` with an empty body.
+    :param ssl_context: serve HTTPS (see :func:`protocols._tls.localhost_contexts`).
+    :param limits: per-connection :class:`HTTPLimits` (request line, header
+        section, body size).
+    :param record: keep every request in :attr:`requests` (default True).
+
+    Other keywords are :class:`reactor.BaseServer`'s (``poll_interval``,
+    ``idle_timeout``, ``raise_errors``...).  Usable as a context manager::
+
+        with HTTPServer(handler=lambda r: Reply(201, b"made")) as srv:
+            urllib.request.urlopen(srv.url + "/x", data=b"...")
+            [req] = srv.wait_for_requests(1)
+    """
+
+    def __init__(
+        self,
+        addr: Any = None,
+        handler: Handler | None = None,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        limits: HTTPLimits = DEFAULT_LIMITS,
+        record: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.handler = handler
+        self.limits = limits
+        self.record = record
+        #: Every complete request, in arrival order (if ``record``).
+        self.requests: list[HTTPRequest] = []
+        #: Malformed or hostile requests that were refused (4xx/5xx sent).
+        self.protocol_errors: list[RemoteProtocolError] = []
+        super().__init__(addr, ssl_context=ssl_context, **kwargs)
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:8080`` (``https`` with TLS; IPv6 in brackets)."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.url_host}:{self.port}"
+
+    def make_protocol(self, addr: Any) -> _HTTPConnection:
+        return _HTTPConnection(self, addr)
+
+    # -- reactor side -------------------------------------------------------------
+
+    def _dispatch(
+        self, conn: _HTTPConnection, head: Request, body: bytes, trailers: Headers
+    ) -> None:
+        request = HTTPRequest(head, body, trailers, conn.client_address, self, conn)
+        if self.record:
+            with self._cond:
+                self.requests.append(request)
+                self._cond.notify_all()
+        self._run_handler(conn, request)
+
+    def _run_handler(self, conn: _HTTPConnection, request: HTTPRequest) -> None:
+        """Call the native handler and send (or schedule) what it returns."""
+        if self.handler is None:
+            conn.respond_now(Reply(200))
+            return
+        try:
+            result = self.handler(request)
+            reply = self._coerce(result, request)
+        except Exception as exc:
+            self.handle_error(exc, f"handler for {request.method} {request.target}")
+            conn.respond_now(_error_reply(exc))
+            return
+        if reply is not None:  # else respond_later(): the Responder answers
+            conn.respond_now(reply)
+
+    def _coerce(self, result: HandlerResult, request: HTTPRequest) -> Reply | None:
+        if isinstance(result, Reply):
+            if request._responder is not None:
+                request._responder._sent = True  # the returned reply wins
+            return result
+        if result is None or result is request._responder:
+            if request._responder is None:
+                raise NoResponseError(
+                    f"handler returned None for {request.method} {request.target} "
+                    "(return a Reply, or call request.respond_later())"
+                )
+            return None
+        if isinstance(result, bool):
+            raise TypeError(f"handler returned {result!r}, not a response")
+        if isinstance(result, int):
+            return Reply(result)
+        if isinstance(result, (bytes, str)):
+            return Reply(200, result)
+        if isinstance(result, tuple):
+            if len(result) == 2:
+                return Reply(result[0], result[1])
+            if len(result) == 3:
+                return Reply(result[0], result[2], tuple(result[1]))
+        raise TypeError(f"handler returned {type(result).__name__}, not a response")
+
+    def _protocol_error(self, exc: RemoteProtocolError, peer: Any) -> None:
+        with self._cond:
+            self.protocol_errors.append(exc)
+            self._cond.notify_all()
+
+    # -- waiting (any thread) -------------------------------------------------------
+
+    def wait_for_requests(
+        self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT
+    ) -> list[HTTPRequest]:
+        """Wait until ``count`` requests were received; return the first ``count``.
+
+        :raises TimeoutError: naming how many arrived.
+        """
+
+        def enough() -> list[HTTPRequest] | None:
+            return self.requests[:count] if len(self.requests) >= count else None
+
+        return self.wait_for(enough, timeout, f"{count} HTTP request(s)")
+
+    def wait_for_request(
+        self,
+        predicate: Callable[[HTTPRequest], bool] | None = None,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+    ) -> HTTPRequest:
+        """Wait for the first request matching *predicate* (any request if None)."""
+
+        def found() -> HTTPRequest | None:
+            for r in self.requests:
+                if predicate is None or predicate(r):
+                    return r
+            return None
+
+        return self.wait_for(found, timeout, "a matching HTTP request")
+
+
+def _error_reply(exc: BaseException) -> Reply:
+    text = f"500 Internal Server Error: {type(exc).__name__}: {exc}\n"
+    headers = (("Content-Type", "text/plain; charset=utf-8"),)
+    return Reply(500, text.encode("utf-8", "replace"), headers)
