@@ -130,6 +130,7 @@ class Reactor:
         self.dead = False
         self._waiters: set[_Waiter] = set()
         self._waiters_lock = threading.Lock()
+        self._death_hooks: list[Callable[[], object]] = []
         #: Number of passes through the loop; tests and benchmarks read it
         #: to prove that an idle reactor does not wake up.
         self.iterations = 0
@@ -154,6 +155,14 @@ class Reactor:
         """Ask the loop to exit after its current pass (any thread)."""
         self._exit_requested = True
         self._wakeup()
+
+    def add_death_hook(self, hook: Callable[[], object]) -> None:
+        """Call ``hook()`` (on the dying thread) if the loop thread dies.
+
+        Servers use it to wake their own waiters, which then raise
+        :class:`ReactorDied` instead of waiting out their timeout.
+        """
+        self._death_hooks.append(hook)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the loop thread to exit (not from the loop thread)."""
@@ -312,6 +321,13 @@ class Reactor:
         for waiter in waiters:
             waiter.exc = self._died_error()
             waiter.event.set()
+        if self.dead:
+            for hook in self._death_hooks:
+                try:
+                    hook()
+                except Exception:
+                    traceback.print_exc(file=sys.stderr)
+        self._death_hooks.clear()
         self._ready.clear()
         self._timers.clear()
         self._selector.close()

@@ -258,6 +258,7 @@ class BaseServer:
                 self.server_close()
                 raise
             self._reactor = reactor
+            reactor.add_death_hook(self._notify)
             self.ready.set()
 
     def stop(self, timeout: float | None = None, *, raise_errors: bool | None = None) -> None:
@@ -443,9 +444,21 @@ class BaseServer:
         The predicate is re-evaluated whenever the server records something.
 
         :raises TimeoutError: naming ``what``, if ``timeout`` passes first.
+        :raises ReactorDied: at once if the reactor thread dies meanwhile
+            (unless the predicate is already true).
         """
+        reactor = self._reactor
+        result: T | None = None
+
+        def done() -> bool:
+            nonlocal result
+            result = predicate()
+            return bool(result) or (reactor is not None and reactor.dead)
+
         with self._cond:
-            result = self._cond.wait_for(predicate, timeout)
+            self._cond.wait_for(done, timeout)
+        if not result and reactor is not None and reactor.dead:
+            raise reactor._died_error()
         if not result:
             name = type(self).__name__
             raise TimeoutError(f"{name}: timed out after {timeout} s waiting for {what}")
@@ -515,6 +528,16 @@ class StreamServerBase(BaseServer):
             t.abort()
         self._transports.clear()
 
+    def _detach_after_death(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        for t in list(self._transports):
+            t.abort()
+        self._transports.clear()
+        self._loop = None
+        self.server_close()
+
     def _sweep_idle(self, now: float) -> None:
         assert self.idle_timeout is not None
         for t in list(self._transports):
@@ -543,6 +566,12 @@ class DatagramServerBase(BaseServer):
     def _attach(self, reactor: Reactor) -> None:
         assert self.socket is not None
         self._transport = DatagramTransport(reactor, self.socket, self, self)
+
+    def _detach_after_death(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+        self.server_close()
 
     def _detach(self) -> None:
         transport, self._transport = self._transport, None

@@ -363,12 +363,32 @@ class G5ErrorsTest(unittest.TestCase):
         s.start()
         r = reactor.current_reactor()
         assert r is not None
+        outcome: list[BaseException] = []
+
+        def waiter() -> None:
+            try:
+                s.wait_for_data(b"never sent", timeout=60)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        w = threading.Thread(target=waiter)
+        w.start()
+        client = socket.create_connection(s.server_address)
+        s.wait_for_streams(1, closed=False)
+        time.sleep(0.05)
+        t0 = time.monotonic()
         with captured_stderr():
             r.call_soon_threadsafe(self._die)
             r.join(5)
+            w.join(10)
+        self.assertLess(time.monotonic() - t0, 5)  # not the 60 s timeout
         self.assertTrue(r.dead)
-        s.stop()
+        self.assertEqual(len(outcome), 1)
+        self.assertIsInstance(outcome[0], reactor.ReactorDied)
+        s.stop()  # closes the listener and the connection: no ResourceWarning
+        client.close()
         self.assertIsNone(s.socket)
+        self.assertEqual(s.connection_count, 0)
         # A new server gets a new, live reactor.
         with UDPServer() as u:
             self.assertIsNot(reactor.current_reactor(), r)
