@@ -22,6 +22,15 @@ from ._http11 import HTTP11Machine
 from ._http_compat import CompatRequest, TestHTTPServer
 from ._http_events import HTTPLimits
 from ._http_server import HTTPRequest, HTTPServer, NoResponseError, Reply, Responder
+from ._smtp import SMTPServerConnection
+from ._smtp_server import (
+    Envelope,
+    Rejection,
+    SMTPReject,
+    SMTPServer,
+    TestSMTPServer,
+    add_smtp_sink,
+)
 from ._stream import (
     Stream,
     StreamConnection,
@@ -49,6 +58,13 @@ __all__ = [
     "Reply",
     "Responder",
     "TestHTTPServer",
+    "Envelope",
+    "Rejection",
+    "SMTPReject",
+    "SMTPServer",
+    "SMTPServerConnection",
+    "TestSMTPServer",
+    "add_smtp_sink",
     "localhost_contexts",
     "ReactorDied",
     "Stream",

@@ -779,14 +779,14 @@ class SMTPServerConnection:
                 "Encryption required for requested authentication mechanism", 538, "5.7.11"
             )
         self._auth_mechanism = mechanism
+        self._auth_step = "response" if mechanism == "PLAIN" else "username"
+        self._auth_username = ""
         self._state = next_state
         if len(parts) == 2:
             return self._sasl_step(parts[1])
         if mechanism == "PLAIN":
-            self._auth_step = "response"
             self._out += b"334 \r\n"
         else:
-            self._auth_step = "username"
             self._out += f"334 {_LOGIN_USERNAME_CHALLENGE}\r\n".encode()
         return None
 

@@ -745,6 +745,18 @@ class TestAuth(MachineTestCase):
         self.assertEqual(events[-1], AuthAttempt(mechanism="LOGIN", username="", password=""))
         self.assertEqual(reps[-1][0], Code.OK)
 
+    def test_retry_after_failure_starts_afresh(self) -> None:
+        def decide(p: Proposal) -> tuple[int, str] | None:
+            return (535, "no") if isinstance(p, AuthAttempt) and p.password == "bad" else None
+
+        login = [b"AUTH LOGIN " + b64(b"u") + b"\r\n", b64(b"bad") + b"\r\n"]
+        events, reps = self.auth(login + [login[0], b64(b"good") + b"\r\n"], decide=decide)
+        attempts = [e for e in events if isinstance(e, AuthAttempt)]
+        self.assertEqual(
+            [(a.username, a.password) for a in attempts], [("u", "bad"), ("u", "good")]
+        )
+        self.assertEqual([c for c, _ in reps][2:], [334, 535, 334, Code.AUTH_OK, Code.OK])
+
     def test_after_success(self) -> None:
         m, _, out = feed(
             [b"EHLO x\r\nAUTH PLAIN " + b64(b"\0u\0p") + b"\r\nAUTH PLAIN\r\n"], **self.OPTS

@@ -1,0 +1,555 @@
+"""SMTP servers on the shared reactor: :class:`SMTPServer` and :class:`TestSMTPServer`.
+
+Each connection runs one :class:`~protocols._smtp.SMTPServerConnection`
+machine; this module is the glue between it, the reactor transport and the
+user's callbacks.  All callbacks (``handler``, ``on_mail_from``,
+``on_rcpt``, ``auth``) run on the reactor thread: they must return quickly
+and must not block.  A callback rejects by raising :class:`SMTPReject` with
+the reply it wants the client to see; any other exception is recorded in
+``server.errors`` (guarantee G5) and answered with ``451 4.3.0``.
+
+The native :class:`SMTPServer` records every accepted message as an
+:class:`Envelope` in :attr:`SMTPServer.messages` (and every refused one as
+a :class:`Rejection`), and tests wait for them with
+:meth:`SMTPServer.wait_for_messages`.
+"""
+
+from __future__ import annotations
+
+import email
+import email.message
+import email.policy
+import functools
+import ssl
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from reactor import DEFAULT_WAIT_TIMEOUT, StreamServerBase, StreamTransport
+
+from ._smtp import SMTPServerConnection
+from ._smtp_events import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_RECIPIENTS,
+    NEED_DATA,
+    PAUSED,
+    AuthAttempt,
+    ConnectionClosed,
+    MailFromProposed,
+    MessageReceived,
+    MessageRefused,
+    Quit,
+    RecipientProposed,
+    StartTLSRequested,
+)
+
+__all__ = [
+    "Envelope",
+    "Rejection",
+    "SMTPReject",
+    "SMTPServer",
+    "TestSMTPServer",
+    "add_smtp_sink",
+]
+
+
+class SMTPReject(Exception):
+    """Raise from an SMTP callback to refuse with this reply.
+
+    ``code`` is a 4xx or 5xx reply code; ``text`` may start with an RFC 3463
+    enhanced code (``"5.1.1 no such user"``) and may span lines.
+    """
+
+    def __init__(self, code: int = 550, text: str = "Rejected") -> None:
+        if not 400 <= code <= 599:
+            raise ValueError(f"SMTPReject needs a 4xx or 5xx code, not {code}")
+        super().__init__(code, text)
+        self.code = code
+        self.text = text
+
+
+@dataclass(frozen=True, kw_only=True)
+class Envelope:
+    """One message as the server received it.
+
+    ``data`` is the content with dot-stuffing removed and CRLF line endings;
+    :attr:`message` parses it with ``email.policy.default`` (lazily, once).
+    ``tls`` tells whether the message came over TLS (implicit or STARTTLS),
+    ``tls_version`` which one; ``auth_user`` is the AUTH username or None.
+    """
+
+    peer: Any
+    helo: str | None
+    esmtp: bool
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+    mail_options: tuple[str, ...] = ()
+    rcpt_options: tuple[tuple[str, ...], ...] = ()
+    tls: bool = False
+    tls_version: str | None = None
+    auth_user: str | None = None
+    received_at: float = field(default_factory=time.time, compare=False)
+
+    @functools.cached_property
+    def message(self) -> email.message.EmailMessage:
+        """The content parsed as an :class:`email.message.EmailMessage`.
+
+        CRLFs become ``"\n"`` first (the email package's own line ending), so
+        ``get_content()`` returns text as a Python program expects it; the
+        exact bytes stay in :attr:`data`.
+        """
+        data = self.data.replace(b"\r\n", b"\n")
+        msg = email.message_from_bytes(data, policy=email.policy.default)
+        assert isinstance(msg, email.message.EmailMessage)
+        return msg
+
+    @property
+    def text(self) -> str:
+        """The content as text (UTF-8, undecodable bytes replaced)."""
+        return self.data.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rejection:
+    """A message that was not delivered: refused by the machine (too big,
+    over-long line, bare CR/LF) or by the handler.  ``envelope`` is None when
+    the machine refused it (its content was not kept)."""
+
+    peer: Any
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    code: int
+    reason: str
+    envelope: Envelope | None = None
+
+
+AuthCheck = Callable[[str, str], bool]
+
+
+class _SMTPConnection:
+    """StreamProtocol for one SMTP connection (reactor thread only)."""
+
+    def __init__(self, server: SMTPServer, peer: Any) -> None:
+        self.server = server
+        self.peer = peer
+        self.transport: StreamTransport | None = None
+        self.machine: SMTPServerConnection | None = None
+
+    # -- StreamProtocol --------------------------------------------------------
+
+    def connection_made(self, transport: StreamTransport) -> None:
+        self.transport = transport
+        if transport.peername is not None:
+            self.peer = transport.peername
+        server = self.server
+        self.machine = SMTPServerConnection(
+            hostname=server.hostname,
+            max_message_size=server.max_message_size,
+            max_recipients=server.max_recipients,
+            starttls=server.starttls_context is not None,
+            tls_active=server.ssl_context is not None,
+            auth_mechanisms=server.auth_mechanisms if server.auth is not None else (),
+            auth_over_plaintext=server.auth_over_plaintext,
+            auth_required=server.auth_required,
+            tls_required=server.tls_required,
+            allow_bare_line_endings=server.allow_bare_line_endings,
+        )
+        self._flush()  # the greeting (held by the transport until a TLS handshake is done)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.machine is not None
+        self.machine.receive_data(data)
+        self._pump()
+
+    def eof_received(self) -> bool | None:
+        assert self.machine is not None
+        self.machine.receive_data(b"")
+        self._pump()
+        return None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.transport = None
+        self.server._notify()  # wakes wait_for(lambda: s.connection_count == 0)
+
+    # -- glue --------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Say 421 before the server closes the connection (RFC 5321 §3.8)."""
+        if self.machine is not None:
+            self.machine.shutdown("Server stopping, closing connection")
+            self._flush()
+
+    def _flush(self) -> None:
+        assert self.machine is not None
+        out = self.machine.data_to_send()
+        if out and self.transport is not None:
+            self.transport.write(out)
+
+    def _pump(self) -> None:
+        """Run the machine until it needs bytes; answer its proposals.
+
+        Replies produced by one batch of input go out in one write.
+        """
+        m = self.machine
+        assert m is not None
+        try:
+            while True:
+                event = m.next_event()
+                if event is NEED_DATA or event is PAUSED:
+                    return
+                if isinstance(event, MailFromProposed):
+                    self._decide(self.server.on_mail_from, event.address, event.options)
+                elif isinstance(event, RecipientProposed):
+                    self._decide(self.server.on_rcpt, event.address, event.options)
+                elif isinstance(event, MessageReceived):
+                    self._deliver(event)
+                elif isinstance(event, MessageRefused):
+                    self.server._record_rejection(
+                        Rejection(
+                            peer=self.peer,
+                            mail_from=event.mail_from,
+                            rcpt_tos=event.recipients,
+                            code=event.reply_code,
+                            reason=event.reason,
+                        )
+                    )
+                elif isinstance(event, AuthAttempt):
+                    self._authenticate(event)
+                elif isinstance(event, StartTLSRequested):
+                    self._start_tls()
+                    return
+                elif isinstance(event, Quit):
+                    self._flush()
+                    if self.transport is not None:
+                        self.transport.close()
+                    return
+                elif isinstance(event, ConnectionClosed):
+                    return
+        finally:
+            self._flush()
+
+    def _call(self, fn: Callable[..., object], *args: Any) -> int | None:
+        """Run a user callback; answer the pending proposal from its outcome.
+
+        Returns None when the proposal was accepted, else the reply code.
+        """
+        m = self.machine
+        assert m is not None
+        try:
+            fn(*args)
+        except SMTPReject as exc:
+            m.reject(exc.code, exc.text)
+            return exc.code
+        except Exception as exc:
+            self.server.handle_error(exc, f"SMTP callback for {self.peer!r}")
+            m.reject(451, "4.3.0 Local error in processing")
+            return 451
+        m.accept()
+        return None
+
+    def _decide(self, fn: Callable[..., object] | None, address: str, options: Any) -> None:
+        assert self.machine is not None
+        if fn is None:
+            self.machine.accept()
+        else:
+            self._call(fn, address, list(options))
+
+    def _deliver(self, event: MessageReceived) -> None:
+        m = self.machine
+        assert m is not None and self.transport is not None
+        ssl_object = self.transport.ssl_object
+        envelope = Envelope(
+            peer=self.peer,
+            helo=m.helo_name,
+            esmtp=m.esmtp,
+            mail_from=event.mail_from,
+            rcpt_tos=event.recipients,
+            data=event.data,
+            mail_options=event.mail_options,
+            rcpt_options=event.recipient_options,
+            tls=m.tls_active,
+            tls_version=ssl_object.version() if ssl_object is not None else None,
+            auth_user=m.authenticated_as,
+        )
+        server = self.server
+        handler = server.handler
+        if handler is None:
+            m.accept()
+            code = None
+        else:
+            code = self._call(handler, envelope)
+        if code is None:
+            server._record_message(envelope)
+        else:
+            server._record_rejection(
+                Rejection(
+                    peer=self.peer,
+                    mail_from=envelope.mail_from,
+                    rcpt_tos=envelope.rcpt_tos,
+                    code=code,
+                    reason="handler",
+                    envelope=envelope,
+                )
+            )
+
+    def _authenticate(self, event: AuthAttempt) -> None:
+        m = self.machine
+        assert m is not None
+        check = self.server.auth
+        assert check is not None  # AUTH is only offered with a checker
+
+        def verify(username: str, password: str) -> None:
+            if not check(username, password):
+                raise SMTPReject(535, "5.7.8 Authentication credentials invalid")
+
+        self._call(verify, event.username, event.password)
+
+    def _start_tls(self) -> None:
+        m = self.machine
+        ctx = self.server.starttls_context
+        assert m is not None and ctx is not None and self.transport is not None
+        m.accept()  # queues the 220 and drops any pipelined plaintext
+        self._flush()  # the 220 goes out in plaintext, before the handshake
+        self.transport.start_tls(ctx, server_side=True, on_done=self._tls_done)
+
+    def _tls_done(self) -> None:
+        assert self.machine is not None
+        self.machine.tls_established()
+
+
+class SMTPServer(StreamServerBase):
+    """An SMTP server (RFC 5321 + ESMTP) on the shared reactor.
+
+    :param addr: ``(host, port)``; default ``("127.0.0.1", 0)``.
+    :param handler: ``handler(envelope)`` for each complete message; raise
+        :class:`SMTPReject` to refuse it.  Optional: every accepted message
+        is recorded in :attr:`messages` anyway.
+    :param on_mail_from: ``on_mail_from(address, options)``; raise
+        :class:`SMTPReject` to refuse the sender.
+    :param on_rcpt: ``on_rcpt(address, options)``; raise :class:`SMTPReject`
+        to refuse one recipient (the others stay).
+    :param hostname: name in the greeting and EHLO reply.
+    :param ssl_context: implicit TLS ("SMTPS", port 465 style) on every
+        connection.
+    :param starttls_context: offer STARTTLS (RFC 3207) with this context.
+    :param auth: a ``{username: password}`` mapping or a callable
+        ``auth(username, password) -> bool`` (it may raise
+        :class:`SMTPReject`, e.g. 454); AUTH is offered only with it, and only
+        over TLS unless ``auth_over_plaintext``.
+    :param auth_mechanisms: SASL mechanisms to offer (PLAIN, LOGIN).
+    :param auth_required: refuse MAIL with 530 until the client authenticated.
+    :param tls_required: refuse MAIL with 530 until TLS is active.
+    :param max_message_size: fixed maximum size (RFC 1870), ``None`` for none.
+    :param max_recipients: recipients per message (at least 100).
+    :param allow_bare_line_endings: accept bare CR/LF in content instead of
+        refusing the message with 554.
+
+    Other keywords are :class:`reactor.BaseServer`'s (``poll_interval``,
+    ``idle_timeout``, ``raise_errors``...).  Callbacks run on the reactor
+    thread.  The lists :attr:`messages` and :attr:`rejected` are appended on
+    the reactor thread; read them after a ``wait_for_*`` call.
+    """
+
+    def __init__(
+        self,
+        addr: Any = None,
+        handler: Callable[[Envelope], object] | None = None,
+        *,
+        on_mail_from: Callable[[str, list[str]], object] | None = None,
+        on_rcpt: Callable[[str, list[str]], object] | None = None,
+        hostname: str = "localhost",
+        ssl_context: ssl.SSLContext | None = None,
+        starttls_context: ssl.SSLContext | None = None,
+        auth: Mapping[str, str] | AuthCheck | None = None,
+        auth_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN"),
+        auth_over_plaintext: bool = False,
+        auth_required: bool = False,
+        tls_required: bool = False,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        max_recipients: int = DEFAULT_MAX_RECIPIENTS,
+        allow_bare_line_endings: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if ssl_context is not None and starttls_context is not None:
+            raise ValueError("ssl_context (implicit TLS) and starttls_context are exclusive")
+        if auth_required and auth is None:
+            raise ValueError("auth_required needs auth=")
+        self.handler = handler
+        self.on_mail_from = on_mail_from
+        self.on_rcpt = on_rcpt
+        self.hostname = hostname
+        self.starttls_context = starttls_context
+        if isinstance(auth, Mapping):
+            users = dict(auth)
+
+            def check(username: str, password: str) -> bool:
+                return username in users and users[username] == password
+
+            self.auth: AuthCheck | None = check
+        else:
+            self.auth = auth
+        self.auth_mechanisms = auth_mechanisms
+        self.auth_over_plaintext = auth_over_plaintext
+        self.auth_required = auth_required
+        self.tls_required = tls_required
+        self.max_message_size = max_message_size
+        self.max_recipients = max_recipients
+        self.allow_bare_line_endings = allow_bare_line_endings
+        # Validate the options once, here, in the caller's thread.
+        SMTPServerConnection(
+            hostname=hostname,
+            max_message_size=max_message_size,
+            max_recipients=max_recipients,
+            auth_mechanisms=auth_mechanisms,
+        )
+        #: Accepted messages, in order of acceptance.
+        self.messages: list[Envelope] = []
+        #: Messages that were not delivered, in order.
+        self.rejected: list[Rejection] = []
+        super().__init__(addr, ssl_context=ssl_context, **kwargs)
+
+    def make_protocol(self, addr: Any) -> _SMTPConnection:
+        return _SMTPConnection(self, addr)
+
+    def _detach(self) -> None:
+        # Handle what already arrived, then say 421 to everyone still
+        # connected; the base class then closes the sockets.
+        for t in list(self._transports):
+            t.drain_now()
+            proto = t.protocol
+            if isinstance(proto, _SMTPConnection):
+                proto.shutdown()
+        super()._detach()
+
+    # -- recording (reactor thread) ----------------------------------------
+
+    def _record_message(self, envelope: Envelope) -> None:
+        with self._cond:
+            self.messages.append(envelope)
+            self._cond.notify_all()
+
+    def _record_rejection(self, rejection: Rejection) -> None:
+        with self._cond:
+            self.rejected.append(rejection)
+            self._cond.notify_all()
+
+    # -- waiting (any thread but the reactor's) ---------------------------------
+
+    def wait_for_messages(
+        self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT
+    ) -> list[Envelope]:
+        """Block until ``count`` messages were accepted; return the first ``count``.
+
+        :raises TimeoutError: if they do not arrive within ``timeout`` seconds.
+        """
+
+        def enough() -> list[Envelope] | None:
+            return self.messages[:count] if len(self.messages) >= count else None
+
+        return self.wait_for(enough, timeout, f"{count} message(s)")
+
+    def wait_for_message(self, timeout: float | None = DEFAULT_WAIT_TIMEOUT) -> Envelope:
+        """Block until a message was accepted; return the first one."""
+        return self.wait_for_messages(1, timeout)[0]
+
+    def wait_for_rejections(
+        self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT
+    ) -> list[Rejection]:
+        """Block until ``count`` messages were refused; return the first ``count``."""
+
+        def enough() -> list[Rejection] | None:
+            return self.rejected[:count] if len(self.rejected) >= count else None
+
+        return self.wait_for(enough, timeout, f"{count} rejected message(s)")
+
+    def clear(self) -> None:
+        """Forget the recorded messages and rejections."""
+        with self._cond:
+            self.messages.clear()
+            self.rejected.clear()
+
+
+class TestSMTPServer(SMTPServer):
+    """Drop-in for CPython test_logging's ``TestSMTPServer`` (an smtpd server).
+
+    ``handler(peer, mailfrom, rcpttos, data)`` is called for each message
+    with ``rcpttos`` a list and ``data`` a ``str``: the content decoded as
+    UTF-8 with its lines joined by ``"\\n"`` and no final newline, as
+    ``smtpd.SMTPChannel`` built it with ``decode_data=True``.  ``sockmap``
+    is accepted and ignored (there is no asyncore map: the reactor serves).
+    """
+
+    __test__ = False
+
+    def __init__(
+        self,
+        addr: Any,
+        handler: Callable[[Any, str, list[str], str], object],
+        poll_interval: float,
+        sockmap: Any,
+    ) -> None:
+        self._compat_handler = handler
+        super().__init__(addr, self._process_message, poll_interval=poll_interval)
+
+    def _process_message(self, envelope: Envelope) -> None:
+        text = envelope.data.decode("utf-8", "surrogateescape")
+        if text.endswith("\r\n"):
+            text = text[:-2]
+        data = text.replace("\r\n", "\n")
+        self._compat_handler(envelope.peer, envelope.mail_from, list(envelope.rcpt_tos), data)
+
+
+def add_smtp_sink(
+    host: str = "127.0.0.1",
+    port: int = 8025,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    starttls_context: ssl.SSLContext | None = None,
+    out: TextIO | Callable[[str, str], object] | None = None,
+    **kwargs: Any,
+) -> SMTPServer:
+    """Start and return a debugging SMTP sink that prints every message.
+
+    The successor of ``python -m smtpd -n -c DebuggingServer``: each message
+    is printed with its envelope as it arrives.  ``out`` is a text stream
+    (default ``sys.stdout``) or a callable ``out(title, body)`` (e.g. the
+    CLI's ``Printer.block``).  ``ssl_context`` serves implicit TLS,
+    ``starttls_context`` offers STARTTLS.  Other keywords go to
+    :class:`SMTPServer`.  The caller stops the server.
+    """
+
+    def emit(title: str, body: str) -> None:
+        if out is not None and not hasattr(out, "write"):
+            out(title, body)
+            return
+        stream: Any = out if out is not None else sys.stdout
+        stream.write(f"---------- {title}\n{body}------------ END MESSAGE ------------\n")
+        stream.flush()
+
+    def show(envelope: Envelope) -> None:
+        facts = [
+            f"X-Peer: {envelope.peer}",
+            f"X-Helo: {envelope.helo}",
+            f"X-Mail-From: {envelope.mail_from}",
+            f"X-Rcpt-To: {', '.join(envelope.rcpt_tos)}",
+        ]
+        if envelope.tls:
+            facts.append(f"X-TLS: {envelope.tls_version}")
+        if envelope.auth_user is not None:
+            facts.append(f"X-Auth-User: {envelope.auth_user}")
+        body = envelope.data.decode("utf-8", "backslashreplace").replace("\r\n", "\n")
+        emit("MESSAGE FOLLOWS", "\n".join(facts) + "\n" + body)
+
+    kwargs.setdefault("poll_interval", None)
+    server = SMTPServer(
+        (host, port),
+        show,
+        ssl_context=ssl_context,
+        starttls_context=starttls_context,
+        **kwargs,
+    )
+    server.start()
+    return server

@@ -1,0 +1,605 @@
+"""Tests of SMTPServer / TestSMTPServer with real clients over loopback.
+
+Clients: smtplib (sendmail, send_message, starttls, login, SMTP_SSL),
+logging.handlers.SMTPHandler, raw sockets (pipelining, smuggling, vanishing
+clients), and swaks when installed.
+"""
+
+from __future__ import annotations
+
+import email.message
+import io
+import logging
+import logging.handlers
+import shutil
+import smtplib
+import socket
+import subprocess
+import threading
+import time
+import unittest
+from typing import Any
+
+from protocols._smtp_server import (
+    Envelope,
+    SMTPReject,
+    SMTPServer,
+    TestSMTPServer,
+    add_smtp_sink,
+)
+from protocols._tls import localhost_contexts
+
+TIMEOUT = 10.0  # generous: the box is a noisy 2-core machine
+
+
+class Code:
+    GREETING = 220
+    BYE = 221
+    OK = 250
+    START_DATA = 354
+    CLOSING = 421
+    TRY_LATER = 451
+    BAD_SEQUENCE = 503
+    AUTH_REQUIRED = 530
+    AUTH_FAILED = 535
+    REJECTED = 550
+    TOO_BIG = 552
+    FAILED = 554
+
+
+class RawClient:
+    """A blocking socket client that reads whole replies."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.sock = socket.create_connection((host, port), timeout=TIMEOUT)
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def reply(self) -> tuple[int, str]:
+        lines = []
+        while True:
+            while b"\r\n" not in self.buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError(f"closed; pending {self.buf!r}")
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            lines.append(line.decode())
+            if line[3:4] == b" ":
+                return int(line[:3]), "\n".join(x[4:] for x in lines)
+
+    def codes(self, n: int) -> list[int]:
+        return [self.reply()[0] for _ in range(n)]
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ServerTestCase(unittest.TestCase):
+    def server(self, *args: Any, **kwargs: Any) -> SMTPServer:
+        kwargs.setdefault("report_errors", False)
+        server = SMTPServer(*args, **kwargs)
+        server.start()
+        self.addCleanup(server.stop)
+        return server
+
+
+class TestSmtplib(ServerTestCase):
+    def test_sendmail_records_an_envelope(self) -> None:
+        s = self.server()
+        body = "Subject: hello\r\nFrom: a@example.org\r\n\r\nline 1\r\n.starts with a dot\r\n"
+        with smtplib.SMTP("127.0.0.1", s.port, local_hostname="client.test", timeout=TIMEOUT) as c:
+            refused = c.sendmail("a@example.org", ["b@example.net", "c@example.net"], body)
+        self.assertEqual(refused, {})
+        env = s.wait_for_message(TIMEOUT)
+        self.assertIsInstance(env, Envelope)
+        self.assertEqual(env.mail_from, "a@example.org")
+        self.assertEqual(env.rcpt_tos, ("b@example.net", "c@example.net"))
+        self.assertEqual(env.helo, "client.test")
+        self.assertTrue(env.esmtp)
+        self.assertEqual(env.peer[0], "127.0.0.1")
+        self.assertEqual(env.data, body.encode())
+        self.assertFalse(env.tls)
+        self.assertIsNone(env.auth_user)
+        self.assertIn(f"size={len(body)}", [o.lower() for o in env.mail_options])
+        msg = env.message
+        self.assertIsInstance(msg, email.message.EmailMessage)
+        self.assertEqual(msg["subject"], "hello")
+        self.assertEqual(msg.get_content(), "line 1\n.starts with a dot\n")
+
+    def test_send_message_several_on_one_connection(self) -> None:
+        s = self.server()
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            for i in range(5):
+                msg = email.message.EmailMessage()
+                msg["From"] = "me@example.org"
+                msg["To"] = f"you{i}@example.org"
+                msg["Subject"] = f"number {i}"
+                msg.set_content(f"body {i}\n")
+                c.send_message(msg)
+        envs = s.wait_for_messages(5, TIMEOUT)
+        self.assertEqual([e.message["subject"] for e in envs], [f"number {i}" for i in range(5)])
+        self.assertEqual([e.rcpt_tos for e in envs], [(f"you{i}@example.org",) for i in range(5)])
+
+    def test_smtputf8_addresses(self) -> None:
+        s = self.server()
+        msg = email.message.EmailMessage()
+        msg["From"] = "J\u00f6rg <j\u00f6rg@b\u00fccher.example>"
+        msg["To"] = "\u7528\u6237@\u4f8b\u5b50.example"
+        msg["Subject"] = "\u00fcnicode"
+        msg.set_content("gr\u00fc\u00dfe\n")
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            c.send_message(msg)
+        env = s.wait_for_message(TIMEOUT)
+        self.assertEqual(env.mail_from, "j\u00f6rg@b\u00fccher.example")
+        self.assertEqual(env.rcpt_tos, ("\u7528\u6237@\u4f8b\u5b50.example",))
+        self.assertIn("SMTPUTF8", [o.upper() for o in env.mail_options])
+        self.assertEqual(env.message["subject"], "\u00fcnicode")
+        self.assertEqual(env.message.get_content(), "gr\u00fc\u00dfe\n")
+
+    def test_8bit_body(self) -> None:
+        s = self.server()
+        body = "Subject: 8bit\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        body += "Content-Transfer-Encoding: 8bit\r\n\r\n\u00e9t\u00e9 \u2713\r\n"
+        raw = body.encode("utf-8") + b"latin-1 byte: \xe9\r\n"
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            c.sendmail("a@b.example", ["c@d.example"], raw, mail_options=["BODY=8BITMIME"])
+        env = s.wait_for_message(TIMEOUT)
+        self.assertEqual(env.data, raw)
+        self.assertIn("BODY=8BITMIME", env.mail_options)
+
+    def test_multi_megabyte_message(self) -> None:
+        s = self.server()
+        line = b"0123456789abcdef" * 4 + b"\r\n"
+        body = b"Subject: big\r\n\r\n" + line * (6 * 1024 * 1024 // len(line))
+        start = time.monotonic()
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            c.sendmail("a@b.example", ["c@d.example"], body)
+        env = s.wait_for_message(TIMEOUT)
+        self.assertEqual(env.data, body)
+        self.assertGreater(len(env.data), 6_000_000)
+        self.assertLess(time.monotonic() - start, TIMEOUT)
+
+    def test_size_limit_refused_before_data_when_declared(self) -> None:
+        s = self.server(max_message_size=1000)
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            c.ehlo()
+            self.assertEqual(c.esmtp_features["size"], "1000")
+            with self.assertRaises(smtplib.SMTPSenderRefused) as cm:
+                c.sendmail("a@b.example", ["c@d.example"], b"x" * 2000)
+            self.assertEqual(cm.exception.smtp_code, Code.TOO_BIG)
+        self.assertEqual(s.messages, [])
+
+    def test_size_limit_enforced_after_data(self) -> None:
+        s = self.server(max_message_size=1000)
+        with RawClient(s.port) as c:
+            c.send(b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+            self.assertEqual(c.codes(5), [220, 250, 250, 250, 354])
+            c.send((b"y" * 98 + b"\r\n") * 20 + b".\r\nQUIT\r\n")
+            self.assertEqual(c.codes(2), [Code.TOO_BIG, Code.BYE])
+        rej = s.wait_for_rejections(1, TIMEOUT)[0]
+        self.assertEqual((rej.code, rej.reason, rej.rcpt_tos), (552, "size", ("c@d",)))
+        self.assertEqual(s.messages, [])
+
+
+class TestRejections(ServerTestCase):
+    def test_recipient_rejected_with_chosen_code(self) -> None:
+        def on_rcpt(address: str, options: list[str]) -> None:
+            if address.startswith("nobody"):
+                raise SMTPReject(550, "5.1.1 No such user")
+
+        s = self.server(on_rcpt=on_rcpt)
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            refused = c.sendmail("a@b.example", ["nobody@x.example", "ok@x.example"], b"hi\r\n")
+            self.assertEqual(refused, {"nobody@x.example": (550, b"5.1.1 No such user")})
+            with self.assertRaises(smtplib.SMTPRecipientsRefused):
+                c.sendmail("a@b.example", ["nobody@x.example"], b"hi\r\n")
+        env = s.wait_for_message(TIMEOUT)
+        self.assertEqual(env.rcpt_tos, ("ok@x.example",))
+
+    def test_sender_rejected(self) -> None:
+        def on_mail_from(address: str, options: list[str]) -> None:
+            raise SMTPReject(553, "5.7.1 not you")
+
+        s = self.server(on_mail_from=on_mail_from)
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            with self.assertRaises(smtplib.SMTPSenderRefused) as cm:
+                c.sendmail("spam@x.example", ["a@b.example"], b"hi\r\n")
+        self.assertEqual((cm.exception.smtp_code, cm.exception.smtp_error), (553, b"5.7.1 not you"))
+
+    def test_message_rejected_by_handler(self) -> None:
+        def handler(env: Envelope) -> None:
+            if "reject me" in env.text:
+                raise SMTPReject(451, "4.7.1 try later")
+
+        s = self.server(handler=handler)
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            with self.assertRaises(smtplib.SMTPDataError) as cm:
+                c.sendmail("a@b.example", ["c@d.example"], b"please reject me\r\n")
+            self.assertEqual(cm.exception.smtp_code, Code.TRY_LATER)
+            c.sendmail("a@b.example", ["c@d.example"], b"fine\r\n")  # same connection
+        env = s.wait_for_message(TIMEOUT)
+        self.assertEqual(env.data, b"fine\r\n")
+        rej = s.wait_for_rejections(1, TIMEOUT)[0]
+        self.assertEqual((rej.code, rej.reason), (451, "handler"))
+        assert rej.envelope is not None
+        self.assertEqual(rej.envelope.data, b"please reject me\r\n")
+
+    def test_handler_exception_is_recorded_and_answered_451(self) -> None:
+        def handler(env: Envelope) -> None:
+            raise RuntimeError("boom")
+
+        s = self.server(handler=handler)
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            with self.assertRaises(smtplib.SMTPDataError) as cm:
+                c.sendmail("a@b.example", ["c@d.example"], b"x\r\n")
+            self.assertEqual(cm.exception.smtp_code, Code.TRY_LATER)
+            self.assertEqual(c.noop()[0], Code.OK)  # the connection lives on
+        errors = s.wait_for(lambda: s.errors, TIMEOUT, "an error")
+        self.assertIsInstance(errors[0], RuntimeError)
+
+
+class TestTLSAndAuth(ServerTestCase):
+    def setUp(self) -> None:
+        self.server_ctx, self.client_ctx = localhost_contexts()
+
+    def test_starttls_and_login(self) -> None:
+        s = self.server(starttls_context=self.server_ctx, auth={"user": "s3cret"})
+        with smtplib.SMTP("localhost", s.port, timeout=TIMEOUT) as c:
+            c.ehlo()
+            self.assertTrue(c.has_extn("starttls"))
+            self.assertFalse(c.has_extn("auth"))
+            c.starttls(context=self.client_ctx)
+            c.ehlo()
+            self.assertFalse(c.has_extn("starttls"))
+            self.assertEqual(c.esmtp_features["auth"].split(), ["PLAIN", "LOGIN"])
+            c.login("user", "s3cret")
+            c.sendmail("a@b.example", ["c@d.example"], b"Subject: secret\r\n\r\nx\r\n")
+        env = s.wait_for_message(TIMEOUT)
+        self.assertTrue(env.tls)
+        self.assertTrue(env.tls_version and env.tls_version.startswith("TLS"))
+        self.assertEqual(env.auth_user, "user")
+
+    def test_login_mechanisms_and_failures(self) -> None:
+        s = self.server(auth={"u": "p"}, auth_over_plaintext=True)
+        for mechanism in ("PLAIN", "LOGIN"):
+            with self.subTest(mechanism=mechanism):
+                with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+                    c.ehlo()
+                    c.user, c.password = "u", "wrong"
+                    auth_fn = getattr(c, f"auth_{mechanism.lower()}")
+                    with self.assertRaises(smtplib.SMTPAuthenticationError) as cm:
+                        c.auth(mechanism, auth_fn)
+                    self.assertEqual(cm.exception.smtp_code, Code.AUTH_FAILED)
+                    c.user, c.password = "u", "p"
+                    code, _ = c.auth(mechanism, auth_fn)
+                    self.assertEqual(code, 235)
+
+    def test_auth_not_offered_over_plaintext(self) -> None:
+        s = self.server(auth={"u": "p"})
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            with self.assertRaises(smtplib.SMTPNotSupportedError):
+                c.login("u", "p")
+
+    def test_auth_required(self) -> None:
+        s = self.server(auth={"u": "p"}, auth_over_plaintext=True, auth_required=True)
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            with self.assertRaises(smtplib.SMTPSenderRefused) as cm:
+                c.sendmail("a@b.example", ["c@d.example"], b"x\r\n")
+            self.assertEqual(cm.exception.smtp_code, Code.AUTH_REQUIRED)
+            c.login("u", "p")
+            c.sendmail("a@b.example", ["c@d.example"], b"x\r\n")
+        self.assertEqual(s.wait_for_message(TIMEOUT).auth_user, "u")
+
+    def test_implicit_tls(self) -> None:
+        s = self.server(ssl_context=self.server_ctx, auth={"u": "p"})
+        with smtplib.SMTP_SSL("localhost", s.port, context=self.client_ctx, timeout=TIMEOUT) as c:
+            c.login("u", "p")
+            c.sendmail("a@b.example", ["c@d.example"], b"over tls\r\n")
+        env = s.wait_for_message(TIMEOUT)
+        self.assertTrue(env.tls)
+        self.assertEqual((env.data, env.auth_user), (b"over tls\r\n", "u"))
+
+    def test_pipelined_plaintext_after_starttls_is_discarded(self) -> None:
+        s = self.server(starttls_context=self.server_ctx)
+        with RawClient(s.port) as c:
+            c.send(b"EHLO x\r\n")
+            self.assertEqual(c.codes(2), [220, 250])
+            # The injected MAIL FROM must not survive into the TLS session.
+            c.send(b"STARTTLS\r\nMAIL FROM:<injected@evil>\r\n")
+            self.assertEqual(c.reply()[0], Code.GREETING)
+            self.assertEqual(c.buf, b"")
+            tls = self.client_ctx.wrap_socket(c.sock, server_hostname="localhost")
+            try:
+                tls.sendall(b"EHLO x\r\nRCPT TO:<a@b>\r\nQUIT\r\n")
+                data = b""
+                while not data.endswith(b"closing connection\r\n"):
+                    chunk = tls.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            finally:
+                tls.close()
+        codes = [int(line[:3]) for line in data.split(b"\r\n") if line[3:4] == b" "]
+        self.assertEqual(codes, [250, Code.BAD_SEQUENCE, Code.BYE])
+
+    def test_failed_handshake_is_recorded_not_fatal(self) -> None:
+        s = self.server(ssl_context=self.server_ctx)
+        with RawClient(s.port) as c:
+            c.send(b"EHLO this is not TLS\r\n")
+            try:
+                c.sock.recv(100)
+            except OSError:
+                pass
+        s.wait_for(lambda: s.tls_errors, TIMEOUT, "a TLS error")
+        self.assertEqual(s.errors, [])
+        with smtplib.SMTP_SSL("localhost", s.port, context=self.client_ctx, timeout=TIMEOUT) as c:
+            self.assertEqual(c.noop()[0], Code.OK)
+
+
+class TestRobustness(ServerTestCase):
+    def test_pipelined_dialogue_one_write(self) -> None:
+        s = self.server()
+        with RawClient(s.port) as c:
+            c.send(
+                b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\nDATA\r\n"
+                b"one\r\n.\r\nMAIL FROM:<>\r\nRCPT TO:<g@h>\r\nDATA\r\ntwo\r\n.\r\nQUIT\r\n"
+            )
+            self.assertEqual(
+                c.codes(12), [220, 250, 250, 250, 250, 354, 250, 250, 250, 354, 250, 221]
+            )
+        envs = s.wait_for_messages(2, TIMEOUT)
+        self.assertEqual([e.data for e in envs], [b"one\r\n", b"two\r\n"])
+        self.assertEqual(envs[1].mail_from, "")
+
+    def test_client_vanishing_mid_data_delivers_nothing_and_disturbs_nobody(self) -> None:
+        s = self.server()
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as other:
+            with RawClient(s.port) as c:
+                c.send(b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+                self.assertEqual(c.codes(5), [220, 250, 250, 250, 354])
+                c.send(b"Subject: half\r\n\r\nthis message never ends\r\n")
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
+            other.sendmail("x@y.example", ["z@y.example"], b"complete\r\n")
+            self.assertEqual(other.noop()[0], Code.OK)
+        env = s.wait_for_message(TIMEOUT)
+        self.assertEqual(env.data, b"complete\r\n")
+        s.wait_for(lambda: s.connection_count == 0, TIMEOUT, "connections to close")
+        self.assertEqual(len(s.messages), 1)
+        self.assertEqual(s.errors, [])
+
+    def test_smuggled_message_is_not_delivered(self) -> None:
+        s = self.server()
+        with RawClient(s.port) as c:
+            c.send(b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+            c.codes(5)
+            c.send(
+                b"real\r\n\n.\nMAIL FROM:<evil@x>\r\nRCPT TO:<victim@y>\r\nDATA\r\nforged\r\n.\r\n"
+            )
+            self.assertEqual(c.reply()[0], Code.FAILED)
+            c.send(b"NOOP\r\n")
+            self.assertEqual(c.reply()[0], Code.OK)
+        self.assertEqual(s.wait_for_rejections(1, TIMEOUT)[0].reason, "bare-line-ending")
+        self.assertEqual(s.messages, [])
+
+    def test_stop_handles_what_arrived_and_says_421(self) -> None:
+        s = SMTPServer(report_errors=False)
+        s.start()
+        try:
+            idle = RawClient(s.port)
+            self.assertEqual(idle.reply()[0], Code.GREETING)
+            with RawClient(s.port) as c:
+                self.assertEqual(c.reply()[0], Code.GREETING)
+                c.send(b"HELO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nlast\r\n.\r\n")
+                # Wait until the server has read at least the first command, so
+                # the whole burst is known to be in its socket buffer.
+                self.assertEqual(c.reply()[0], Code.OK)
+                start = time.monotonic()
+                s.stop()
+                elapsed = time.monotonic() - start
+                self.assertEqual([e.data for e in s.messages], [b"last\r\n"])
+                self.assertEqual(idle.reply()[0], Code.CLOSING)
+            idle.close()
+        finally:
+            s.stop()
+        self.assertLess(elapsed, 2.0)
+        self.assertFalse(s.ready.is_set())
+
+    def test_wait_for_messages_times_out(self) -> None:
+        s = self.server()
+        start = time.monotonic()
+        with self.assertRaises(TimeoutError):
+            s.wait_for_messages(1, timeout=0.2)
+        self.assertLess(time.monotonic() - start, 5.0)
+
+    def test_ipv6(self) -> None:
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6")
+        try:
+            s = self.server(("::1", 0))
+        except OSError as exc:
+            self.skipTest(f"::1 not usable: {exc}")
+        with smtplib.SMTP("::1", s.port, timeout=TIMEOUT) as c:
+            c.sendmail("a@b.example", ["c@d.example"], b"v6\r\n")
+        self.assertEqual(s.wait_for_message(TIMEOUT).peer[0], "::1")
+
+    def test_context_manager_and_restart(self) -> None:
+        with SMTPServer() as s:
+            port = s.port
+            with smtplib.SMTP("127.0.0.1", port, timeout=TIMEOUT) as c:
+                c.sendmail("a@b.example", ["c@d.example"], b"1\r\n")
+            s.wait_for_message(TIMEOUT)
+        self.assertFalse(s.ready.is_set())
+        s.start()
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=TIMEOUT) as c:
+                c.sendmail("a@b.example", ["c@d.example"], b"2\r\n")
+            self.assertEqual(s.wait_for_messages(2, TIMEOUT)[1].data, b"2\r\n")
+        finally:
+            s.stop()
+
+
+class TestCompat(unittest.TestCase):
+    """``TestSMTPServer`` as CPython's test_logging uses it."""
+
+    def test_smtphandler(self) -> None:
+        messages: list[tuple[Any, str, list[str], str]] = []
+        handled = threading.Event()
+
+        def process_message(peer: Any, mailfrom: str, rcpttos: list[str], data: str) -> None:
+            messages.append((peer, mailfrom, rcpttos, data))
+            handled.set()
+
+        sockmap: dict[int, Any] = {}
+        server = TestSMTPServer(("127.0.0.1", 0), process_message, 0.001, sockmap)
+        server.start()
+        addr = ("127.0.0.1", server.port)
+        h = logging.handlers.SMTPHandler(addr, "me", "you", "Log", timeout=TIMEOUT)
+        try:
+            self.assertEqual(h.toaddrs, ["you"])
+            r = logging.makeLogRecord({"msg": "Hello \u2713"})
+            h.handle(r)
+            handled.wait(TIMEOUT)
+        finally:
+            server.stop()
+            h.close()
+        self.assertTrue(handled.is_set())
+        self.assertEqual(len(messages), 1)
+        peer, mailfrom, rcpttos, data = messages[0]
+        self.assertEqual(mailfrom, "me")
+        self.assertEqual(rcpttos, ["you"])
+        self.assertIn("\nSubject: Log\n", data)
+        self.assertTrue(data.endswith("\n\nHello \u2713"))
+        self.assertNotIn("\r", data)
+        self.assertEqual(peer[0], "127.0.0.1")
+
+    def test_data_form_matches_smtpd_decode_data(self) -> None:
+        got: list[str] = []
+        server = TestSMTPServer(("127.0.0.1", 0), lambda *a: got.append(a[3]), 0.001, {})
+        server.start()
+        try:
+            with smtplib.SMTP("127.0.0.1", server.port, timeout=TIMEOUT) as c:
+                c.sendmail("a@b", ["c@d"], b"A: b\r\n\r\nl1\r\n.dot\r\n\r\nl3")
+            server.wait_for_message(TIMEOUT)
+        finally:
+            server.stop()
+        # smtplib appends the final CRLF; smtpd dropped it with the terminator.
+        self.assertEqual(got, ["A: b\n\nl1\n.dot\n\nl3"])
+
+    def test_compat_surface(self) -> None:
+        self.assertIs(TestSMTPServer.__test__, False)
+        server = TestSMTPServer(("127.0.0.1", 0), lambda *a: None, 0.5, {})
+        try:
+            self.assertIsInstance(server.port, int)
+            self.assertEqual(server.server_address[1], server.port)
+            self.assertFalse(server.ready.is_set())
+            server.start()
+            self.assertTrue(server.ready.is_set())
+        finally:
+            server.stop()
+            server.stop()  # idempotent
+
+
+class TestSink(unittest.TestCase):
+    def test_sink_prints_messages(self) -> None:
+        out = io.StringIO()
+        server = add_smtp_sink("127.0.0.1", 0, out=out)
+        try:
+            with smtplib.SMTP("127.0.0.1", server.port, timeout=TIMEOUT) as c:
+                c.sendmail("a@b.example", ["c@d.example"], b"Subject: sink\r\n\r\nhello\r\n")
+            server.wait_for_message(TIMEOUT)
+        finally:
+            server.stop()
+        text = out.getvalue()
+        self.assertIn("MESSAGE FOLLOWS", text)
+        self.assertIn("X-Mail-From: a@b.example", text)
+        self.assertIn("X-Rcpt-To: c@d.example", text)
+        self.assertIn("Subject: sink\n\nhello\n", text)
+
+    def test_sink_with_printer_callable(self) -> None:
+        blocks: list[tuple[str, str]] = []
+        server = add_smtp_sink("127.0.0.1", 0, out=lambda title, body: blocks.append((title, body)))
+        try:
+            with smtplib.SMTP("127.0.0.1", server.port, timeout=TIMEOUT) as c:
+                c.sendmail("a@b.example", ["c@d.example"], b"x\r\n")
+            server.wait_for_message(TIMEOUT)
+        finally:
+            server.stop()
+        self.assertEqual(len(blocks), 1)
+        self.assertEqual(blocks[0][0], "MESSAGE FOLLOWS")
+
+
+@unittest.skipUnless(shutil.which("swaks"), "swaks is not installed")
+class TestSwaks(ServerTestCase):
+    def swaks(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["swaks", "--silent", "1", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def test_plain_message(self) -> None:
+        s = self.server()
+        res = self.swaks(
+            "--server",
+            f"127.0.0.1:{s.port}",
+            "--from",
+            "a@b.example",
+            "--to",
+            "c@d.example",
+            "--header",
+            "Subject: from swaks",
+            "--body",
+            "swaks body",
+        )
+        self.assertEqual(res.returncode, 0, res.stderr)
+        env = s.wait_for_message(TIMEOUT)
+        self.assertEqual(env.message["subject"], "from swaks")
+        self.assertIn("swaks body", env.text)
+
+    def test_pipelining_starttls_auth(self) -> None:
+        server_ctx, _ = localhost_contexts()
+        s = self.server(starttls_context=server_ctx, auth={"u": "p"})
+        for mechanism in ("PLAIN", "LOGIN"):
+            with self.subTest(mechanism=mechanism):
+                res = self.swaks(
+                    "--server",
+                    f"127.0.0.1:{s.port}",
+                    "--from",
+                    "a@b.example",
+                    "--to",
+                    "c@d.example",
+                    "--tls",
+                    "--pipeline",
+                    "--auth",
+                    mechanism,
+                    "--auth-user",
+                    "u",
+                    "--auth-password",
+                    "p",
+                )
+                self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        envs = s.wait_for_messages(2, TIMEOUT)
+        self.assertTrue(all(e.tls and e.auth_user == "u" for e in envs))
+
+    def test_rejected_recipient_exit_code(self) -> None:
+        def on_rcpt(address: str, options: list[str]) -> None:
+            raise SMTPReject(550, "5.1.1 unknown")
+
+        s = self.server(on_rcpt=on_rcpt)
+        res = self.swaks("--server", f"127.0.0.1:{s.port}", "--to", "x@y.example")
+        self.assertNotEqual(res.returncode, 0)
+        self.assertEqual(s.messages, [])
+
+
+if __name__ == "__main__":
+    unittest.main()
