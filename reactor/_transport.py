@@ -9,8 +9,9 @@ callbacks (the asyncio shape, without asyncio)::
     eof_received() -> bool | None   peer half-closed; return True to keep writing
     connection_lost(exc)            once, last; exc is None for a clean close
 
-Streams write each ``write()`` with at most one ``send()`` when the socket
-can take it (and ``TCP_NODELAY`` is set), buffer the rest, and apply
+Streams coalesce the ``write()`` calls of one reactor pass into one
+``send()`` at the end of that pass (with ``TCP_NODELAY`` set, so nothing
+waits for Nagle's algorithm), buffer what the socket cannot take, and apply
 back-pressure by pausing reads while more than :data:`WRITE_HIGH_WATER`
 bytes wait to be sent.  TLS runs over ``ssl.MemoryBIO`` pairs, so a
 handshake never blocks the loop, and a connection can be upgraded in place
@@ -133,6 +134,7 @@ class StreamTransport:
         self._closed = False  # socket closed, connection_lost delivered
         self._eof = False
         self._write_eof_pending = False
+        self._flush_scheduled = False
         self.last_activity = time.monotonic()
         self.extra: dict[str, Any] = {}
         # TLS state
@@ -169,7 +171,12 @@ class StreamTransport:
         return len(self._wbuf) + sum(map(len, self._pending_plain))
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue ``data``; it is sent in order, in as few sends as possible."""
+        """Queue ``data``; it is sent in order, in as few sends as possible.
+
+        Writes made during one reactor pass are coalesced: the buffer is
+        sent by one ``send()`` at the end of the pass (a reply written in
+        pieces still leaves in one segment, and pipelined replies share one).
+        """
         if self._closing or self._closed or not data:
             return
         if self._sslobj is not None:
@@ -179,6 +186,12 @@ class StreamTransport:
             self._tls_write(bytes(data))
         else:
             self._wbuf += data
+        if not self._flush_scheduled and not self._events & selectors.EVENT_WRITE:
+            self._flush_scheduled = True
+            self._reactor.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
         self._flush()
 
     def write_eof(self) -> None:
