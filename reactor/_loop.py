@@ -408,23 +408,28 @@ def acquire() -> Reactor:
         return r
 
 
-def release(reactor: Reactor, join_timeout: float | None = None) -> None:
+def release(reactor: Reactor, join_timeout: float | None = None) -> bool:
     """Count one user less; the last one stops and joins the loop thread.
 
-    Called from the loop thread itself (a handler stopping its own server),
-    the thread is told to exit but cannot be joined; it exits at the end of
-    the current pass.  ``join_timeout`` bounds the join (a loop stuck in a
-    handler must not make ``stop()`` hang).
+    Returns True when this was the last user (the loop thread is exiting).
+    Called from the loop thread itself (``stop()`` does this, and so does a
+    handler stopping its own server), the thread is told to exit but cannot
+    be joined; it exits at the end of the current pass and the caller joins
+    it.  ``join_timeout`` bounds the join (a loop stuck in a handler must not
+    make ``stop()`` hang).
     """
     global _current, _users
     with _lock:
         if reactor is not _current:
-            return  # a reactor that died and was already replaced
+            return False  # a reactor that died and was already replaced
         _users -= 1
         if _users > 0:
-            return
+            return False
         _current = None
         _users = 0
-    reactor.request_exit()
-    if not reactor.in_reactor_thread():
+    if reactor.in_reactor_thread():
+        reactor._exit_requested = True  # no wakeup needed: we are the loop
+    else:
+        reactor.request_exit()
         reactor.join(join_timeout)
+    return True

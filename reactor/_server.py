@@ -286,8 +286,21 @@ class BaseServer:
                 self.ready.clear()
             else:
                 self.ready.clear()
+                released = last = False
+
+                def detach_and_release() -> None:
+                    # On the loop thread: if this is the last server, the
+                    # loop exits right after this callback, with no second
+                    # wakeup round trip.
+                    nonlocal released, last
+                    try:
+                        self._detach_on_reactor()
+                    finally:
+                        released = True
+                        last = release(reactor)
+
                 try:
-                    reactor.run_sync(self._detach_on_reactor, timeout=max(0.0, timeout))
+                    reactor.run_sync(detach_and_release, timeout=max(0.0, timeout))
                 except ReactorDied:
                     self._detach_after_death()
                 except TimeoutError:
@@ -300,7 +313,10 @@ class BaseServer:
                     )
                 self._join_workers(deadline)
                 self._unlink_unix_path()
-                release(reactor, join_timeout=max(0.0, deadline - time.monotonic()))
+                if not released:
+                    release(reactor, join_timeout=max(0.0, deadline - time.monotonic()))
+                elif last:
+                    reactor.join(max(0.0, deadline - time.monotonic()))
                 with self._cond:
                     self._cond.notify_all()
         if raise_errors is None:
