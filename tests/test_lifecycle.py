@@ -194,6 +194,27 @@ class G3StopTest(unittest.TestCase):
             self.assertEqual([int(d.data) for d in udp.datagrams], list(range(200)))
             self.assertEqual(sum(len(s.data) for s in tcp.streams), 100_000)
 
+    def test_stop_from_a_handler_on_the_reactor_thread(self) -> None:
+        base = threading.active_count()
+        stopped = threading.Event()
+
+        def on_data(conn: Any, data: bytes) -> None:
+            conn.server.stop()  # runs inline: no deadlock on our own loop
+            stopped.set()
+
+        s = TCPServer(on_data=on_data)
+        s.start()
+        with socket.create_connection(s.server_address, timeout=5) as c:
+            c.sendall(b"stop yourself")
+            self.assertTrue(stopped.wait(5))
+            self.assertEqual(c.recv(1), b"")  # our connection was closed too
+        deadline = time.monotonic() + 5
+        while threading.active_count() > base and time.monotonic() < deadline:
+            time.sleep(0.01)  # the loop exits right after that pass
+        self.assertEqual(threading.active_count(), base)
+        self.assertFalse(s.ready.is_set())
+        self.assertIsNone(s.socket)
+
     def test_stuck_handler_bounded_by_timeout_and_reported(self) -> None:
         release = threading.Event()
         entered = threading.Event()
