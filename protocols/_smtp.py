@@ -609,15 +609,14 @@ class SMTPServerConnection:
             return self._error(500, "5.5.2", "Syntax error: command is not UTF-8")
         verb, _, arg = line.partition(" ")
         verb = verb.upper()
-        entry = TRANSITIONS.get((self._state, verb))
+        entry = _DISPATCH.get((self._state, verb))
         if entry is None:
             if verb in _KNOWN_VERBS:
                 return self._error(503, "5.5.1", self._sequence_hint(verb))
             if verb in _UNIMPLEMENTED_VERBS:
                 return self._error(502, "5.5.1", "Command not implemented")
             return self._error(500, "5.5.2", "Command unrecognized")
-        handler_name, next_state = entry
-        handler: _Handler = getattr(type(self), handler_name)
+        handler, next_state = entry
         try:
             return handler(self, arg, next_state)
         except RemoteProtocolError as exc:
@@ -872,3 +871,10 @@ def _no_more_than(arg: str, syntax: str, *, required: bool = False) -> None:
     """Check that a command has an argument exactly when ``required``."""
     if bool(arg.strip()) != required:
         raise RemoteProtocolError(f"Syntax: {syntax}", 501, "5.5.4")
+
+
+# TRANSITIONS with the handler names resolved once, for dispatch speed.
+_DISPATCH: dict[tuple[State, str], tuple[_Handler, State]] = {
+    key: (getattr(SMTPServerConnection, name), next_state)
+    for key, (name, next_state) in TRANSITIONS.items()
+}

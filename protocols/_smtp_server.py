@@ -16,6 +16,7 @@ a :class:`Rejection`), and tests wait for them with
 
 from __future__ import annotations
 
+import argparse
 import email
 import email.message
 import email.policy
@@ -51,7 +52,9 @@ __all__ = [
     "SMTPReject",
     "SMTPServer",
     "TestSMTPServer",
+    "add_smtp_arguments",
     "add_smtp_sink",
+    "smtp_sink_from_args",
 ]
 
 
@@ -509,16 +512,20 @@ def add_smtp_sink(
     ssl_context: ssl.SSLContext | None = None,
     starttls_context: ssl.SSLContext | None = None,
     out: TextIO | Callable[[str, str], object] | None = None,
+    start: bool = True,
     **kwargs: Any,
 ) -> SMTPServer:
-    """Start and return a debugging SMTP sink that prints every message.
+    """Return a debugging SMTP sink that prints every message as it arrives.
 
     The successor of ``python -m smtpd -n -c DebuggingServer``: each message
-    is printed with its envelope as it arrives.  ``out`` is a text stream
-    (default ``sys.stdout``) or a callable ``out(title, body)`` (e.g. the
-    CLI's ``Printer.block``).  ``ssl_context`` serves implicit TLS,
-    ``starttls_context`` offers STARTTLS.  Other keywords go to
-    :class:`SMTPServer`.  The caller stops the server.
+    is printed with its envelope (``X-Peer``, ``X-Helo``, ``X-Mail-From``,
+    ``X-Rcpt-To``, and ``X-TLS``/``X-Auth-User`` when they apply) followed
+    by its content.  ``out`` is a text stream (default ``sys.stdout``) or a
+    callable ``out(title, body)`` such as the CLI's ``Printer.block``.
+    ``ssl_context`` serves implicit TLS, ``starttls_context`` offers
+    STARTTLS; other keywords go to :class:`SMTPServer` (e.g.
+    ``auth={"user": "password"}``).  The server is bound here (bind errors
+    raise here) and started unless ``start=False``; the caller stops it.
     """
 
     def emit(title: str, body: str) -> None:
@@ -541,7 +548,7 @@ def add_smtp_sink(
         if envelope.auth_user is not None:
             facts.append(f"X-Auth-User: {envelope.auth_user}")
         body = envelope.data.decode("utf-8", "backslashreplace").replace("\r\n", "\n")
-        emit("MESSAGE FOLLOWS", "\n".join(facts) + "\n" + body)
+        emit(f"SMTP message from {envelope.peer}", "\n".join(facts) + "\n" + body)
 
     kwargs.setdefault("poll_interval", None)
     server = SMTPServer(
@@ -551,5 +558,85 @@ def add_smtp_sink(
         starttls_context=starttls_context,
         **kwargs,
     )
-    server.start()
+    if start:
+        server.start()
     return server
+
+
+def add_smtp_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the SMTP sink's options to the ``python -m protocols`` parser."""
+    group = parser.add_argument_group("SMTP sink")
+    group.add_argument(
+        "--smtp",
+        type=_cli_port,
+        default=8025,
+        metavar="PORT",
+        help="SMTP sink (like python -m smtpd -n -c DebuggingServer); default 8025",
+    )
+    group.add_argument(
+        "--smtp-tls",
+        choices=("off", "starttls", "implicit"),
+        default="off",
+        help="offer STARTTLS, or serve implicit TLS (SMTPS); default off",
+    )
+    group.add_argument(
+        "--smtp-cert",
+        metavar="PEM",
+        default=None,
+        help="certificate chain for --smtp-tls (default: the bundled localhost test certificate)",
+    )
+    group.add_argument(
+        "--smtp-key", metavar="PEM", default=None, help="private key for --smtp-cert"
+    )
+    group.add_argument(
+        "--smtp-auth",
+        metavar="USER:PASSWORD",
+        default=None,
+        help="offer AUTH PLAIN/LOGIN and accept these credentials (over TLS only unless "
+        "--smtp-tls is off, in which case plaintext AUTH is allowed)",
+    )
+
+
+def smtp_sink_from_args(
+    args: argparse.Namespace, out: TextIO | Callable[[str, str], object] | None = None
+) -> SMTPServer | None:
+    """Build (bound, not started) the sink :func:`add_smtp_arguments` describes.
+
+    Returns None when ``--smtp off``.  Raises ``OSError`` if the port is taken.
+    """
+    port = getattr(args, "smtp", None)
+    if port is None:
+        return None
+    ctx: ssl.SSLContext | None = None
+    tls = getattr(args, "smtp_tls", "off")
+    if tls != "off":
+        if args.smtp_cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(args.smtp_cert, args.smtp_key)
+        else:
+            from ._tls import localhost_contexts
+
+            ctx = localhost_contexts()[0]
+    kwargs: dict[str, Any] = {}
+    if getattr(args, "smtp_auth", None):
+        user, _, password = args.smtp_auth.partition(":")
+        kwargs["auth"] = {user: password}
+        kwargs["auth_over_plaintext"] = tls == "off"
+    return add_smtp_sink(
+        args.host,
+        port,
+        ssl_context=ctx if tls == "implicit" else None,
+        starttls_context=ctx if tls == "starttls" else None,
+        out=out,
+        start=False,
+        **kwargs,
+    )
+
+
+def _cli_port(value: str) -> int | None:
+    if value.lower() in ("off", "no", "none", "-"):
+        return None
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {value}")
+    return port

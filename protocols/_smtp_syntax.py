@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from dataclasses import dataclass
 
@@ -37,17 +38,36 @@ def parse_path(arg: str, prefix: str) -> tuple[str, list[str]]:
     (``<@a,@b:user@c>``) is accepted and dropped (§4.1.1.3: ignore it).
     Raises :class:`RemoteProtocolError` (501) on a syntax error.
     """
-    error = RemoteProtocolError(
-        f"Syntax: {'MAIL FROM' if prefix == 'FROM:' else 'RCPT TO'}:<address> [parameters]",
-        501,
-        "5.5.4",
-    )
-    if arg[: len(prefix)].upper() != prefix:
-        raise error
-    rest = arg[len(prefix) :].lstrip(" ")
-    if not rest.startswith("<"):
-        raise error
-    # Find the closing bracket, skipping quoted strings and their escapes.
+    plen = len(prefix)
+    if arg[:plen].upper() != prefix or arg[plen:].lstrip(" ")[:1] != "<":
+        raise _path_error(prefix)
+    rest = arg[plen:].lstrip(" ")
+    if '"' not in rest:
+        end = rest.find(">")
+    else:
+        end = _closing_bracket(rest)
+    if end < 0:
+        raise _path_error(prefix)
+    address = rest[1:end]
+    if address.startswith("@"):
+        colon = address.find(":")
+        if colon < 0:
+            raise _path_error(prefix)
+        address = address[colon + 1 :]
+    if _BAD_ADDRESS_RE.search(address) and not address.startswith('"'):
+        raise _path_error(prefix)
+    after = rest[end + 1 :]
+    if after and after[0] != " ":
+        raise _path_error(prefix)
+    return address, after.split()
+
+
+_BAD_ADDRESS_RE = re.compile(r"[<> \t]")
+
+
+def _closing_bracket(rest: str) -> int:
+    """Index of the ``>`` closing ``rest[0] == "<"``, skipping quoted strings
+    (and their backslash escapes); -1 if there is none."""
     i, quoted, n = 1, False, len(rest)
     while i < n:
         c = rest[i]
@@ -57,21 +77,14 @@ def parse_path(arg: str, prefix: str) -> tuple[str, list[str]]:
         if c == '"':
             quoted = not quoted
         elif c == ">" and not quoted:
-            break
+            return i
         i += 1
-    else:
-        raise error
-    address = rest[1:i]
-    if address.startswith("@"):
-        colon = address.find(":")
-        if colon < 0:
-            raise error
-        address = address[colon + 1 :]
-    if any(c in address for c in "<> \t") and not address.startswith('"'):
-        raise error
-    if rest[i + 1 : i + 2] not in ("", " "):
-        raise error
-    return address, rest[i + 1 :].split()
+    return -1
+
+
+def _path_error(prefix: str) -> RemoteProtocolError:
+    command = "MAIL FROM" if prefix == "FROM:" else "RCPT TO"
+    return RemoteProtocolError(f"Syntax: {command}:<address> [parameters]", 501, "5.5.4")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,6 +157,7 @@ def decode_utf8(value: bytes) -> str:
         raise RemoteProtocolError("Malformed authentication response", 501, "5.5.2")
 
 
+@functools.lru_cache(maxsize=512)  # replies repeat: format each once
 def format_reply(code: int, enhanced: str | None, text: str, *, esmtp: bool) -> bytes:
     """Format one reply; ``text`` may span lines (``"\\n"``).
 

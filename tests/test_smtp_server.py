@@ -7,6 +7,7 @@ clients), and swaks when installed.
 
 from __future__ import annotations
 
+import argparse
 import email.message
 import io
 import logging
@@ -25,7 +26,9 @@ from protocols._smtp_server import (
     SMTPReject,
     SMTPServer,
     TestSMTPServer,
+    add_smtp_arguments,
     add_smtp_sink,
+    smtp_sink_from_args,
 )
 from protocols._tls import localhost_contexts
 
@@ -519,7 +522,7 @@ class TestSink(unittest.TestCase):
         finally:
             server.stop()
         text = out.getvalue()
-        self.assertIn("MESSAGE FOLLOWS", text)
+        self.assertIn("---------- SMTP message from ('127.0.0.1'", text)
         self.assertIn("X-Mail-From: a@b.example", text)
         self.assertIn("X-Rcpt-To: c@d.example", text)
         self.assertIn("Subject: sink\n\nhello\n", text)
@@ -534,7 +537,30 @@ class TestSink(unittest.TestCase):
         finally:
             server.stop()
         self.assertEqual(len(blocks), 1)
-        self.assertEqual(blocks[0][0], "MESSAGE FOLLOWS")
+        self.assertTrue(blocks[0][0].startswith("SMTP message from "))
+
+    def test_cli_arguments_build_a_sink(self) -> None:
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--host", default="127.0.0.1")
+        add_smtp_arguments(parser)
+        self.assertIsNone(smtp_sink_from_args(parser.parse_args(["--smtp", "off"])))
+        args = parser.parse_args(["--smtp", "0", "--smtp-tls", "starttls", "--smtp-auth", "u:p"])
+        blocks: list[tuple[str, str]] = []
+        server = smtp_sink_from_args(args, lambda title, body: blocks.append((title, body)))
+        assert server is not None
+        self.assertFalse(server.ready.is_set())  # bound, not started: the CLI starts it
+        _, client_ctx = localhost_contexts()
+        server.start()
+        try:
+            with smtplib.SMTP("localhost", server.port, timeout=TIMEOUT) as c:
+                c.starttls(context=client_ctx)
+                c.login("u", "p")
+                c.sendmail("a@b.example", ["c@d.example"], b"cli\r\n")
+            server.wait_for_message(TIMEOUT)
+        finally:
+            server.stop()
+        self.assertIn("X-TLS: TLS", blocks[0][1])
+        self.assertIn("X-Auth-User: u", blocks[0][1])
 
 
 @unittest.skipUnless(shutil.which("swaks"), "swaks is not installed")
