@@ -407,12 +407,31 @@ def _cpython_factory(kind: str) -> Callable[[float], Instance] | None:
     return None
 
 
-def subjects(kinds: tuple[str, ...] = KINDS, *, direct: bool = True) -> list[Subject]:
+def _native_factory(kind: str) -> tuple[str, Callable[[float], Instance]] | None:
+    """Our native classes, with reactor-side handlers (no thread per connection)."""
+    p = _protocols
+    if kind == "tcp":
+        return "TCPServer (on_line)", lambda pi: _Ours(p.TCPServer(
+            on_line=lambda conn, line: conn.write(line), poll_interval=pi))
+    if kind == "udp":
+        return "UDPServer (reply=)", lambda pi: _Ours(p.UDPServer(
+            reply=lambda data, peer: data, poll_interval=pi))
+    if kind == "http" and hasattr(p, "HTTPServer"):
+        return "HTTPServer (Reply)", lambda pi: _Ours(p.HTTPServer(
+            handler=lambda req: p.Reply(status=200, body=b"ok"), poll_interval=pi))
+    if kind == "smtp" and hasattr(p, "SMTPServer"):
+        return "SMTPServer", lambda pi: _Ours(p.SMTPServer(poll_interval=pi))
+    return None
+
+
+def subjects(kinds: tuple[str, ...] = KINDS, *, direct: bool = True, native: bool = False
+             ) -> list[Subject]:
     """Every importable subject of the given kinds, ours first, floor last.
 
     ``direct`` adds socketserver / http.server used without test_logging's
     wrapper (nearly the same code as CPython's helpers; tables may leave
-    them out to stay readable).
+    them out to stay readable).  ``native`` adds our native classes with
+    reactor-side handlers next to our CPython-compatible ones.
     """
     _load()
     out: list[Subject] = []
@@ -423,6 +442,9 @@ def subjects(kinds: tuple[str, ...] = KINDS, *, direct: bool = True) -> list[Sub
                     "unix": "TestUnixStreamServer", "unixdgram": "TestUnixDatagramServer",
                     "http": "TestHTTPServer", "smtp": "TestSMTPServer"}[kind]
             out.append(Subject(f"testservers {name}", kind, "ours", ours))
+        nat = _native_factory(kind) if native else None
+        if nat is not None:
+            out.append(Subject(f"testservers {nat[0]}", kind, "ours", nat[1]))
         cp = _cpython_factory(kind)
         if cp is not None:
             name = {"tcp": "TestTCPServer", "udp": "TestUDPServer",
