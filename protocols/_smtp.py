@@ -276,7 +276,9 @@ class SMTPServerConnection:
         # Content being received (State.DATA).
         self._content: ContentReader | None = None
 
-        self._out += f"220 {hostname} {greeting}\r\n".encode()
+        # format_reply turns a multi-line greeting into 220- lines (and drops
+        # CRs), so no greeting text can forge another reply.
+        self._out += format_reply(220, None, f"{hostname} {greeting}", esmtp=False)
 
     # ------------------------------------------------------------------
     # Public read-only facts
@@ -331,7 +333,10 @@ class SMTPServerConnection:
 
         Raises :class:`ConnectionClosedError` if EOF was already fed.  Bytes
         fed after QUIT, or while a STARTTLS upgrade is pending, are discarded.
-        Nothing is parsed here: call :meth:`next_event`.
+        Nothing is parsed here: call :meth:`next_event`.  While a proposal
+        is pending, bytes are only buffered; an I/O layer that answers
+        proposals asynchronously should pause reading meanwhile (its
+        back-pressure), since the machine reads nothing until the answer.
         """
         if self._eof:
             raise ConnectionClosedError("receive_data() after EOF")

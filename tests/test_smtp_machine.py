@@ -174,6 +174,16 @@ class TestBasicDialogue(MachineTestCase):
         self.assertIs(m.next_event(), NEED_DATA)
         self.assertIs(m.state, State.GREETED)
 
+    def test_texts_cannot_forge_replies(self) -> None:
+        m = SMTPServerConnection(greeting="hi\r\n250 forged")
+        self.assertEqual(m.data_to_send(), b"220-localhost hi\r\n220 250 forged\r\n")
+        m.receive_data(b"EHLO x\r\nMAIL FROM:<a@b>\r\n")
+        self.assertIsInstance(m.next_event(), Hello)
+        self.assertIsInstance(m.next_event(), MailFromProposed)
+        m.data_to_send()
+        m.reject(550, "no\r\n250 2.1.0 OK")
+        self.assertEqual(replies(m.data_to_send()), [(550, "5.0.0 no\n5.0.0 250 2.1.0 OK")])
+
     def test_full_transaction(self) -> None:
         body = b"Subject: hi\r\n\r\nline 1\r\n..leading dot\r\n.\r\n"
         events, reps = self.dialogue(MAIL + [b"DATA\r\n", body, b"QUIT\r\n"])
