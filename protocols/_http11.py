@@ -53,6 +53,8 @@ from ._http_events import (
     DEFAULT_LIMITS,
     NEED_DATA,
     PAUSED,
+    TOKEN_STR,
+    VALUE_STR,
     ConnectionClosed,
     Data,
     EndOfMessage,
@@ -66,12 +68,15 @@ from ._http_events import (
     Request,
     Response,
     Signal,
+    check_reason,
 )
 from ._http_grammar import (
     CHUNK_LINE,
     DIGITS,
+    FIELD_BLOCK_STR,
+    FIELD_PAIRS_STR,
     HEAD_END,
-    REQUEST_LINE,
+    REQUEST_LINE_STR,
     parse_fields,
     reason_phrase,
 )
@@ -83,6 +88,18 @@ __all__ = ["HTTP11Machine", "State"]
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
 
+# Response header fields already validated, mapped to the lowered name: most
+# responses repeat the same few fields, so each is checked once.  Bounded.
+_CHECKED_FIELDS: dict[tuple[str, str], str] = {}
+_CHECKED_FIELDS_MAX: Final = 1024
+
+# Complete response heads by everything that decides their bytes and framing
+# (status, reason, fields, body length, persistence, version, HEAD): a test
+# server answers with the same few responses, so each head is built once.
+# Bounded, cleared when full.
+_PREPARED_HEADS: dict[tuple[object, ...], tuple[bytes, int, int, bool]] = {}
+_PREPARED_HEADS_MAX: Final = 512
+
 # Compact the receive buffer once this many consumed octets sit in front.
 _COMPACT_AT: Final = 65536
 
@@ -90,6 +107,56 @@ _COMPACT_AT: Final = 65536
 _NONE, _LENGTH, _CHUNKED, _CLOSE = 0, 1, 2, 3
 # Phases of a chunked request body.
 _C_SIZE, _C_DATA, _C_DATA_END, _C_TRAILER = 0, 1, 2, 3
+
+
+# What framing needs from a header section: (Host count, Content-Length
+# values, transfer codings, Connection options, expectations), all lowered.
+_Summary = tuple[int, tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+
+# Parsed header sections by their text.  Parsing is a pure function of the
+# text and clients repeat the same heads (a test suite, a load generator), so
+# the validated result is reused; bounded, cleared when full.
+_PARSED_SECTIONS: dict[str, tuple[Headers, _Summary]] = {}
+_PARSED_SECTIONS_MAX: Final = 512
+_PARSED_SECTION_LONGEST: Final = 2048  # longer sections are not kept
+
+
+def _parse_section(fields: str) -> tuple[Headers, _Summary]:
+    """Validate and split a header section (ISO-8859-1 text, each line ending in LF).
+
+    Raises :class:`RemoteProtocolError` (400) naming the first bad line.
+    """
+    if not fields:
+        headers: Headers = ()
+    elif FIELD_BLOCK_STR.fullmatch(fields):
+        headers = tuple([(n, v.strip(" \t")) for n, v in FIELD_PAIRS_STR.findall(fields)])
+    else:  # say which line is wrong, and why
+        lines = fields.encode("latin-1").split(b"\n")[:-1]
+        parse_fields([bytearray(x) for x in lines], 0)
+        raise AssertionError("unreachable: parse_fields raises")  # pragma: no cover
+    lengths: list[str] = []
+    codings: list[str] = []
+    connection: list[str] = []
+    expect: list[str] = []
+    hosts = 0
+    for name, value in headers:
+        lname = name.lower()
+        if lname == "host":
+            hosts += 1
+        elif lname == "content-length":
+            lengths.extend(v.strip(" \t") for v in value.split(","))
+        elif lname == "transfer-encoding":
+            codings.extend(v.strip(" \t").lower() for v in value.split(","))
+        elif lname == "connection":
+            connection.extend(v.strip(" \t").lower() for v in value.split(","))
+        elif lname == "expect":
+            expect.append(value.strip(" \t").lower())
+    result = headers, (hosts, tuple(lengths), tuple(codings), tuple(connection), tuple(expect))
+    if len(fields) <= _PARSED_SECTION_LONGEST:
+        if len(_PARSED_SECTIONS) >= _PARSED_SECTIONS_MAX:
+            _PARSED_SECTIONS.clear()
+        _PARSED_SECTIONS[fields] = result
+    return result
 
 
 class HTTP11Machine:
@@ -213,18 +280,21 @@ class HTTP11Machine:
         buf = self._buf
         pos = self._pos
         end = len(buf)
-        # RFC 9112 §2.2: ignore empty lines received before the request-line.
-        while pos < end:
-            c = buf[pos]
-            if c == 0x0A:
-                pos += 1
-            elif c == 0x0D and pos + 1 < end and buf[pos + 1] == 0x0A:
-                pos += 2
-            else:
-                break
-        if pos != self._pos:
+        if pos >= end and not self._eof:
+            return NEED_DATA  # the common case between keep-alive requests
+        if pos < end and (buf[pos] == 0x0D or buf[pos] == 0x0A):
+            # RFC 9112 §2.2: ignore empty lines received before the request-line.
+            while pos < end:
+                c = buf[pos]
+                if c == 0x0A:
+                    pos += 1
+                elif c == 0x0D and pos + 1 < end and buf[pos + 1] == 0x0A:
+                    pos += 2
+                else:
+                    break
             self._pos = pos
-            self._scan = pos
+            if self._scan < pos:
+                self._scan = pos
         if pos >= end or (pos + 1 == end and buf[pos] == 0x0D):
             if self._eof:
                 if pos >= end:
@@ -233,15 +303,18 @@ class HTTP11Machine:
                 raise RemoteProtocolError("connection closed inside a request head")
             return NEED_DATA
         limits = self.limits
+        scan = self._scan
+        if scan < pos:
+            scan = pos
         if self._line_end < 0:
-            lf = buf.find(b"\n", max(self._scan, pos))
+            lf = buf.find(b"\n", scan)
             if lf < 0 or lf - pos > limits.max_request_line + 1:
                 # +1: the line may end in CR before its LF.
                 if end - pos > limits.max_request_line + 1:
                     raise RemoteProtocolError("request line too long", status_hint=414)
                 return self._need_head(end)
             self._line_end = lf
-        m = HEAD_END.search(buf, max(self._scan, self._line_end))
+        m = HEAD_END.search(buf, scan if scan > self._line_end else self._line_end)
         if m is None:
             if end - self._line_end - 1 > limits.max_header_bytes:
                 raise RemoteProtocolError("header section too large", status_hint=431)
@@ -250,26 +323,31 @@ class HTTP11Machine:
         line_end = self._line_end
         if head_end - line_end - 1 > limits.max_header_bytes:
             raise RemoteProtocolError("header section too large", status_hint=431)
-        lines = buf[pos : m.start()].split(b"\n")
+        # One decode of the whole head; everything below is C-speed str work.
+        text = buf[pos : m.start() + 1].decode("latin-1")
         self._pos = head_end
         self._scan = head_end
         self._line_end = -1
-        if len(lines) - 1 > limits.max_header_fields:
+        nl = text.index("\n")
+        fields = text[nl + 1 :]
+        if fields.count("\n") > limits.max_header_fields:
             raise RemoteProtocolError("too many header fields", status_hint=431)
-        line = lines[0]
-        if line[-1:] == b"\r":
-            del line[-1:]
+        line = text[:nl]
+        if line[-1:] == "\r":
+            line = line[:-1]
         if len(line) > limits.max_request_line:
             raise RemoteProtocolError("request line too long", status_hint=414)
-        rm = REQUEST_LINE.fullmatch(line)
+        rm = REQUEST_LINE_STR.fullmatch(line)
         if rm is None:
             raise RemoteProtocolError("malformed request line")
-        if rm[3] != b"1":
+        if rm[3] != "1":
             raise RemoteProtocolError("unsupported HTTP version", status_hint=505)
-        headers = parse_fields(lines, 1)
-        version = "1.0" if rm[4] == b"0" else "1.1"
-        request = Request._parsed(rm[1].decode("ascii"), rm[2].decode("ascii"), version, headers)
-        self._analyse(request)
+        parsed = _PARSED_SECTIONS.get(fields)
+        if parsed is None:
+            parsed = _parse_section(fields)
+        version = "1.0" if rm[4] == "0" else "1.1"
+        request = Request._parsed(rm[1], rm[2], version, parsed[0])
+        self._analyse(request, parsed[1])
         self._their(Request)
         self._ours(Request)
         self.request = request
@@ -282,28 +360,12 @@ class HTTP11Machine:
         self._scan = max(self._pos, end - 2)
         return NEED_DATA
 
-    def _analyse(self, request: Request) -> None:
+    def _analyse(self, request: Request, summary: _Summary) -> None:
         """Apply RFC 9112 §6 (body framing) and §9.3 (persistence) to a head."""
         http11 = request.http_version == "1.1"
         self._http11 = http11
         self._is_head = request.method == "HEAD"
-        lengths: list[str] = []
-        codings: list[str] = []
-        connection: list[str] = []
-        expect: list[str] = []
-        hosts = 0
-        for name, value in request.headers:
-            lname = name.lower()
-            if lname == "host":
-                hosts += 1
-            elif lname == "content-length":
-                lengths.extend(v.strip(" \t") for v in value.split(","))
-            elif lname == "transfer-encoding":
-                codings.extend(v.strip(" \t").lower() for v in value.split(","))
-            elif lname == "connection":
-                connection.extend(v.strip(" \t").lower() for v in value.split(","))
-            elif lname == "expect":
-                expect.append(value.strip(" \t").lower())
+        hosts, lengths, codings, connection, expect = summary
         if request.method == "CONNECT":
             raise RemoteProtocolError("CONNECT is not implemented", status_hint=501)
         if request.target == "*" and request.method != "OPTIONS":
@@ -510,20 +572,58 @@ class HTTP11Machine:
     ) -> None:
         """Send a final response; with *body* also its content and end.
 
-        With ``body`` given the response is complete (``Content-Length`` is
-        added when absent); with ``body=None`` only the head is sent and the
-        caller continues with ``send(Data(...))`` and ``send(EndOfMessage())``.
-        Raises :class:`LocalProtocolError` like :meth:`send`.
+        With ``body`` given the response is complete, written as one piece
+        (``Content-Length`` is added when absent, and must match when
+        present); with ``body=None`` only the head is sent and the caller
+        continues with ``send(Data(...))`` and ``send(EndOfMessage())``.
+        Raises :class:`LocalProtocolError` like :meth:`send`; the machine is
+        then unchanged.
         """
-        hdrs = tuple(headers)
-        if body is not None and status not in _NO_BODY_STATUSES and status >= 200:
-            if not any(n.lower() == "content-length" for n, _ in hdrs):
-                hdrs += (("Content-Length", str(len(body))),)
-        self.send(Response(status_code=status, headers=hdrs, reason=reason))
-        if body is not None:
+        if body is None:
+            self.send(Response(status_code=status, headers=tuple(headers), reason=reason))
+            return
+        nxt = transition(OUR_TRANSITIONS, self.our_state, Response)
+        if type(status) is not int or not 200 <= status <= 999:
+            raise LocalProtocolError(f"final status must be 200-999: {status!r}")
+        if reason:
+            check_reason(reason)
+        if not isinstance(body, bytes):
+            body = bytes(body)
+        expect_close = self._expect_pending and self.their_state is State.SEND_BODY
+        key = None
+        if type(headers) is tuple:
+            key = (status, reason, headers, len(body), self._keep_alive, self._http11,
+                   self._is_head, expect_close)
+            prepared = _PREPARED_HEADS.get(key)
+        else:
+            prepared = None
+        if prepared is None:
+            prepared = self._prepare_head(status, reason, headers, len(body))
+            if key is not None:
+                if len(_PREPARED_HEADS) >= _PREPARED_HEADS_MAX:
+                    _PREPARED_HEADS.clear()
+                _PREPARED_HEADS[key] = prepared
+        head, mode, left, keep_alive = prepared
+        if mode == _LENGTH and len(body) != left:
+            raise LocalProtocolError(f"Content-Length {left} but {len(body)} body octets")
+        # Everything checked: commit.  Head and body go out as one write.
+        out = self._out
+        out += head
+        if mode == _LENGTH or mode == _CLOSE:
+            out += body
+        elif mode == _CHUNKED:
             if body:
-                self.send(Data(data=body))
-            self.send(_END)
+                out += b"%x\r\n" % len(body)
+                out += body
+                out += b"\r\n"
+            out += b"0\r\n\r\n"
+        self._expect_pending = False
+        self._send_mode = mode
+        if self.their_state is State.SEND_BODY or mode == _CLOSE:
+            keep_alive = False  # request body unread, or body ends at close
+        self._keep_alive = keep_alive
+        self.our_state = transition(OUR_TRANSITIONS, nxt, EndOfMessage)
+        self._settle()
 
     def send_raw(self, data: bytes) -> None:
         """Send *data* verbatim as the current response; the connection then closes.
@@ -556,8 +656,9 @@ class HTTP11Machine:
     @property
     def close_after_send(self) -> bool:
         """True when the caller should close the connection once ``data_to_send()`` is written."""
-        return self.our_state in (State.MUST_CLOSE, State.ERROR) or (
-            self.their_state is State.ERROR
+        ours = self.our_state
+        return (
+            ours is State.MUST_CLOSE or ours is State.ERROR or self.their_state is State.ERROR
         )
 
     @property
@@ -578,38 +679,85 @@ class HTTP11Machine:
         return "".join(parts).encode("latin-1")
 
     def _send_head(self, event: Response) -> None:
-        status = event.status_code
-        headers = list(event.headers)
-        length: str | None = None
+        head, mode, left, keep_alive = self._prepare_head(
+            event.status_code, event.reason, event.headers, None, validate=False
+        )
+        self._expect_pending = False
+        self._keep_alive = keep_alive
+        self._send_mode = mode
+        self._send_left = left
+        self._out += head
+
+    def _prepare_head(
+        self,
+        status: int,
+        reason: str,
+        headers: Iterable[tuple[str, str]],
+        body_length: int | None,
+        *,
+        validate: bool = True,
+    ) -> tuple[bytes, int, int, bool]:
+        """Check *headers* and choose the framing; mutates nothing.
+
+        Returns ``(head bytes, framing mode, Content-Length, keep_alive)``.
+        With *body_length* (a complete body) a missing Content-Length is
+        added.  Raises :class:`LocalProtocolError`.
+        """
+        out = [f"HTTP/1.1 {status} {reason or reason_phrase(status)}\r\n"]
+        length = -1
         chunked = False
+        has_connection = False
         keep_alive = self._keep_alive
-        for name, value in headers:
-            lname = name.lower()
+        checked = _CHECKED_FIELDS
+        for pair in headers:
+            name, value = pair
+            if type(pair) is tuple and type(name) is str and type(value) is str:
+                lname = checked.get(pair)
+            else:
+                lname = None
+            if lname is None:
+                if validate and not (
+                    isinstance(name, str)
+                    and isinstance(value, str)
+                    and TOKEN_STR.fullmatch(name)
+                    and VALUE_STR.fullmatch(value)
+                ):
+                    raise LocalProtocolError(f"invalid header field {name!r}: {value!r}")
+                lname = name.lower()
+                if validate and type(pair) is tuple:
+                    if len(checked) >= _CHECKED_FIELDS_MAX:
+                        checked.clear()
+                    checked[pair] = lname
             if lname == "content-length":
-                if length is not None or not DIGITS.fullmatch(value):
+                if length >= 0 or not DIGITS.fullmatch(value):
                     raise LocalProtocolError(f"invalid Content-Length {value!r}")
-                length = value
+                length = int(value)
             elif lname == "transfer-encoding":
                 if value.strip().lower() != "chunked":
                     raise LocalProtocolError("only Transfer-Encoding: chunked can be framed")
                 chunked = True
             elif lname == "connection":
+                has_connection = True
                 if "close" in (v.strip().lower() for v in value.split(",")):
                     keep_alive = False
-        if length is not None and chunked:
+            out.append(f"{name}: {value}\r\n")
+        if length >= 0 and chunked:
             raise LocalProtocolError("both Content-Length and Transfer-Encoding")
         if chunked and not self._http11:
             raise LocalProtocolError("cannot send Transfer-Encoding to an HTTP/1.0 client")
-        if status in _NO_BODY_STATUSES or self._is_head:
+        no_body = status in _NO_BODY_STATUSES
+        if length < 0 and body_length is not None and not chunked and not no_body:
+            length = body_length
+            out.append(f"Content-Length: {length}\r\n")
+        if no_body or self._is_head:
             mode = _NONE
-        elif length is not None:
+        elif length >= 0:
             mode = _LENGTH
-            self._send_left = int(length)
         elif chunked:
             mode = _CHUNKED
         elif self._http11:
             mode = _CHUNKED
-            headers.append(("Transfer-Encoding", "chunked"))
+            out.append("Transfer-Encoding: chunked\r\n")
         else:
             mode = _CLOSE  # RFC 9112 §6.3 item 8: the body ends at close
             keep_alive = False
@@ -618,15 +766,12 @@ class HTTP11Machine:
             # not is its choice (RFC 9110 §10.1.1): close after this response.
             keep_alive = False
         if not keep_alive:
-            if not any(n.lower() == "connection" for n, _ in headers):
-                headers.append(("Connection", "close"))
+            if not has_connection:
+                out.append("Connection: close\r\n")
         elif not self._http11:
-            headers.append(("Connection", "keep-alive"))
-        head = self._head_bytes(status, event.reason, tuple(headers))
-        self._expect_pending = False
-        self._keep_alive = keep_alive
-        self._send_mode = mode
-        self._out += head
+            out.append("Connection: keep-alive\r\n")
+        out.append("\r\n")
+        return "".join(out).encode("latin-1"), mode, max(length, 0), keep_alive
 
     def _send_data(self, data: bytes) -> None:
         mode = self._send_mode
@@ -665,15 +810,17 @@ class HTTP11Machine:
     # ------------------------------------------------------------------
 
     def _their(self, etype: type[Event]) -> None:
-        self.their_state = transition(THEIR_TRANSITIONS, self.their_state, etype)
+        # The parser only emits events valid in the current state, so a miss
+        # here is a bug in this module (KeyError), not a protocol error.
+        self.their_state = THEIR_TRANSITIONS[self.their_state, etype]
 
     def _ours(self, etype: type[Event]) -> None:
-        self.our_state = transition(OUR_TRANSITIONS, self.our_state, etype)
+        self.our_state = OUR_TRANSITIONS[self.our_state, etype]
 
     def _settle(self) -> None:
-        self.their_state, self.our_state, new_cycle = settle(
-            self.their_state, self.our_state, self._keep_alive
-        )
+        their, ours, new_cycle = settle(self.their_state, self.our_state, self._keep_alive)
+        self.their_state = their
+        self.our_state = ours
         if new_cycle:
             self.request = None
             self._reset_cycle()

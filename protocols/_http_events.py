@@ -43,6 +43,9 @@ __all__ = [
     "Request",
     "Response",
     "Signal",
+    "TOKEN_STR",
+    "VALUE_STR",
+    "check_reason",
 ]
 
 Headers = tuple[tuple[str, str], ...]
@@ -170,11 +173,11 @@ PAUSED: Final = Signal.PAUSED
 # Events.
 # --------------------------------------------------------------------------
 
-_TOKEN_STR = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+TOKEN_STR = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TARGET_STR = re.compile(r"[\x21-\x7e]+")
 # RFC 9110 §5.5: field-value = *field-content; no CR, LF, NUL or other CTLs
 # except HTAB, and no leading or trailing whitespace.
-_VALUE_STR = re.compile(
+VALUE_STR = re.compile(
     r"(?:[\x21-\x7e\x80-\xff](?:[\t \x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
 )
 
@@ -183,9 +186,9 @@ def _check_headers(headers: Iterable[tuple[str, str]]) -> Headers:
     out = []
     for pair in headers:
         name, value = pair
-        if not isinstance(name, str) or not _TOKEN_STR.fullmatch(name):
+        if not isinstance(name, str) or not TOKEN_STR.fullmatch(name):
             raise LocalProtocolError(f"invalid header field name {name!r}")
-        if not isinstance(value, str) or not _VALUE_STR.fullmatch(value):
+        if not isinstance(value, str) or not VALUE_STR.fullmatch(value):
             raise LocalProtocolError(f"invalid value for header field {name!r}: {value!r}")
         out.append((name, value))
     return tuple(out)
@@ -215,7 +218,7 @@ class Request:
     headers: Headers = ()
 
     def __post_init__(self) -> None:
-        if not _TOKEN_STR.fullmatch(self.method):
+        if not TOKEN_STR.fullmatch(self.method):
             raise LocalProtocolError(f"invalid method {self.method!r}")
         if not _TARGET_STR.fullmatch(self.target):
             raise LocalProtocolError(f"invalid request-target {self.target!r}")
@@ -255,7 +258,7 @@ class InformationalResponse:
             raise LocalProtocolError(f"informational status must be 1xx: {self.status_code!r}")
         if self.status_code == 101:
             raise LocalProtocolError("101 Switching Protocols is not supported")
-        _check_reason(self.reason)
+        check_reason(self.reason)
         object.__setattr__(self, "headers", _check_headers(self.headers))
 
 
@@ -275,7 +278,7 @@ class Response:
     def __post_init__(self) -> None:
         if type(self.status_code) is not int or not 200 <= self.status_code <= 999:
             raise LocalProtocolError(f"final status must be 200-999: {self.status_code!r}")
-        _check_reason(self.reason)
+        check_reason(self.reason)
         object.__setattr__(self, "headers", _check_headers(self.headers))
 
     def get_header(self, name: str) -> str | None:
@@ -283,9 +286,9 @@ class Response:
         return _lookup(self.headers, name)
 
 
-def _check_reason(reason: str) -> None:
+def check_reason(reason: str) -> None:
     # RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )
-    if not isinstance(reason, str) or not _VALUE_STR.fullmatch(reason.strip(" \t")):
+    if not isinstance(reason, str) or not VALUE_STR.fullmatch(reason.strip(" \t")):
         raise LocalProtocolError(f"invalid reason phrase {reason!r}")
 
 

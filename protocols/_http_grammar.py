@@ -15,9 +15,12 @@ from ._http_events import Headers, RemoteProtocolError
 __all__ = [
     "CHUNK_LINE",
     "DIGITS",
+    "FIELD_BLOCK_STR",
     "FIELD_LINE",
+    "FIELD_PAIRS_STR",
     "HEAD_END",
     "REQUEST_LINE",
+    "REQUEST_LINE_STR",
     "TOKEN_RE",
     "field_error",
     "parse_fields",
@@ -41,18 +44,29 @@ CHUNK_LINE = re.compile(
     rb"([0-9A-Fa-f]{1,16})"
     rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?)*"
 )
+# The same grammar over the head decoded as ISO-8859-1 (one decode per head,
+# then C-speed matching): a whole header section is validated with one
+# fullmatch, and its (name, value) pairs taken with one findall.  Lines end in
+# LF with an optional CR (the documented bare-LF policy).
+_TOKEN_S = _TOKEN.decode()
+# The value class is field-content plus OWS (no NUL, CR, LF or other CTL but
+# HTAB); the pairs' values still carry their OWS, which the machine strips.
+# Neither pattern can backtrack more than one octet (the optional CR).
+REQUEST_LINE_STR = re.compile(rf"({_TOKEN_S}) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
+FIELD_BLOCK_STR = re.compile(rf"(?:{_TOKEN_S}:[\t\x20-\x7e\x80-\xff]*\r?\n)*")
+FIELD_PAIRS_STR = re.compile(rf"({_TOKEN_S}):([\t\x20-\x7e\x80-\xff]*)\r?\n")
 # The end of a header section: a line end followed by an empty line.
 HEAD_END = re.compile(rb"\n\r?\n")
 # RFC 9110 §8.6: Content-Length = 1*DIGIT (ASCII digits only, unlike str.isdigit).
 DIGITS = re.compile(r"[0-9]+")
 
 
+_REASONS = {int(s): s.phrase for s in HTTPStatus}
+
+
 def reason_phrase(status: int) -> str:
     """The standard reason phrase of *status*, or ``""`` for an unregistered code."""
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
+    return _REASONS.get(status, "")
 
 
 def field_error(line: bytes | bytearray) -> RemoteProtocolError:

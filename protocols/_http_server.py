@@ -35,8 +35,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from reactor import (
     DEFAULT_WAIT_TIMEOUT,
@@ -50,7 +49,6 @@ from ._http_events import (
     DEFAULT_LIMITS,
     NEED_DATA,
     PAUSED,
-    ConnectionClosed,
     Data,
     EndOfMessage,
     Headers,
@@ -80,21 +78,30 @@ LINGER_SECONDS: Final = 2.0
 
 SERVER_SOFTWARE: Final = "testservers"
 
+_TEXT_PLAIN: Final = ("Content-Type", "text/plain; charset=utf-8")
+
 
 class NoResponseError(RuntimeError):
     """A handler finished without producing a response (the client got 500)."""
 
 
-_date_cache: list[Any] = [0, ""]
+_date_second = -1
+_date_field: tuple[str, str] = ("Date", "")
+
+
+def date_field() -> tuple[str, str]:
+    """The ``("Date", IMF-fixdate)`` field for now (RFC 9110 §6.6.1), cached per second."""
+    global _date_second, _date_field
+    now = int(time.time())
+    if now != _date_second:
+        _date_field = ("Date", email.utils.formatdate(now, usegmt=True))
+        _date_second = now
+    return _date_field
 
 
 def http_date() -> str:
     """The current time as an RFC 9110 §5.6.7 IMF-fixdate (cached per second)."""
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache[1] = email.utils.formatdate(now, usegmt=True)
-        _date_cache[0] = now
-    return str(_date_cache[1])
+    return date_field()[1]
 
 
 # --------------------------------------------------------------------------
@@ -102,14 +109,13 @@ def http_date() -> str:
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A response a native handler returns.
+class Reply(NamedTuple):
+    """A response a native handler returns (immutable).
 
     ``body`` may be ``str`` (sent as UTF-8 with ``Content-Type: text/plain;
     charset=utf-8`` unless a Content-Type is given).  ``Content-Length`` is
-    added from the body.  ``delay`` (seconds) sends it later from a reactor
-    timer, without blocking anything.
+    added from the body, and ``Date`` when absent.  ``delay`` (seconds) sends
+    it later from a reactor timer, without blocking anything.
     """
 
     status: int = 200
@@ -322,45 +328,46 @@ class _HTTPConnection:
         m = self.machine
         t = self.transport
         assert t is not None
+        next_event = m.next_event
         while self._pending is None and not self._closed:
             try:
-                ev = m.next_event()
+                ev = next_event()
             except RemoteProtocolError as exc:
                 self.server._protocol_error(exc, self.client_address)
                 self._linger()
                 return
-            if ev is NEED_DATA:
+            if isinstance(ev, Request):
+                self._head = ev
+                self._body = bytearray()
+            elif isinstance(ev, EndOfMessage):
+                head, self._head = self._head, None
+                assert head is not None
+                body = bytes(self._body) if self._body else b""
+                self._pending = self  # a response is owed from now on
+                self.server._dispatch(self, head, body, ev.trailers)
+            elif isinstance(ev, Data):
+                self._body += ev.data
+            elif ev is NEED_DATA:
                 break
-            if ev is PAUSED:
+            elif ev is PAUSED:
                 if m.buffered > PIPELINE_BUFFER_LIMIT and not self._paused:
                     self._paused = True
                     t.pause_reading()
                 break
-            if isinstance(ev, Request):
-                self._head = ev
-                self._body = bytearray()
-            elif isinstance(ev, Data):
-                self._body += ev.data
-            elif isinstance(ev, EndOfMessage):
-                head, self._head = self._head, None
-                assert head is not None
-                body, self._body = bytes(self._body), bytearray()
-                self._flush()
-                self._pending = self  # a response is owed from now on
-                self.server._dispatch(self, head, body, ev.trailers)
-            elif isinstance(ev, ConnectionClosed):
+            else:  # ConnectionClosed
                 self._flush()
                 t.close()
                 return
         self._flush()
 
     def _flush(self) -> None:
+        """Hand what the machine queued to the transport (one write per pass)."""
         t = self.transport
         assert t is not None
-        data = self.machine.data_to_send()
-        if data:
-            t.write(data)
-        if self.machine.close_after_send:
+        m = self.machine
+        if m._out:
+            t.write(m.data_to_send())
+        if m.close_after_send:
             t.close()
 
     def _linger(self) -> None:
@@ -412,24 +419,24 @@ class _HTTPConnection:
 
     def _send_reply(self, reply: Reply) -> None:
         m = self.machine
-        body = reply.body
-        headers = list(reply.headers)
-        names = {n.lower() for n, _ in headers}
+        status, body, given, reason, _ = reply
+        headers = tuple(given)
+        if not any(n.lower() == "date" for n, _ in headers):
+            headers += (date_field(),)
         if isinstance(body, str):
             body = body.encode("utf-8")
-            if "content-type" not in names:
-                headers.append(("Content-Type", "text/plain; charset=utf-8"))
-        if "date" not in names:
-            headers.append(("Date", http_date()))
+            if not any(n.lower() == "content-type" for n, _ in headers):
+                headers += (_TEXT_PLAIN,)
         try:
-            m.send_response(reply.status, headers, body, reason=reply.reason)
+            m.send_response(status, headers, body, reason=reason)
         except LocalProtocolError as exc:
             # A bad reply (invalid header, wrong Content-Length...): the
             # machine is unchanged, so the client still gets a clean 500.
             self.server.handle_error(exc, "sending the handler's reply")
             err = f"500 Internal Server Error: invalid reply: {exc}\n".encode()
-            m.send_response(500, [("Content-Type", "text/plain; charset=utf-8")], err)
-        self._flush()
+            m.send_response(500, [_TEXT_PLAIN, date_field()], err)
+        if not self._in_process:
+            self._flush()  # else _process_events flushes once at its end
 
 
 # --------------------------------------------------------------------------

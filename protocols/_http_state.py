@@ -49,6 +49,11 @@ class State(enum.Enum):
     #: A protocol error: the machine can no longer be used.
     ERROR = "ERROR"
 
+    # Members are singletons compared by identity: hash them by identity too
+    # (C speed; Enum's default hashes the name in Python code).  The
+    # transition tables are looked up on every event.
+    __hash__ = object.__hash__
+
 
 THEIR_TRANSITIONS: Final[dict[tuple[State, type[Event]], State]] = {
     (State.IDLE, Request): State.SEND_BODY,

@@ -1,0 +1,374 @@
+"""HTTP/1.1 throughput: keep-alive requests/s, and the parser alone.
+
+Side by side, in one run, each answering ``GET /`` with ``200 ok``:
+
+* ``testservers HTTPServer``: the native server (handler returns a Reply,
+  ``record=False``);
+* ``testservers TestHTTPServer``: the CPython-compatible server with an
+  http.server-style handler (``protocol_version = "HTTP/1.1"``);
+* ``http.server ThreadingHTTPServer``: the stdlib peer with the equivalent
+  handler, ``protocol_version = "HTTP/1.1"`` so it keeps connections alive;
+* ``selectors ceiling``: a minimal hand-written selectors loop that answers
+  every ``\\r\\n\\r\\n`` with a canned response: no parsing, no handler, no
+  limits; the pure-Python upper bound.
+
+Load comes from ``wrk`` when installed (``-t1``, keep-alive connections),
+else from a bounded Python client (threads with raw sockets, a fixed request
+count and a time limit).  Each subject runs several times, interleaved; the
+table gives medians and the ratios to ThreadingHTTPServer and to the ceiling.
+
+The parser bench feeds :class:`~protocols._http11.HTTP11Machine` a typical
+request head with no sockets: one request per feed (keep-alive cycle:
+request, end of message, response), and 100 pipelined requests per feed.
+
+``python -m bench.bench_http [--quick]`` runs it alone; ``python -m bench
+http`` runs it under the bench runner (``run(quick)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import re
+import selectors
+import shutil
+import socket
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from bench._runner import Report, Table, fmt_ratio, progress
+from protocols import HTTP11Machine, HTTPRequest, HTTPServer, Reply, TestHTTPServer
+
+__all__ = ["run", "bench_parser", "SUBJECTS"]
+
+WRK = shutil.which("wrk")
+CANNED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+REQUEST = (
+    b"GET /bench?id=42 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+    b"User-Agent: bench/1.0\r\nAccept: */*\r\n\r\n"
+)
+
+
+# -- subjects -----------------------------------------------------------------
+
+
+@contextmanager
+def _ours_native() -> Iterator[int]:
+    def handler(request: HTTPRequest) -> Reply:
+        return Reply(200, b"ok", (("Content-Type", "text/plain"),))
+
+    with HTTPServer(handler=handler, record=False) as server:
+        assert server.port is not None
+        yield server.port
+
+
+def _compat_handler(request: Any) -> None:
+    request.send_response(200)
+    request.send_header("Content-Type", "text/plain")
+    request.send_header("Content-Length", "2")
+    request.end_headers()
+    request.wfile.write(b"ok")
+
+
+@contextmanager
+def _ours_compat() -> Iterator[int]:
+    server = TestHTTPServer(("127.0.0.1", 0), _compat_handler)
+    server.protocol_version = "HTTP/1.1"
+    server.record = False
+    server.start()
+    try:
+        assert server.port is not None
+        yield server.port
+    finally:
+        server.stop()
+
+
+class _StdlibHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        _compat_handler(self)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def _stdlib_threading() -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StdlibHandler)
+    server.daemon_threads = True
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    t.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        t.join(5)
+
+
+@contextmanager
+def _ceiling() -> Iterator[int]:
+    """A keep-alive selectors loop: one canned response per ``\\r\\n\\r\\n``."""
+    sel = selectors.DefaultSelector()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    listener.setblocking(False)
+    wake_r, wake_w = socket.socketpair()
+    sel.register(listener, selectors.EVENT_READ, None)
+    sel.register(wake_r, selectors.EVENT_READ, None)
+    conns: dict[socket.socket, bytearray] = {}
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            for key, _ in sel.select():
+                sock = key.fileobj
+                if sock is wake_r:
+                    return
+                if sock is listener:
+                    try:
+                        c, _ = listener.accept()
+                    except BlockingIOError:
+                        continue
+                    c.setblocking(False)
+                    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    conns[c] = bytearray()
+                    sel.register(c, selectors.EVENT_READ, None)
+                    continue
+                assert isinstance(sock, socket.socket)
+                try:
+                    data = sock.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    sel.unregister(sock)
+                    sock.close()
+                    del conns[sock]
+                    continue
+                buf = conns[sock]
+                buf += data
+                n = buf.count(b"\r\n\r\n")
+                if n:
+                    del buf[: buf.rfind(b"\r\n\r\n") + 4]
+                    try:
+                        sock.sendall(CANNED * n)  # small: fits the socket buffer
+                    except OSError:
+                        pass
+
+    t = threading.Thread(target=loop)
+    t.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        wake_w.send(b"x")
+        t.join(5)
+        for c in conns:
+            c.close()
+        sel.close()
+        listener.close()
+        wake_r.close()
+        wake_w.close()
+
+
+#: name -> context manager factory yielding a port.
+SUBJECTS: dict[str, Callable[[], Any]] = {
+    "testservers HTTPServer": _ours_native,
+    "testservers TestHTTPServer": _ours_compat,
+    "http.server ThreadingHTTPServer": _stdlib_threading,
+    "selectors ceiling": _ceiling,
+}
+PEER = "http.server ThreadingHTTPServer"
+CEILING = "selectors ceiling"
+
+
+# -- load generators -------------------------------------------------------------
+
+
+def _wrk(port: int, seconds: float, connections: int) -> float:
+    assert WRK is not None
+    out = subprocess.run(
+        [WRK, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+         f"http://127.0.0.1:{port}/bench?id=42"],
+        capture_output=True, text=True, timeout=seconds + 30, check=True,
+    ).stdout
+    m = re.search(r"Requests/sec:\s*([\d.]+)", out)
+    if m is None:
+        raise RuntimeError(f"cannot parse wrk output:\n{out}")
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", out)
+    if errors:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    return float(m.group(1))
+
+
+def _python_client(port: int, seconds: float, connections: int) -> float:
+    """Bounded fallback: threads send a request, read the whole response, repeat."""
+    deadline = time.monotonic() + seconds
+    counts = [0] * connections
+    max_requests = 2_000_000
+
+    def worker(i: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            buf = b""
+            n = 0
+            while n < max_requests and time.monotonic() < deadline:
+                s.sendall(REQUEST)
+                for _ in range(1000):
+                    end = buf.find(b"\r\n\r\n")
+                    if end >= 0:
+                        head = buf[:end].lower()
+                        cl = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+                        if len(buf) >= end + 4 + cl:
+                            buf = buf[end + 4 + cl :]
+                            break
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        raise ConnectionError("server closed the connection")
+                    buf += chunk
+                n += 1
+            counts[i] = n
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 30)
+    return sum(counts) / (time.monotonic() - t0)
+
+
+def load(port: int, seconds: float, connections: int) -> float:
+    """Requests/s against ``port`` (wrk if installed, else the Python client)."""
+    if WRK is not None:
+        return _wrk(port, seconds, connections)
+    return _python_client(port, seconds, connections)
+
+
+# -- the parser alone ---------------------------------------------------------------
+
+
+def bench_parser(seconds: float = 1.0) -> dict[str, float]:
+    """Requests per second through HTTP11Machine alone (no sockets)."""
+    results: dict[str, float] = {}
+    m = HTTP11Machine()
+    headers = (("Content-Type", "text/plain"),)
+    n = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while n < 10_000_000:
+        for _ in range(1000):
+            m.receive_data(REQUEST)
+            m.next_event()  # Request
+            m.next_event()  # EndOfMessage
+            m.send_response(200, headers, b"ok")
+            m.data_to_send()
+        n += 1000
+        if time.perf_counter() > deadline:
+            break
+    results["cycle (parse + respond), 1 request per feed"] = n / (time.perf_counter() - t0)
+
+    batch = REQUEST * 100
+    m = HTTP11Machine()
+    n = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while n < 10_000_000:
+        m.receive_data(batch)
+        for _ in range(100):
+            m.next_event()
+            m.next_event()
+            m.send_response(200, headers, b"ok")
+        m.data_to_send()
+        n += 100
+        if time.perf_counter() > deadline:
+            break
+    results["cycle, 100 pipelined requests per feed"] = n / (time.perf_counter() - t0)
+
+    m = HTTP11Machine()
+    n = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while n < 10_000_000:
+        for _ in range(1000):
+            m.receive_data(REQUEST)
+            m.next_event()
+            m.next_event()
+            m.their_state = m.our_state = type(m.our_state).IDLE  # parse only
+            m._reset_cycle()
+        n += 1000
+        if time.perf_counter() > deadline:
+            break
+    results["parse only (request head + end of message)"] = n / (time.perf_counter() - t0)
+    return results
+
+
+# -- the run --------------------------------------------------------------------------
+
+
+def run(quick: bool = False) -> Report:
+    runs = 2 if quick else 5
+    seconds = 1.0 if quick else 3.0
+    connections = 8
+    rates: dict[str, list[float]] = {name: [] for name in SUBJECTS}
+    for r in range(runs):
+        for name, factory in SUBJECTS.items():
+            progress(f"run {r + 1}/{runs}: {name}")
+            with factory() as port:
+                load(port, 0.3 if WRK is None else 1, connections)  # warm up
+                rates[name].append(load(port, seconds, connections))
+    med = {name: statistics.median(v) for name, v in rates.items()}
+    tool = (f"wrk -t1 -c{connections} -d{max(1, round(seconds))}s" if WRK
+            else f"Python client, {connections} connections, {seconds} s")
+    table = Table(
+        f"HTTP/1.1 keep-alive throughput ({tool}; median of {runs} runs)",
+        ["server", "", "requests/s", "min", "max", f"vs {PEER.split()[-1]}", "vs ceiling"],
+    )
+    for name, values in rates.items():
+        table.rows.append([
+            name, "",
+            f"{med[name]:,.0f}", f"{min(values):,.0f}", f"{max(values):,.0f}",
+            fmt_ratio(med[name] / med[PEER]), fmt_ratio(med[name] / med[CEILING]),
+        ])
+    table.notes.append("targets: HTTPServer >= 3x ThreadingHTTPServer and >= 0.6x the ceiling")
+    progress("parser alone")
+    parser_runs = [bench_parser(0.3 if quick else 1.0) for _ in range(runs)]
+    ptable = Table(
+        f"HTTP11Machine alone, no sockets (median of {runs} runs)",
+        ["workload", "", "requests/s"],
+    )
+    parser_med = {}
+    for key in parser_runs[0]:
+        parser_med[key] = statistics.median(p[key] for p in parser_runs)
+        ptable.rows.append([key, "", f"{parser_med[key]:,.0f}"])
+    return Report(
+        "http",
+        tables=[table, ptable],
+        data={"throughput": rates, "median": med, "parser": parser_med, "load_tool": tool},
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_http")
+    parser.add_argument("--quick", action="store_true", help="short run, rough numbers")
+    parser.add_argument("--markdown", action="store_true", help="also print Markdown tables")
+    args = parser.parse_args(argv)
+    report = run(quick=args.quick)
+    for table in report.tables:
+        print(table.render(), end="\n\n")
+        if args.markdown:
+            print(table.markdown(), end="\n\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
