@@ -18,6 +18,8 @@ from typing import Any, TextIO
 from reactor import BaseServer
 
 from ._datagram import UDPServer
+from ._http_server import HTTPRequest, HTTPServer, Reply
+from ._smtp_server import add_smtp_arguments, smtp_sink_from_args
 from ._stream import StreamConnection, TCPServer
 
 __all__ = ["main", "build_sinks"]
@@ -81,9 +83,33 @@ def _udp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
     return UDPServer((args.host, args.udp), reply=reply, record=False, poll_interval=None)
 
 
-#: (option, factory): each sink the CLI knows, in start order.  Other
-#: protocol modules add theirs here.
-SINKS: list[tuple[str, SinkFactory]] = [("tcp", _tcp_sink), ("udp", _udp_sink)]
+def _http_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
+    def handler(request: HTTPRequest) -> Reply:
+        head = "".join(f"{name}: {value}\n" for name, value in request.headers)
+        body = _show(request.body)
+        p.block(
+            f"HTTP {request.method} {request.target} HTTP/{request.http_version} "
+            f"from {request.client_address}",
+            head + ("\n" + body if body else ""),
+        )
+        return Reply(200, "OK\n")
+
+    return HTTPServer((args.host, args.http), handler, record=False, poll_interval=None)
+
+
+def _smtp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
+    server = smtp_sink_from_args(args, out=p.block)
+    assert server is not None  # only called when --smtp is not off
+    return server
+
+
+#: (option, factory): each sink the CLI knows, in start order.
+SINKS: list[tuple[str, SinkFactory]] = [
+    ("smtp", _smtp_sink),
+    ("http", _http_sink),
+    ("tcp", _tcp_sink),
+    ("udp", _udp_sink),
+]
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -93,6 +119,13 @@ def make_parser() -> argparse.ArgumentParser:
         "line and datagram that arrives. Give a port of 0 for any free port, 'off' to disable.",
     )
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    ap.add_argument(
+        "--http",
+        type=_port,
+        default=8080,
+        metavar="PORT",
+        help="HTTP sink: prints each request, answers 200 OK; default 8080",
+    )
     ap.add_argument(
         "--tcp",
         type=_port,
@@ -114,12 +147,8 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop by itself after this many seconds",
     )
-    for hook in _PARSER_HOOKS:
-        hook(ap)
+    add_smtp_arguments(ap)  # --smtp, --smtp-tls, --smtp-cert, --smtp-key, --smtp-auth
     return ap
-
-
-_PARSER_HOOKS: list[Callable[[argparse.ArgumentParser], None]] = []
 
 
 def build_sinks(args: argparse.Namespace, printer: Printer) -> list[BaseServer]:

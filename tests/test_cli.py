@@ -21,7 +21,20 @@ class SinkProcess:
     def __init__(self, *extra: str) -> None:
         env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "protocols", "--tcp", "0", "--udp", "0", *extra],
+            [
+                sys.executable,
+                "-m",
+                "protocols",
+                "--smtp",
+                "0",
+                "--http",
+                "0",
+                "--tcp",
+                "0",
+                "--udp",
+                "0",
+                *extra,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -69,9 +82,47 @@ class CLITest(unittest.TestCase):
         self.assertIn("stopped", out)
         self.assertNotIn("Traceback", err)
 
+    def test_smtp_and_http_sinks_print(self) -> None:
+        import smtplib
+        import urllib.request
+
+        sink = SinkProcess()
+        host, port = sink.addresses["SMTPServer"]  # type: ignore[misc]
+        with smtplib.SMTP(host, port, timeout=10) as smtp:
+            smtp.sendmail(
+                "alice@example.com", ["bob@example.com"], "Subject: hello sink\r\n\r\nbody line\r\n"
+            )
+        hhost, hport = sink.addresses["HTTPServer"]  # type: ignore[misc]
+        with urllib.request.urlopen(
+            f"http://{hhost}:{hport}/log?x=1", data=b"posted", timeout=10
+        ) as resp:
+            self.assertEqual(resp.status, 200)
+        time.sleep(0.3)
+        code, out, err = sink.interrupt()
+        self.assertEqual(code, 0, err)
+        self.assertIn("X-Mail-From: alice@example.com", out)
+        self.assertIn("Subject: hello sink", out)
+        self.assertIn("body line", out)
+        self.assertIn("HTTP POST /log?x=1 HTTP/1.1", out)
+        self.assertIn("posted", out)
+
     def test_duration_stops_by_itself(self) -> None:
         out = subprocess.run(
-            [sys.executable, "-m", "protocols", "--tcp", "0", "--udp", "off", "--duration", "0.2"],
+            [
+                sys.executable,
+                "-m",
+                "protocols",
+                "--smtp",
+                "off",
+                "--http",
+                "off",
+                "--tcp",
+                "0",
+                "--udp",
+                "off",
+                "--duration",
+                "0.2",
+            ],
             capture_output=True,
             text=True,
             timeout=30,
@@ -80,7 +131,8 @@ class CLITest(unittest.TestCase):
         )
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("TCPServer listening on", out.stdout)
-        self.assertNotIn("UDPServer", out.stdout)
+        for other in ("UDPServer", "SMTPServer", "HTTPServer"):
+            self.assertNotIn(other, out.stdout)
 
     def test_port_in_use_is_a_clear_error(self) -> None:
         with socket.socket() as taken:
