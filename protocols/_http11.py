@@ -591,12 +591,14 @@ class HTTP11Machine:
             body = bytes(body)
         expect_close = self._expect_pending and self.their_state is State.SEND_BODY
         key = None
+        prepared = None
         if type(headers) is tuple:
             key = (status, reason, headers, len(body), self._keep_alive, self._http11,
                    self._is_head, expect_close)
-            prepared = _PREPARED_HEADS.get(key)
-        else:
-            prepared = None
+            try:
+                prepared = _PREPARED_HEADS.get(key)
+            except TypeError:  # unhashable field pairs: no memo
+                key = None
         if prepared is None:
             prepared = self._prepare_head(status, reason, headers, len(body))
             if key is not None:

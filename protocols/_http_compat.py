@@ -76,10 +76,7 @@ class CompatRequest:
         self.request_version = "HTTP/" + request.http_version
         self.requestline = f"{self.command} {self.path} {self.request_version}"
         self.raw_requestline = (self.requestline + "\r\n").encode("latin-1")
-        raw = "".join(f"{n}: {v}\r\n" for n, v in request.headers) + "\r\n"
-        self.headers: http.client.HTTPMessage = http.client.parse_headers(
-            io.BytesIO(raw.encode("latin-1"))
-        )
+        self._headers: http.client.HTTPMessage | None = None
         self.rfile = io.BytesIO(request.body)
         self.wfile = io.BytesIO()
         #: As in http.server: ``"HTTP/1.0"`` (the default, taken from the
@@ -92,6 +89,18 @@ class CompatRequest:
         self.response_headers: list[tuple[str, str]] = []
         self._headers_ended = False
         self._body_start = 0
+
+    @property
+    def headers(self) -> http.client.HTTPMessage:
+        """The request's header fields as an ``http.client.HTTPMessage`` (built on first use)."""
+        if self._headers is None:
+            raw = "".join(f"{n}: {v}\r\n" for n, v in self.native.headers) + "\r\n"
+            self._headers = http.client.parse_headers(io.BytesIO(raw.encode("latin-1")))
+        return self._headers
+
+    @headers.setter
+    def headers(self, value: http.client.HTTPMessage) -> None:
+        self._headers = value
 
     # -- the response ---------------------------------------------------------------
 

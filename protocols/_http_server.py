@@ -80,6 +80,10 @@ SERVER_SOFTWARE: Final = "testservers"
 
 _TEXT_PLAIN: Final = ("Content-Type", "text/plain; charset=utf-8")
 
+# Lowered field names of the handlers' header tuples (handlers return the
+# same few tuples again and again); bounded.
+_FIELD_NAMES: dict[tuple[tuple[str, str], ...], frozenset[str]] = {}
+
 
 class NoResponseError(RuntimeError):
     """A handler finished without producing a response (the client got 500)."""
@@ -421,11 +425,22 @@ class _HTTPConnection:
         m = self.machine
         status, body, given, reason, _ = reply
         headers = tuple(given)
-        if not any(n.lower() == "date" for n, _ in headers):
+        try:
+            names = _FIELD_NAMES.get(headers)
+        except TypeError:  # unhashable pairs: the machine will refuse them
+            names = frozenset()
+        if names is None:
+            names = frozenset(
+                p[0].lower() for p in headers if isinstance(p, tuple) and isinstance(p[0], str)
+            )
+            if len(_FIELD_NAMES) >= 256:
+                _FIELD_NAMES.clear()
+            _FIELD_NAMES[headers] = names
+        if "date" not in names:
             headers += (date_field(),)
         if isinstance(body, str):
             body = body.encode("utf-8")
-            if not any(n.lower() == "content-type" for n, _ in headers):
+            if "content-type" not in names:
                 headers += (_TEXT_PLAIN,)
         try:
             m.send_response(status, headers, body, reason=reason)

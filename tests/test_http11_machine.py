@@ -644,6 +644,20 @@ class ResponseFramingTests(unittest.TestCase):
         self.assertIs(m.our_state, State.IDLE)
         self.assertTrue(m.keep_alive)
 
+    def test_memoized_heads_still_checked(self) -> None:
+        # The same (invalid) fields twice: refused twice; valid ones reused.
+        for _ in range(2):
+            m = self.machine_with(get())
+            with self.assertRaises(LocalProtocolError):
+                m.send_response(OK, (("X", "a\nb"),), b"")
+            m.send_response(OK, (("X", "ok"),), b"body")
+            self.assertEqual(m.data_to_send(),
+                             b"HTTP/1.1 200 OK\r\nX: ok\r\nContent-Length: 4\r\n\r\nbody")
+        # The framing part of the memo depends on the request (HTTP/1.0 here).
+        m = self.machine_with(b"GET / HTTP/1.0\r\n\r\n")
+        m.send_response(OK, (("X", "ok"),), b"body")
+        self.assertIn(b"Connection: close", m.data_to_send())
+
     def test_no_request_no_response(self) -> None:
         m = HTTP11Machine()
         with self.assertRaises(LocalProtocolError):

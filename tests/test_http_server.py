@@ -284,6 +284,21 @@ class NativeServerTests(unittest.TestCase):
             self.assertEqual(cm.exception.code, SERVER_ERROR)
             self.assertEqual(len(server.errors), 1)
 
+    def test_reply_header_shapes(self) -> None:
+        replies = iter([Reply(OK, b"x", [["X-List", "ok"]]),  # list pairs are fine
+                        Reply(OK, b"x", [("X-Int", 5)]),  # type: ignore[list-item]
+                        Reply(OK, b"x", [("X-Int", 5)])])  # type: ignore[list-item]
+        server = HTTPServer(handler=lambda r: next(replies), report_errors=False)
+        with server:
+            with urllib.request.urlopen(server.url, timeout=TIMEOUT) as r:
+                self.assertEqual(r.headers["X-List"], "ok")
+            for _ in range(2):  # refused every time, never remembered as valid
+                with self.assertRaises(urllib.error.HTTPError) as cm:
+                    urllib.request.urlopen(server.url, timeout=TIMEOUT)
+                cm.exception.close()
+                self.assertEqual(cm.exception.code, SERVER_ERROR)
+        self.assertEqual(len(server.errors), 2)
+
     def test_reply_shapes(self) -> None:
         shapes: dict[str, Any] = {
             "/int": NOT_FOUND,
