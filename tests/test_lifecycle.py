@@ -5,12 +5,14 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import smtplib
 import socket
 import statistics
 import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 import warnings
 from typing import Any
 
@@ -20,6 +22,8 @@ import reactor
 from protocols import (
     HandlerErrors,
     HandlerTimeout,
+    HTTPServer,
+    SMTPServer,
     StreamRequest,
     TCPServer,
     TestTCPServer,
@@ -41,15 +45,22 @@ def open_fds() -> int:
 class G1OneThreadTest(unittest.TestCase):
     def test_200_mixed_servers_share_one_thread_and_it_is_joined(self) -> None:
         base = threading.active_count()
-        kinds: list[Any] = [TCPServer, UDPServer, UnixStreamServer, UnixDatagramServer]
-        servers = [kinds[i % 4]() for i in range(200)]
+        kinds: list[Any] = [
+            TCPServer,
+            UDPServer,
+            UnixStreamServer,
+            UnixDatagramServer,
+            HTTPServer,
+            SMTPServer,
+        ]
+        servers = [kinds[i % len(kinds)]() for i in range(200)]
         try:
             for s in servers:
                 s.start()
             self.assertEqual(len(reactor_threads()), 1)
             self.assertEqual(threading.active_count(), base + 1)
-            # Every one of them serves.
-            for s in servers[:4]:
+            # Every kind serves.
+            for s in servers[: len(kinds)]:
                 self._poke(s)
         finally:
             for s in servers:
@@ -58,7 +69,14 @@ class G1OneThreadTest(unittest.TestCase):
         self.assertEqual(threading.active_count(), base)
 
     def _poke(self, s: Any) -> None:
-        if isinstance(s, (TCPServer, UnixStreamServer)):
+        if isinstance(s, HTTPServer):
+            with urllib.request.urlopen(s.url + "/poke", timeout=5) as resp:
+                self.assertEqual(resp.status, 200)
+        elif isinstance(s, SMTPServer):
+            with smtplib.SMTP(*s.server_address, timeout=5) as client:
+                client.sendmail("a@example.com", ["b@example.com"], "Subject: poke\r\n\r\nx\r\n")
+            s.wait_for_messages(1, timeout=5)
+        elif isinstance(s, (TCPServer, UnixStreamServer)):
             with socket.socket(s.family, socket.SOCK_STREAM) as c:
                 c.connect(s.server_address)
                 c.sendall(b"poke")
@@ -268,9 +286,17 @@ class G3StopTest(unittest.TestCase):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for i in range(500):
-                s: Any = (TCPServer, UDPServer, UnixStreamServer, UnixDatagramServer)[i % 4]()
+                kinds: tuple[Any, ...] = (
+                    TCPServer,
+                    UDPServer,
+                    UnixStreamServer,
+                    UnixDatagramServer,
+                    HTTPServer,
+                    SMTPServer,
+                )
+                s: Any = kinds[i % len(kinds)]()
                 s.start()
-                if i % 50 == 0:  # some with a live connection at stop time
+                if i % 25 < 6:  # some of each kind with a live connection at stop time
                     with socket.socket(s.family, s.socket_type) as c:
                         c.connect(s.server_address)
                         c.send(b"x")
