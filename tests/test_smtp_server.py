@@ -416,6 +416,39 @@ class TestRobustness(ServerTestCase):
         self.assertLess(elapsed, 2.0)
         self.assertFalse(s.ready.is_set())
 
+    def test_garbage_spewing_clients_are_cut_off_and_others_served(self) -> None:
+        s = self.server()
+        junk = b"\x00\xffGARBAGE \r\n" * 200  # 200 errors: the server gives up at 50
+        spewers = [RawClient(s.port) for _ in range(10)]
+        try:
+            for c in spewers:
+                c.send(junk)
+            with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as good:
+                good.sendmail("a@b.example", ["c@d.example"], b"still served\r\n")
+            for c in spewers:
+                data = b""
+                for _ in range(1000):
+                    chunk = c.sock.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.assertTrue(data.endswith(b"\r\n421 Too many errors, closing connection\r\n"))
+                self.assertEqual(data.count(b"\r\n500 "), 50)
+        finally:
+            for c in spewers:
+                c.close()
+        self.assertEqual(s.wait_for_message(TIMEOUT).data, b"still served\r\n")
+        s.wait_for(lambda: s.connection_count == 0, TIMEOUT, "spewers to be disconnected")
+        self.assertEqual(s.errors, [])
+
+    def test_idle_timeout_disconnects_silent_clients(self) -> None:
+        s = self.server(idle_timeout=0.3, poll_interval=0.05)
+        with RawClient(s.port) as c:
+            self.assertEqual(c.reply()[0], Code.GREETING)
+            start = time.monotonic()
+            self.assertEqual(c.sock.recv(100), b"")
+            self.assertLess(time.monotonic() - start, 5.0)
+
     def test_wait_for_messages_times_out(self) -> None:
         s = self.server()
         start = time.monotonic()
