@@ -150,6 +150,7 @@ class _SMTPConnection:
         server = self.server
         self.machine = SMTPServerConnection(
             hostname=server.hostname,
+            greeting=server.greeting,
             max_message_size=server.max_message_size,
             max_recipients=server.max_recipients,
             starttls=server.starttls_context is not None,
@@ -335,6 +336,7 @@ class SMTPServer(StreamServerBase):
     :param on_rcpt: ``on_rcpt(address, options)``; raise :class:`SMTPReject`
         to refuse one recipient (the others stay).
     :param hostname: name in the greeting and EHLO reply.
+    :param greeting: text of the 220 banner after the hostname.
     :param ssl_context: implicit TLS ("SMTPS", port 465 style) on every
         connection.
     :param starttls_context: offer STARTTLS (RFC 3207) with this context.
@@ -364,6 +366,7 @@ class SMTPServer(StreamServerBase):
         on_mail_from: Callable[[str, list[str]], object] | None = None,
         on_rcpt: Callable[[str, list[str]], object] | None = None,
         hostname: str = "localhost",
+        greeting: str = "ESMTP testservers",
         ssl_context: ssl.SSLContext | None = None,
         starttls_context: ssl.SSLContext | None = None,
         auth: Mapping[str, str] | AuthCheck | None = None,
@@ -384,6 +387,7 @@ class SMTPServer(StreamServerBase):
         self.on_mail_from = on_mail_from
         self.on_rcpt = on_rcpt
         self.hostname = hostname
+        self.greeting = greeting
         self.starttls_context = starttls_context
         if isinstance(auth, Mapping):
             users = dict(auth)
@@ -404,6 +408,7 @@ class SMTPServer(StreamServerBase):
         # Validate the options once, here, in the caller's thread.
         SMTPServerConnection(
             hostname=hostname,
+            greeting=greeting,
             max_message_size=max_message_size,
             max_recipients=max_recipients,
             auth_mechanisms=auth_mechanisms,
@@ -480,7 +485,8 @@ class TestSMTPServer(SMTPServer):
 
     ``handler(peer, mailfrom, rcpttos, data)`` is called for each message
     with ``rcpttos`` a list and ``data`` a ``str``: the content decoded as
-    UTF-8 with its lines joined by ``"\\n"`` and no final newline, as
+    UTF-8 (undecodable bytes as surrogate escapes) with its lines joined by
+    ``"\\n"`` and no final newline, as
     ``smtpd.SMTPChannel`` built it with ``decode_data=True``.  ``sockmap``
     is accepted and ignored (there is no asyncore map: the reactor serves).
     """

@@ -118,6 +118,14 @@ class TestSmtplib(ServerTestCase):
         self.assertEqual(msg["subject"], "hello")
         self.assertEqual(msg.get_content(), "line 1\n.starts with a dot\n")
 
+    def test_custom_greeting(self) -> None:
+        s = self.server(hostname="mx.test", greeting="ready for you")
+        c = smtplib.SMTP(timeout=TIMEOUT)
+        try:
+            self.assertEqual(c.connect("127.0.0.1", s.port), (220, b"mx.test ready for you"))
+        finally:
+            c.close()
+
     def test_send_message_several_on_one_connection(self) -> None:
         s = self.server()
         with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
