@@ -25,6 +25,7 @@ from ._http_server import HTTPRequest, HTTPServer, NoResponseError, Reply, Respo
 from ._smtp import SMTPServerConnection
 from ._smtp_server import (
     Envelope,
+    Login,
     Rejection,
     SMTPReject,
     SMTPServer,
@@ -59,6 +60,7 @@ __all__ = [
     "Responder",
     "TestHTTPServer",
     "Envelope",
+    "Login",
     "Rejection",
     "SMTPReject",
     "SMTPServer",

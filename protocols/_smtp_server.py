@@ -9,9 +9,9 @@ the reply it wants the client to see; any other exception is recorded in
 ``server.errors`` (guarantee G5) and answered with ``451 4.3.0``.
 
 The native :class:`SMTPServer` records every accepted message as an
-:class:`Envelope` in :attr:`SMTPServer.messages` (and every refused one as
-a :class:`Rejection`), and tests wait for them with
-:meth:`SMTPServer.wait_for_messages`.
+:class:`Envelope` in :attr:`SMTPServer.messages` (every refused one as a
+:class:`Rejection`, every AUTH attempt as a :class:`Login`), and tests wait
+for them with :meth:`SMTPServer.wait_for_messages` and friends.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from ._smtp_events import (
 
 __all__ = [
     "Envelope",
+    "Login",
     "Rejection",
     "SMTPReject",
     "SMTPServer",
@@ -127,6 +128,24 @@ class Rejection:
     code: int
     reason: str
     envelope: Envelope | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Login:
+    """One AUTH exchange that produced credentials, successful or not
+    (``reply_code`` 235 means accepted)."""
+
+    peer: Any
+    mechanism: str
+    username: str
+    password: str
+    authzid: str = ""
+    tls: bool = False
+    reply_code: int = 235
+
+    @property
+    def succeeded(self) -> bool:
+        return self.reply_code == 235
 
 
 AuthCheck = Callable[[str, str], bool]
@@ -309,7 +328,18 @@ class _SMTPConnection:
             if not check(username, password):
                 raise SMTPReject(535, "5.7.8 Authentication credentials invalid")
 
-        self._call(verify, event.username, event.password)
+        code = self._call(verify, event.username, event.password)
+        self.server._record_login(
+            Login(
+                peer=self.peer,
+                mechanism=event.mechanism,
+                username=event.username,
+                password=event.password,
+                authzid=event.authzid,
+                tls=m.tls_active,
+                reply_code=235 if code is None else code,
+            )
+        )
 
     def _start_tls(self) -> None:
         m = self.machine
@@ -417,6 +447,8 @@ class SMTPServer(StreamServerBase):
         self.messages: list[Envelope] = []
         #: Messages that were not delivered, in order.
         self.rejected: list[Rejection] = []
+        #: Every AUTH attempt that got as far as credentials, in order.
+        self.logins: list[Login] = []
         super().__init__(addr, ssl_context=ssl_context, **kwargs)
 
     def make_protocol(self, addr: Any) -> _SMTPConnection:
@@ -437,6 +469,11 @@ class SMTPServer(StreamServerBase):
     def _record_message(self, envelope: Envelope) -> None:
         with self._cond:
             self.messages.append(envelope)
+            self._cond.notify_all()
+
+    def _record_login(self, login: Login) -> None:
+        with self._cond:
+            self.logins.append(login)
             self._cond.notify_all()
 
     def _record_rejection(self, rejection: Rejection) -> None:
@@ -473,11 +510,22 @@ class SMTPServer(StreamServerBase):
 
         return self.wait_for(enough, timeout, f"{count} rejected message(s)")
 
+    def wait_for_logins(
+        self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT
+    ) -> list[Login]:
+        """Block until ``count`` AUTH attempts were seen; return the first ``count``."""
+
+        def enough() -> list[Login] | None:
+            return self.logins[:count] if len(self.logins) >= count else None
+
+        return self.wait_for(enough, timeout, f"{count} AUTH attempt(s)")
+
     def clear(self) -> None:
-        """Forget the recorded messages and rejections."""
+        """Forget the recorded messages, rejections and logins."""
         with self._cond:
             self.messages.clear()
             self.rejected.clear()
+            self.logins.clear()
 
 
 class TestSMTPServer(SMTPServer):

@@ -293,6 +293,17 @@ class TestTLSAndAuth(ServerTestCase):
                     c.user, c.password = "u", "p"
                     code, _ = c.auth(mechanism, auth_fn)
                     self.assertEqual(code, 235)
+        logins = s.wait_for_logins(4, TIMEOUT)
+        self.assertEqual(
+            [(x.mechanism, x.username, x.password, x.succeeded, x.reply_code) for x in logins],
+            [
+                ("PLAIN", "u", "wrong", False, 535),
+                ("PLAIN", "u", "p", True, 235),
+                ("LOGIN", "u", "wrong", False, 535),
+                ("LOGIN", "u", "p", True, 235),
+            ],
+        )
+        self.assertFalse(any(x.tls for x in logins))
 
     def test_auth_not_offered_over_plaintext(self) -> None:
         s = self.server(auth={"u": "p"})
