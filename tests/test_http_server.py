@@ -243,7 +243,7 @@ class NativeServerTests(unittest.TestCase):
             t0 = time.monotonic()
             with urllib.request.urlopen(self.server.url + "/good", timeout=TIMEOUT) as r:
                 self.assertEqual(r.read(), b"GET /good ")
-            self.assertLess(time.monotonic() - t0, 2.0)
+            self.assertLess(time.monotonic() - t0, 3.0)
         finally:
             for s in socks:
                 s.close()
@@ -361,7 +361,7 @@ class DelayedResponseTests(unittest.TestCase):
     def test_delay_does_not_block_other_connections(self) -> None:
         def handler(request: HTTPRequest) -> Reply:
             if request.path == "/slow":
-                return Reply(OK, b"slow", delay=1.5)
+                return Reply(OK, b"slow", delay=2.0)
             return Reply(OK, b"fast")
 
         with HTTPServer(handler=handler) as server:
@@ -378,8 +378,8 @@ class DelayedResponseTests(unittest.TestCase):
             server.wait_for_requests(1)
             fetch("/fast")
             slow.join(TIMEOUT)
-            self.assertLess(results["/fast"], 1.0)
-            self.assertGreaterEqual(results["/slow"], 1.4)
+            self.assertLess(results["/fast"], 1.5)
+            self.assertGreaterEqual(results["/slow"], 1.9)
 
     def test_respond_later_from_another_thread_keeps_pipeline_order(self) -> None:
         def handler(request: HTTPRequest) -> Any:
@@ -452,7 +452,7 @@ class HTTPSTests(unittest.TestCase):
             with urllib.request.urlopen(f"https://localhost:{self.server.port}/ok",
                                         context=self.client_ctx, timeout=TIMEOUT) as r:
                 self.assertEqual(r.read(), b"GET /ok ")
-            self.assertLess(time.monotonic() - t0, 2.0)
+            self.assertLess(time.monotonic() - t0, 3.0)
         finally:
             for s in silent:
                 s.close()
