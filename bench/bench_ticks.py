@@ -110,7 +110,7 @@ def analyse(times: list[float], poll: float) -> dict[str, float]:
 
 
 def run(quick: bool) -> Report:
-    seconds = 0.4 if quick else 3.0
+    seconds = 0.2 if quick else 3.0
     report = Report("ticks")
     table = Table(f"service_actions() tick precision (about {seconds:g} s per row)",
                   ["poll_interval", "server", "ticks", "period median ms", "p99",
