@@ -16,6 +16,10 @@ finds its end.  The rules, and why:
   §4.5.3.1.6).
 * More than ``max_size`` octets of unstuffed content makes it fail (RFC 1870).
 
+When several rules are broken, the reason given is the first of bare line
+ending, line length, size: every rule is checked over every byte, so the
+verdict never depends on how the bytes were split into reads.
+
 A failed message keeps being read (to find its end) but not stored, so memory
 stays bounded by ``max_size`` plus one input chunk.  Work is linear: each call
 searches only the unconsumed tail, which after a call is at most one partial
@@ -31,24 +35,38 @@ __all__ = ["ContentReader"]
 _MAX_LINE_CONTENT = TEXT_LINE_LIMIT - 2  # octets before the CRLF
 
 
-class ContentReader:
-    """Reads one message's content.  ``error`` names why it failed, or is None.
+#: When a message breaks several rules, the reason reported is the first of
+#: these.  Every rule is checked over every byte whatever happened before, so
+#: the verdict does not depend on how the bytes were split into reads.
+_PRIORITY = ("bare-line-ending", "line-length", "size")
 
-    ``error`` is ``"size"``, ``"line-length"`` or ``"bare-line-ending"``.
+
+class ContentReader:
+    """Reads one message's content.
+
+    :attr:`error` names why the message failed (``"bare-line-ending"``,
+    ``"line-length"`` or ``"size"``), or is None.
     """
 
-    __slots__ = ("max_size", "allow_bare_line_endings", "error", "size", "_chunks", "_mid_line")
+    __slots__ = ("max_size", "allow_bare_line_endings", "size", "_failures", "_chunks", "_mid_line")
 
     def __init__(self, max_size: int | None, allow_bare_line_endings: bool = False) -> None:
         self.max_size = max_size
         self.allow_bare_line_endings = allow_bare_line_endings
-        self.error: str | None = None
-        #: Octets of unstuffed content seen so far (stored or not).
+        #: Octets of unstuffed content stored so far.
         self.size = 0
+        self._failures: set[str] = set()
         self._chunks: list[bytes] = []
         # True after the head of an over-long line was dropped: the buffer
         # then does not start at a line start.
         self._mid_line = False
+
+    @property
+    def error(self) -> str | None:
+        """Why the message failed (see :data:`_PRIORITY`), or None."""
+        if not self._failures:
+            return None
+        return next(reason for reason in _PRIORITY if reason in self._failures)
 
     @property
     def stored(self) -> int:
@@ -74,7 +92,12 @@ class ContentReader:
             pos = last + 2
         if len(buf) - pos > TEXT_LINE_LIMIT:
             # A partial line already longer than any legal line: the message
-            # is lost.  Keep one byte: it may be the CR of the coming CRLF.
+            # is lost.  Drop it but keep its last byte (it may be the CR of the
+            # coming CRLF).  The dropped bytes hold no CRLF, so any CR or LF
+            # among them is bare.
+            dropped = buf[pos:-1]
+            if not self.allow_bare_line_endings and (b"\n" in dropped or b"\r" in dropped):
+                self._fail("bare-line-ending")
             self._fail("line-length")
             pos = len(buf) - 1
             self._mid_line = True
@@ -85,12 +108,10 @@ class ContentReader:
         return b"".join(self._chunks)
 
     def _take(self, piece: bytes) -> None:
-        """Account for ``piece``: whole lines, each ending with CRLF."""
+        """Check and keep ``piece``: whole lines, each ending with CRLF (the
+        first one headless if ``_mid_line``)."""
         mid_line, self._mid_line = self._mid_line, False
-        if self.error is not None:
-            return  # lost already; only its end matters
-        assert not mid_line  # _mid_line is only ever set together with an error
-        if piece[:1] == b".":
+        if piece[:1] == b"." and not mid_line:
             piece = piece[1:]
         piece = piece.replace(b"\r\n.", b"\r\n")
         crlf = piece.count(b"\r\n")
@@ -98,12 +119,12 @@ class ContentReader:
             piece.count(b"\n") != crlf or piece.count(b"\r") != crlf
         ):
             self._fail("bare-line-ending")
-            return
         if len(piece) > _MAX_LINE_CONTENT and (
             max(map(len, piece.split(b"\r\n"))) > _MAX_LINE_CONTENT
         ):
             self._fail("line-length")
-            return
+        if self._failures:
+            return  # lost already; the rules are still checked, nothing is kept
         self.size += len(piece)
         if self.max_size is not None and self.size > self.max_size:
             self._fail("size")
@@ -111,6 +132,5 @@ class ContentReader:
         self._chunks.append(piece)
 
     def _fail(self, reason: str) -> None:
-        if self.error is None:
-            self.error = reason
+        self._failures.add(reason)
         self._chunks.clear()

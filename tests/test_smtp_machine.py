@@ -11,6 +11,7 @@ import dataclasses
 import random
 import time
 import unittest
+import zlib
 from collections.abc import Callable, Iterable
 
 from protocols._smtp import TRANSITIONS, SMTPServerConnection, State
@@ -518,6 +519,21 @@ class TestSmuggling(MachineTestCase):
                 self.assertEqual(refused.reason, "bare-line-ending")
                 self.assertEqual(reps[-1][0], Code.FAILED)
 
+    def test_verdict_does_not_depend_on_the_split(self) -> None:
+        # A too-long line first, a bare LF later: every feeding mode (see
+        # dialogue()) must give the same reason, the first by priority.
+        content = b"x" * 1500 + b"\r\n" + b"a\nb\r\n" + b"z" * 2000 + b"\r\n.\r\n"
+        events, reps = self.dialogue(MAIL + [b"DATA\r\n", content], max_message_size=1000)
+        refused = events[-1]
+        assert isinstance(refused, MessageRefused)
+        self.assertEqual(refused.reason, "bare-line-ending")
+        events, _ = self.dialogue(
+            MAIL + [b"DATA\r\n", b"q" * 1500 + b"\r\n.\r\n"], max_message_size=1000
+        )
+        refused = events[-1]
+        assert isinstance(refused, MessageRefused)
+        self.assertEqual(refused.reason, "line-length")
+
     def test_bare_endings_kept_verbatim_when_allowed(self) -> None:
         content = b"a\nb\rc\n.\nd\r\n..e\r\n.\r\n"
         events, _ = self.dialogue(MAIL + [b"DATA\r\n", content], allow_bare_line_endings=True)
@@ -536,6 +552,108 @@ class TestSmuggling(MachineTestCase):
             ]
             _, events, out = feed(pieces)
             self.assertEqual((events, out), (events0, out0), cuts)
+
+
+class TestFuzz(unittest.TestCase):
+    """Random soups of protocol fragments: the machine never raises, always
+    answers with well-formed replies, keeps its buffers bounded, and gives
+    the same result however the bytes are split."""
+
+    FRAGMENTS = [
+        b"EHLO x\r\n",
+        b"HELO y\r\n",
+        b"MAIL FROM:<a@b>\r\n",
+        b"MAIL FROM:<> SIZE=10\r\n",
+        b"RCPT TO:<c@d>\r\n",
+        b"DATA\r\n",
+        b".\r\n",
+        b"..\r\n",
+        b"\r\n.\r\n",
+        b"\n.\n",
+        b"\r",
+        b"\n",
+        b".",
+        b"RSET\r\n",
+        b"NOOP\r\n",
+        b"QUIT\r\n",
+        b"STARTTLS\r\n",
+        b"AUTH PLAIN\r\n",
+        b"AUTH LOGIN dQ==\r\n",
+        b"*\r\n",
+        b"=\r\n",
+        b"AGVAZg==\r\n",
+        b"VRFY z\r\n",
+        b"\xff\xfe",
+        b"x" * 700,
+        b"y" * 1200,
+        b"text line\r\n",
+        "\u00e9\r\n".encode(),
+        b"\x00",
+    ]
+
+    TRANSACTION = b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\nDATA\r\n"
+
+    def soup(self, rng: random.Random) -> bytes:
+        parts = [b"EHLO fuzz\r\n"] if rng.random() < 0.8 else []
+        for _ in range(rng.randint(1, 60)):
+            r = rng.random()
+            if r < 0.2:
+                parts.append(self.TRANSACTION)
+            elif r < 0.35:
+                parts.append(b".\r\n")
+            else:
+                fragment = rng.choice(self.FRAGMENTS)
+                if fragment == b"QUIT\r\n" and rng.random() < 0.9:
+                    continue
+                parts.append(fragment)
+        return b"".join(parts)
+
+    def run_machine(self, chunks: list[bytes], rng: random.Random) -> tuple[list[Event], bytes]:
+        m = SMTPServerConnection(
+            starttls=True, auth_mechanisms=("PLAIN", "LOGIN"), auth_over_plaintext=True
+        )
+        events: list[Event] = []
+        out = bytearray(m.data_to_send())
+        for chunk in [*chunks, b""]:
+            if m.state is State.CLOSED and chunk:
+                continue
+            m.receive_data(chunk)
+            for _ in range(10_000):
+                ev = m.next_event()
+                if ev is NEED_DATA:
+                    break
+                if ev is PAUSED:
+                    self.assertIs(m.state, State.TLS_PENDING)
+                    m.tls_established()
+                    continue
+                assert isinstance(ev, Event)
+                events.append(ev)
+                if isinstance(ev, ConnectionClosed):
+                    break
+                if isinstance(ev, Proposal):
+                    # Decisions depend only on the event, never on the split.
+                    if zlib.crc32(repr(ev).encode()) % 3 == 0:
+                        m.reject(550, "no")
+                    else:
+                        m.accept()
+            self.assertLessEqual(len(m._in) - m._pos, AUTH_LINE_LIMIT + len(chunk) + 8)
+            out += m.data_to_send()
+        return events, bytes(out)
+
+    def test_random_soups(self) -> None:
+        rng = random.Random(2023)
+        deadline = time.monotonic() + 20
+        for _ in range(300):
+            if time.monotonic() > deadline:
+                break
+            data = self.soup(rng)
+            events0, out0 = self.run_machine([data], rng)
+            replies(out0)  # well-formed: every reply line is "ddd " or "ddd-"
+            cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(0, 8))))
+            pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+            events, out = self.run_machine(pieces, rng)
+            if b"STARTTLS" not in data:  # STARTTLS discards by design what was buffered
+                self.assertEqual((events, out), (events0, out0), data)
 
 
 class TestDecisions(MachineTestCase):
