@@ -249,7 +249,7 @@ def run(quick: bool = False) -> Report:
             for label, factory in SERVERS:
                 if label in skipped:
                     continue
-                progress(f"smtp: {wl_label}: round {r + 1}/{rounds}: {label}")
+                progress(f"{wl_label}: round {r + 1}/{rounds}: {label}")
                 try:
                     with factory() as addr:
                         client(addr, min(n, 20))  # warm-up: first accepts, caches
