@@ -21,6 +21,7 @@ import time
 import unittest
 from typing import Any
 
+from protocols import HandlerErrors
 from protocols._smtp_server import (
     Envelope,
     SMTPReject,
@@ -467,6 +468,48 @@ class TestRobustness(ServerTestCase):
             start = time.monotonic()
             self.assertEqual(c.sock.recv(100), b"")
             self.assertLess(time.monotonic() - start, 5.0)
+
+    def test_concurrent_clients(self) -> None:
+        s = self.server()
+        failures: list[BaseException] = []
+
+        def send(n: int) -> None:
+            try:
+                with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+                    for i in range(10):
+                        c.sendmail(f"t{n}@x.example", ["r@x.example"], f"{n}-{i}\r\n".encode())
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=send, args=(n,)) for n in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT * 3)
+        self.assertEqual(failures, [])
+        envs = s.wait_for_messages(200, TIMEOUT)
+        self.assertEqual(
+            sorted(e.data for e in envs),
+            sorted(f"{n}-{i}\r\n".encode() for n in range(20) for i in range(10)),
+        )
+        for n in range(20):  # per connection, order is kept
+            mine = [e.data for e in envs if e.mail_from == f"t{n}@x.example"]
+            self.assertEqual(mine, [f"{n}-{i}\r\n".encode() for i in range(10)])
+
+    def test_handler_errors_can_fail_the_test_at_stop(self) -> None:
+        def handler(env: Envelope) -> None:
+            raise ValueError("handler bug")
+
+        s = SMTPServer(handler=handler, raise_errors=True, report_errors=False)
+        s.start()
+        try:
+            with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+                with self.assertRaises(smtplib.SMTPDataError):
+                    c.sendmail("a@b.example", ["c@d.example"], b"x\r\n")
+        finally:
+            with self.assertRaises(HandlerErrors) as cm:
+                s.stop()
+        self.assertIsInstance(cm.exception.__cause__, ValueError)
 
     def test_wait_for_messages_times_out(self) -> None:
         s = self.server()
