@@ -21,11 +21,13 @@ let the machine go on.  Because it reads nothing while paused, pipelined
 commands (RFC 2920) are answered strictly in order and the consumer may answer
 later, from another callback, with any reply code it likes.
 
-Commands are dispatched through :data:`TRANSITIONS`, a ``(state, verb) ->
-(handler, next state)`` table: a verb that exists but is absent for the
-current state is a 503 (bad sequence) without any per-handler checks.  The
-next state is entered when the command succeeds (for proposals: when the
-consumer accepts).
+Commands are dispatched through :data:`TRANSITIONS`, the ``(state, verb) ->
+(handler, next state)`` table in :mod:`protocols._smtp_state`: a verb that
+exists but is absent for the current state is a 503 (bad sequence) without
+any per-handler checks.  The next state is entered when the command succeeds
+(for proposals: when the consumer accepts).  Framing of message content lives
+in :mod:`protocols._smtp_content`, SASL in :mod:`protocols._smtp_auth`,
+parsing and reply formatting in :mod:`protocols._smtp_syntax`.
 
 Message content (``DATA``) is framed strictly: it ends only at
 ``CRLF . CRLF`` (a line holding a single dot).  Bare ``LF.LF``, ``CR.CR`` or
@@ -50,10 +52,9 @@ Thread safety: none.  One thread (the reactor's) drives one machine.
 
 from __future__ import annotations
 
-import base64
-import enum
 from collections.abc import Callable
 
+from ._smtp_auth import SASLExchange
 from ._smtp_content import ContentReader
 from ._smtp_events import (
     AUTH_LINE_LIMIT,
@@ -82,84 +83,17 @@ from ._smtp_events import (
     Sentinel,
     StartTLSRequested,
 )
-from ._smtp_syntax import (
-    decode_sasl,
-    decode_utf8,
-    format_reply,
-    parse_mail_parameters,
-    parse_path,
-    parse_plain,
+from ._smtp_state import (
+    AUTH_MECHANISMS,
+    KNOWN_VERBS,
+    TRANSITIONS,
+    UNIMPLEMENTED_VERBS,
+    State,
 )
+from ._smtp_syntax import format_reply, parse_mail_parameters, parse_path
 
 __all__ = ["AUTH_MECHANISMS", "TRANSITIONS", "SMTPServerConnection", "State"]
 
-
-class State(enum.Enum):
-    """Where the dialogue is.  Proposals pause the machine *within* a state."""
-
-    #: Greeting sent; HELO/EHLO expected (also the state after STARTTLS).
-    GREETED = "GREETED"
-    #: HELO/EHLO accepted; no mail transaction in progress.
-    READY = "READY"
-    #: MAIL FROM accepted; RCPT TO expected.
-    MAIL = "MAIL"
-    #: At least one recipient accepted; more RCPT TO, or DATA.
-    RCPT = "RCPT"
-    #: 354 sent; reading message content up to CRLF.CRLF.
-    DATA = "DATA"
-    #: 334 sent; reading a SASL response line (RFC 4954).
-    AUTH = "AUTH"
-    #: 220 to STARTTLS sent; waiting for :meth:`SMTPServerConnection.tls_established`.
-    TLS_PENDING = "TLS_PENDING"
-    #: 221/421 sent, or EOF seen: no further commands are read.
-    CLOSED = "CLOSED"
-
-
-#: SASL mechanisms the machine implements (RFC 4616 PLAIN, and LOGIN).
-AUTH_MECHANISMS = ("PLAIN", "LOGIN")
-
-# States in which a command line is read and dispatched through the table.
-_COMMAND_STATES = (State.GREETED, State.READY, State.MAIL, State.RCPT)
-_ANYTIME_VERBS = {"NOOP": "_noop", "HELP": "_help", "VRFY": "_vrfy", "QUIT": "_quit"}
-
-#: ``(state, verb) -> (handler method name, state entered on success)``.
-#: A verb listed somewhere but not for the current state gets 503.
-TRANSITIONS: dict[tuple[State, str], tuple[str, State]] = {
-    # Verbs valid in every command state; QUIT ends the dialogue.
-    **{
-        (state, verb): (handler, State.CLOSED if verb == "QUIT" else state)
-        for state in _COMMAND_STATES
-        for verb, handler in _ANYTIME_VERBS.items()
-    },
-    # HELO/EHLO (re)start the session; in a transaction they act as RSET
-    # (RFC 5321 §4.1.4).
-    **{
-        (state, verb): (handler, State.READY)
-        for state in _COMMAND_STATES
-        for verb, handler in (("HELO", "_helo"), ("EHLO", "_ehlo"))
-    },
-    # RSET drops the transaction; before HELO there is nothing to drop.
-    (State.GREETED, "RSET"): ("_rset", State.GREETED),
-    (State.READY, "RSET"): ("_rset", State.READY),
-    (State.MAIL, "RSET"): ("_rset", State.READY),
-    (State.RCPT, "RSET"): ("_rset", State.READY),
-    # Outside a transaction only.
-    (State.READY, "STARTTLS"): ("_starttls", State.TLS_PENDING),
-    (State.READY, "AUTH"): ("_auth", State.AUTH),
-    # The transaction itself.
-    (State.READY, "MAIL"): ("_mail", State.MAIL),
-    (State.MAIL, "RCPT"): ("_rcpt", State.RCPT),
-    (State.RCPT, "RCPT"): ("_rcpt", State.RCPT),
-    # DATA with no accepted recipient: RFC 5321 §3.3 allows 503 or 554; the
-    # 554 "no valid recipients" tells the client more.
-    (State.MAIL, "DATA"): ("_no_recipients", State.MAIL),
-    (State.RCPT, "DATA"): ("_data", State.DATA),
-}
-
-_KNOWN_VERBS = frozenset(verb for _, verb in TRANSITIONS)
-# RFC 5321 verbs (and common extensions) that this server does not implement:
-# 502 rather than 500 (§4.2.4).
-_UNIMPLEMENTED_VERBS = frozenset({"EXPN", "TURN", "ETRN", "ATRN", "BDAT", "SEND", "SOML", "SAML"})
 
 # Default reject replies per proposal type: (code, enhanced code, text).
 _DEFAULT_REJECTS: dict[type[Proposal], tuple[int, str, str]] = {
@@ -169,11 +103,6 @@ _DEFAULT_REJECTS: dict[type[Proposal], tuple[int, str, str]] = {
     StartTLSRequested: (454, "4.7.0", "TLS not available"),
     AuthAttempt: (535, "5.7.8", "Authentication credentials invalid"),
 }
-
-# RFC 4954 §4 suggests no particular challenge text; "Username:" and
-# "Password:" in base64 are what every LOGIN client expects.
-_LOGIN_USERNAME_CHALLENGE = base64.b64encode(b"Username:").decode("ascii")
-_LOGIN_PASSWORD_CHALLENGE = base64.b64encode(b"Password:").decode("ascii")
 
 _Handler = Callable[["SMTPServerConnection", str, State], "Event | None"]
 
@@ -260,11 +189,7 @@ class SMTPServerConnection:
         self._helo_name: str | None = None
         self._esmtp = False
         self._auth_user: str | None = None
-        # SASL exchange in progress: mechanism and step ("response" for
-        # PLAIN; "username"/"password" for LOGIN).
-        self._auth_mechanism = ""
-        self._auth_step = ""
-        self._auth_username = ""
+        self._sasl: SASLExchange | None = None  # AUTH exchange in progress
 
         # Transaction.
         self._mail_from: str | None = None
@@ -616,9 +541,9 @@ class SMTPServerConnection:
         verb = verb.upper()
         entry = _DISPATCH.get((self._state, verb))
         if entry is None:
-            if verb in _KNOWN_VERBS:
+            if verb in KNOWN_VERBS:
                 return self._error(503, "5.5.1", self._sequence_hint(verb))
-            if verb in _UNIMPLEMENTED_VERBS:
+            if verb in UNIMPLEMENTED_VERBS:
                 return self._error(502, "5.5.1", "Command not implemented")
             return self._error(500, "5.5.2", "Command unrecognized")
         handler, next_state = entry
@@ -782,43 +707,36 @@ class SMTPServerConnection:
             raise RemoteProtocolError(  # RFC 4954 §6
                 "Encryption required for requested authentication mechanism", 538, "5.7.11"
             )
-        self._auth_mechanism = mechanism
-        self._auth_step = "response" if mechanism == "PLAIN" else "username"
-        self._auth_username = ""
+        self._sasl = SASLExchange(mechanism)
         self._state = next_state
         if len(parts) == 2:
             return self._sasl_step(parts[1])
-        if mechanism == "PLAIN":
-            self._out += b"334 \r\n"
-        else:
-            self._out += f"334 {_LOGIN_USERNAME_CHALLENGE}\r\n".encode()
+        self._out += self._sasl.first_challenge()
         return None
 
     def _auth_response(self, raw: bytes) -> Event | None:
         if raw == b"*":  # RFC 4954 §4: the client cancels
             self._state = State.READY
+            self._sasl = None
             return self._error(501, "5.0.0", "Authentication cancelled")
         return self._sasl_step(raw.decode("ascii", "replace"))
 
     def _sasl_step(self, response: str) -> Event | None:
-        """Take one base64 SASL response (initial or after a 334)."""
+        """Take one SASL response (initial or after a 334): queue the next
+        challenge, or return the :class:`AuthAttempt` once complete."""
+        sasl = self._sasl
+        assert sasl is not None
         try:
-            value = decode_sasl(response)
-            if self._auth_mechanism == "PLAIN":
-                authzid, username, password = parse_plain(value)
-                return AuthAttempt(
-                    mechanism="PLAIN", username=username, password=password, authzid=authzid
-                )
-            if self._auth_step != "password":  # LOGIN: initial response or 1st answer
-                self._auth_username = decode_utf8(value)
-                self._auth_step = "password"
-                self._out += f"334 {_LOGIN_PASSWORD_CHALLENGE}\r\n".encode()
-                return None
-            username, self._auth_username = self._auth_username, ""
-            return AuthAttempt(mechanism="LOGIN", username=username, password=decode_utf8(value))
+            result = sasl.respond(response)
         except RemoteProtocolError as exc:
             self._state = State.READY
+            self._sasl = None
             return self._error(exc.reply_code, exc.enhanced_code, exc.text)
+        if isinstance(result, bytes):
+            self._out += result
+            return None
+        self._sasl = None
+        return result
 
     # ------------------------------------------------------------------
     # Helpers

@@ -7,8 +7,6 @@ error into that reply.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import re
 from dataclasses import dataclass
@@ -17,12 +15,9 @@ from ._smtp_events import RemoteProtocolError
 
 __all__ = [
     "MailParameters",
-    "decode_sasl",
-    "decode_utf8",
     "format_reply",
     "parse_mail_parameters",
     "parse_path",
-    "parse_plain",
 ]
 
 _ENHANCED_RE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?= |$)")
@@ -122,39 +117,6 @@ def parse_mail_parameters(params: list[str]) -> MailParameters:
         else:
             raise RemoteProtocolError(f"MAIL FROM parameter {key} not recognized", 555, "5.5.4")
     return MailParameters(size=size, body=body, smtputf8=smtputf8)
-
-
-def decode_sasl(text: str) -> bytes:
-    """Base64-decode one SASL response line; ``=`` is the empty response
-    (RFC 4954 §4).  Raises :class:`RemoteProtocolError` (501) otherwise."""
-    if text == "=":
-        return b""
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise RemoteProtocolError("Cannot decode base64 response", 501, "5.5.2")
-
-
-def parse_plain(value: bytes) -> tuple[str, str, str]:
-    """Split a PLAIN response into ``(authzid, username, password)``
-    (RFC 4616 §2: ``[authzid] NUL authcid NUL passwd``, UTF-8).
-    Raises :class:`RemoteProtocolError` (501) when malformed."""
-    fields = value.split(b"\0")
-    try:
-        if len(fields) != 3 or not fields[1]:
-            raise ValueError
-        authzid, username, password = (f.decode("utf-8") for f in fields)
-    except ValueError:  # includes UnicodeDecodeError
-        raise RemoteProtocolError("Malformed PLAIN response", 501, "5.5.2")
-    return authzid, username, password
-
-
-def decode_utf8(value: bytes) -> str:
-    """Decode a SASL field; :class:`RemoteProtocolError` (501) if not UTF-8."""
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RemoteProtocolError("Malformed authentication response", 501, "5.5.2")
 
 
 @functools.lru_cache(maxsize=512)  # replies repeat: format each once
