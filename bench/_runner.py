@@ -250,7 +250,7 @@ def render_svg(distributions: dict[str, tuple[str, list[float]]], title: str) ->
     targets (0.5 ms median, 5 ms p99).
     """
     items = [(label, grp, sorted(v)) for label, (grp, v) in distributions.items() if v]
-    row_h, left, right, top = 18, 330, 30, 48
+    row_h, left, right, top = 18, 330, 30, 64
     width = 1000
     height = top + row_h * len(items) + 50
     lo_ms, hi_ms = 0.01, 100_000.0  # 10 us .. 100 s

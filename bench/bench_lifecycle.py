@@ -259,7 +259,9 @@ def _report(jobs: list[Job], quick: bool, skipped: list[str]) -> Report:
             "start_samples_us": [round(v * 1e6) for v in job.start],
         }
         if job.stop:
-            report.distributions[f"{job.subject.kind} {job.label} @{poll}"] = (
+            at = "" if job.poll is None else f" @{job.poll:g}"
+            pipelined = " (p)" if job.mode == "pipelined" else ""
+            report.distributions[f"{job.subject.kind} {job.label}{at}{pipelined}"] = (
                 job.subject.group, list(job.stop))
     table.notes.append("'(p)': pipelined (the stop() calls of consecutive cycles overlap on "
                        "worker threads; each is still timed alone); other rows one cycle at a "

@@ -422,6 +422,9 @@ def run(quick: bool) -> Report:
     tcp_data: dict[str, Any] = {}
     _tcp_bench(quick, tcp_table, tcp_data)
     tcp_table.notes.append("best of the runs; payload bytes one way per second")
+    tcp_table.notes.append("testservers TCPServer records every byte it receives "
+                           "(Stream.data, for wait_for_data()); there is no opt-out yet, and the "
+                           "copy is part of its cost here")
     report.tables.append(tcp_table)
     report.data = {"udp": udp_data, "tcp": tcp_data}
 
