@@ -511,6 +511,18 @@ class TestRobustness(ServerTestCase):
                 s.stop()
         self.assertIsInstance(cm.exception.__cause__, ValueError)
 
+    def test_constructor_validation(self) -> None:
+        server_ctx, _ = localhost_contexts()
+        bad: list[dict[str, Any]] = [
+            {"ssl_context": server_ctx, "starttls_context": server_ctx},
+            {"auth_required": True},
+            {"max_recipients": 10},
+            {"auth": {"u": "p"}, "auth_mechanisms": ("CRAM-MD5",)},
+        ]
+        for kwargs in bad:
+            with self.subTest(kwargs=list(kwargs)), self.assertRaises(ValueError):
+                SMTPServer(**kwargs)
+
     def test_wait_for_messages_times_out(self) -> None:
         s = self.server()
         start = time.monotonic()
