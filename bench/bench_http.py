@@ -8,6 +8,9 @@ Side by side, in one run, each answering ``GET /`` with ``200 ok``:
   http.server-style handler (``protocol_version = "HTTP/1.1"``);
 * ``http.server ThreadingHTTPServer``: the stdlib peer with the equivalent
   handler, ``protocol_version = "HTTP/1.1"`` so it keeps connections alive;
+* ``reactor alone``: the shared reactor with a protocol that answers every
+  ``\r\n\r\n`` with the canned response (no HTTP at all): how much of the
+  distance to the ceiling is the reactor's and how much is HTTP's;
 * ``selectors ceiling``: a minimal hand-written selectors loop that answers
   every ``\\r\\n\\r\\n`` with a canned response: no parsing, no handler, no
   limits; the pure-Python upper bound.
@@ -43,6 +46,7 @@ from typing import Any
 
 from bench._runner import Report, Table, fmt_ratio, progress
 from protocols import HTTP11Machine, HTTPRequest, HTTPServer, Reply, TestHTTPServer
+from reactor import StreamServerBase
 
 __all__ = ["run", "bench_parser", "SUBJECTS"]
 
@@ -198,12 +202,49 @@ def _ceiling() -> Iterator[int]:
         wake_w.close()
 
 
+class _CannedProtocol:
+    """Reactor-side protocol answering every ``\r\n\r\n`` with CANNED (no HTTP)."""
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.tail = b""
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        data = self.tail + data
+        n = data.count(b"\r\n\r\n")
+        self.tail = data[data.rfind(b"\r\n\r\n") + 4 :] if n else data
+        if n:
+            self.transport.write(CANNED * n)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        pass
+
+
+class _CannedServer(StreamServerBase):
+    def make_protocol(self, addr: Any) -> _CannedProtocol:
+        return _CannedProtocol()
+
+
+@contextmanager
+def _reactor_canned() -> Iterator[int]:
+    with _CannedServer() as server:
+        assert server.port is not None
+        yield server.port
+
+
 #: name -> context manager factory yielding a port.
 SUBJECTS: dict[str, Callable[[], Any]] = {
     "testservers HTTPServer": _ours_native,
     "testservers TestHTTPServer": _ours_compat,
     "http.server ThreadingHTTPServer": _stdlib_threading,
     "http.server ThreadingHTTPServer + TCP_NODELAY": _stdlib_threading_nodelay,
+    "reactor alone (canned bytes, no HTTP)": _reactor_canned,
     "selectors ceiling": _ceiling,
 }
 #: The peer the ratios use: the stdlib server with TCP_NODELAY (the fair one).

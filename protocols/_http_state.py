@@ -82,6 +82,11 @@ def transition(
     return nxt
 
 
+_IDLE: Final = State.IDLE
+_DONE: Final = State.DONE
+_MUST_CLOSE: Final = State.MUST_CLOSE
+
+
 def settle(their: State, ours: State, keep_alive: bool) -> tuple[State, State, bool]:
     """Apply the special cases; return ``(their, ours, new_cycle)``.
 
@@ -90,11 +95,11 @@ def settle(their: State, ours: State, keep_alive: bool) -> tuple[State, State, b
     which is when a pipelined request may be parsed (``new_cycle`` True).
     """
     if not keep_alive:
-        if their is State.DONE:
-            their = State.MUST_CLOSE
-        if ours is State.DONE:
-            ours = State.MUST_CLOSE
+        if their is _DONE:
+            their = _MUST_CLOSE
+        if ours is _DONE:
+            ours = _MUST_CLOSE
         return their, ours, False
-    if their is State.DONE and ours is State.DONE:
-        return State.IDLE, State.IDLE, True
+    if their is _DONE and ours is _DONE:
+        return _IDLE, _IDLE, True
     return their, ours, False
