@@ -382,6 +382,9 @@ class _HTTPConnection:
         data = self.machine.data_to_send()
         if data:
             t.write(data)
+        if self.machine.eof_received:
+            t.close()  # the client has finished sending: nothing to drain
+            return
         t.write_eof()
         reactor = t._reactor
         self._timer = reactor.call_later(LINGER_SECONDS, t.close)

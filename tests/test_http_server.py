@@ -223,6 +223,26 @@ class NativeServerTests(unittest.TestCase):
         with urllib.request.urlopen(self.server.url + "/still", timeout=TIMEOUT) as r:
             self.assertEqual(r.read(), b"GET /still ")
 
+    def test_truncated_request_then_eof_is_answered_and_closed(self) -> None:
+        with raw(self.server.port) as (s, f):
+            s.sendall(b"GET /cut HTTP/1.1\r\nHost: h\r\n")
+            s.shutdown(socket.SHUT_WR)
+            t0 = time.monotonic()
+            status, headers, _ = read_response(f)
+            self.assertEqual(status, BAD_REQUEST)
+            self.assertEqual(f.read(), b"")
+            self.assertLess(time.monotonic() - t0, 1.0)  # no 2 s linger after EOF
+
+    def test_ipv6(self) -> None:
+        try:
+            server = HTTPServer(("::1", 0), handler=echo)
+        except OSError:
+            self.skipTest("no IPv6 loopback on this machine")
+        with server:
+            self.assertEqual(server.url, f"http://[::1]:{server.port}")
+            with urllib.request.urlopen(server.url + "/six", timeout=TIMEOUT) as r:
+                self.assertEqual(r.read(), b"GET /six ")
+
     def test_bad_request_after_good_pipelined_one(self) -> None:
         with raw(self.server.port) as (s, f):
             s.sendall(b"GET /good HTTP/1.1\r\nHost: h\r\n\r\nNONSENSE\r\n\r\n")
