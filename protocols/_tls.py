@@ -2,7 +2,7 @@
 
 ``protocols/certs/`` holds a test CA (``ca.pem``, its key destroyed after
 signing) and a leaf certificate for ``DNS:localhost``, ``IP:127.0.0.1`` and
-``IP:::1`` (``localhost.pem`` + ``localhost.key``; both in
+``IP:::1`` (``localhost.pem`` + ``localhost-key.pem``; both in
 ``localhost-keycert.pem``), ECDSA P-256, valid until 2126.  Regenerate them
 with ``sh tests/make_certs.sh``.
 
@@ -23,7 +23,7 @@ CA_FILE = os.path.join(CERT_DIR, "ca.pem")
 #: The localhost leaf certificate.
 CERT_FILE = os.path.join(CERT_DIR, "localhost.pem")
 #: The leaf's private key (PKCS#8, unencrypted).
-KEY_FILE = os.path.join(CERT_DIR, "localhost.key")
+KEY_FILE = os.path.join(CERT_DIR, "localhost-key.pem")
 #: Key and certificate in one file (the shape of CPython's ``keycert.pem``).
 KEYCERT_FILE = os.path.join(CERT_DIR, "localhost-keycert.pem")
 

@@ -51,15 +51,15 @@ openssl req -new -x509 -sha256 -days "$days" -key "$tmp/ca.key" \
     -config "$tmp/ca.cnf" -set_serial 1 -out "$out/ca.pem"
 
 openssl ecparam -name prime256v1 -genkey -noout -out "$tmp/leaf.key.sec1"
-openssl pkcs8 -topk8 -nocrypt -in "$tmp/leaf.key.sec1" -out "$out/localhost.key"
-openssl req -new -sha256 -key "$out/localhost.key" -config "$tmp/leaf.cnf" -out "$tmp/leaf.csr"
+openssl pkcs8 -topk8 -nocrypt -in "$tmp/leaf.key.sec1" -out "$out/localhost-key.pem"
+openssl req -new -sha256 -key "$out/localhost-key.pem" -config "$tmp/leaf.cnf" -out "$tmp/leaf.csr"
 openssl x509 -req -sha256 -days "$days" -in "$tmp/leaf.csr" \
     -CA "$out/ca.pem" -CAkey "$tmp/ca.key" -set_serial 2 \
     -extfile "$tmp/leaf.cnf" -extensions v3_leaf -out "$out/localhost.pem"
 
-chmod 644 "$out/localhost.key"
+chmod 644 "$out/localhost-key.pem"
 
 # One file with the key and the certificate, like CPython's keycert.pem.
-cat "$out/localhost.key" "$out/localhost.pem" >"$out/localhost-keycert.pem"
+cat "$out/localhost-key.pem" "$out/localhost.pem" >"$out/localhost-keycert.pem"
 
 openssl verify -CAfile "$out/ca.pem" "$out/localhost.pem"
