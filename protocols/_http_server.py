@@ -57,6 +57,7 @@ from ._http_events import (
     RemoteProtocolError,
     Request,
 )
+from ._http_state import State
 
 __all__ = [
     "HTTPRequest",
@@ -148,6 +149,7 @@ class HTTPRequest:
         "client_address",
         "server",
         "received_at",
+        "complete",
         "_conn",
         "_responder",
     )
@@ -178,6 +180,9 @@ class HTTPRequest:
         self.server = server
         #: ``time.monotonic()`` when the request was complete.
         self.received_at = time.monotonic()
+        #: False for a request answered from its head by ``on_head`` (its
+        #: body, if any, was not read: ``body`` is empty).
+        self.complete = True
         self._conn = conn
         self._responder: Responder | None = None
 
@@ -275,6 +280,7 @@ class _HTTPConnection:
         self._body = bytearray()
         self._pending: object | None = None  # who must answer the current request
         self._in_process = False
+        self._skip_body = False
         self._closed = False
         self._lingering = False
         self._paused = False
@@ -343,14 +349,20 @@ class _HTTPConnection:
             if isinstance(ev, Request):
                 self._head = ev
                 self._body = bytearray()
+                if self.server.on_head is not None and self.server._check_head(self, ev):
+                    self._skip_body = True  # answered from the head
             elif isinstance(ev, EndOfMessage):
                 head, self._head = self._head, None
+                if self._skip_body:  # answered from the head already
+                    self._skip_body = False
+                    continue
                 assert head is not None
                 body = bytes(self._body) if self._body else b""
                 self._pending = self  # a response is owed from now on
                 self.server._dispatch(self, head, body, ev.trailers)
             elif isinstance(ev, Data):
-                self._body += ev.data
+                if not self._skip_body:
+                    self._body += ev.data
             elif ev is NEED_DATA:
                 break
             elif ev is PAUSED:
@@ -369,15 +381,22 @@ class _HTTPConnection:
         t = self.transport
         assert t is not None
         m = self.machine
-        if m._out:
-            t.write(m.data_to_send())
         if m.close_after_send:
-            t.close()
+            if m.their_state is State.SEND_BODY and not m.eof_received:
+                self._linger()  # the request body is still coming: drain it
+            else:
+                if m._out:
+                    t.write(m.data_to_send())
+                t.close()
+        elif m._out:
+            t.write(m.data_to_send())
 
     def _linger(self) -> None:
         """Send the queued error, half-close, drain input a while, then close."""
         t = self.transport
         assert t is not None
+        if self._lingering:
+            return
         self._lingering = True
         data = self.machine.data_to_send()
         if data:
@@ -477,6 +496,13 @@ class HTTPServer(StreamServerBase):
     :param limits: per-connection :class:`HTTPLimits` (request line, header
         section, body size).
     :param record: keep every request in :attr:`requests` (default True).
+    :param on_head: ``on_head(head: Request)`` on the reactor thread when a
+        request head has arrived, before its body is read.  Return ``None``
+        to go on (the body is read; a ``100 Continue`` is sent if the client
+        expects one), or a response (same shapes as ``handler``) to answer
+        now without reading the body: no ``100 Continue`` is ever sent for
+        it, the request is recorded with ``complete=False``, and the
+        connection closes after the response.
 
     Other keywords are :class:`reactor.BaseServer`'s (``poll_interval``,
     ``idle_timeout``, ``raise_errors``...).  Usable as a context manager::
@@ -494,9 +520,11 @@ class HTTPServer(StreamServerBase):
         ssl_context: ssl.SSLContext | None = None,
         limits: HTTPLimits = DEFAULT_LIMITS,
         record: bool = True,
+        on_head: Callable[[Request], HandlerResult] | None = None,
         **kwargs: Any,
     ) -> None:
         self.handler = handler
+        self.on_head = on_head
         self.limits = limits
         self.record = record
         #: Every complete request, in arrival order (if ``record``).
@@ -565,6 +593,28 @@ class HTTPServer(StreamServerBase):
             if len(result) == 3:
                 return Reply(result[0], result[2], tuple(result[1]))
         raise TypeError(f"handler returned {type(result).__name__}, not a response")
+
+    def _check_head(self, conn: _HTTPConnection, head: Request) -> bool:
+        """Run ``on_head``; True if it answered (reactor thread)."""
+        assert self.on_head is not None
+        request = HTTPRequest(head, b"", (), conn.client_address, self, None)
+        request.complete = False
+        try:
+            result = self.on_head(head)
+            if result is None:
+                return False
+            reply = self._coerce(result, request)
+        except Exception as exc:
+            self.handle_error(exc, f"on_head for {head.method} {head.target}")
+            reply = _error_reply(exc)
+        if self.record:
+            with self._cond:
+                self.requests.append(request)
+                self._cond.notify_all()
+        assert reply is not None
+        conn._pending = conn
+        conn.respond_now(reply)
+        return True
 
     def _protocol_error(self, exc: RemoteProtocolError, peer: Any) -> None:
         with self._cond:

@@ -40,6 +40,7 @@ from protocols._tls import CA_FILE
 
 OK = 200
 CREATED = 201
+UNAUTHORIZED = 401
 BAD_REQUEST = 400
 NOT_FOUND = 404
 CONTENT_TOO_LARGE = 413
@@ -375,6 +376,61 @@ class NativeServerTests(unittest.TestCase):
         get, post = server.wait_for_requests(2)
         self.assertEqual(urllib.parse.parse_qs(get.query)["msg"], ["sp\xe4m %d"])
         self.assertEqual(urllib.parse.parse_qs(post.body.decode())["levelname"], ["ERROR"])
+
+
+class OnHeadTests(unittest.TestCase):
+    """``on_head`` answers from the head: no body read, never a 100 Continue."""
+
+    def setUp(self) -> None:
+        self.handled: list[HTTPRequest] = []
+
+        def on_head(head: Any) -> Any:
+            if head.get_header("Authorization") != "Bearer ok":
+                return Reply(UNAUTHORIZED, b"who are you?")
+            return None
+
+        def handler(request: HTTPRequest) -> Reply:
+            self.handled.append(request)
+            return Reply(OK, b"got %d" % len(request.body))
+
+        self.server = HTTPServer(handler=handler, on_head=on_head)
+        self.server.start()
+        self.addCleanup(self.server.stop)
+
+    def test_expect_refused_without_continue(self) -> None:
+        with raw(self.server.port) as (s, f):
+            s.sendall(b"PUT /x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n"
+                      b"Content-Length: 5000000\r\n\r\n")
+            status, headers, body = read_response(f)  # the first response: no 100
+            self.assertEqual((status, body), (UNAUTHORIZED, b"who are you?"))
+            self.assertEqual(headers["connection"], "close")
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(f.read(), b"")
+        [req] = self.server.wait_for_requests(1)
+        self.assertFalse(req.complete)
+        self.assertEqual(self.handled, [])
+
+    def test_expect_accepted_gets_continue(self) -> None:
+        with raw(self.server.port) as (s, f):
+            s.sendall(b"PUT /x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n"
+                      b"Authorization: Bearer ok\r\nContent-Length: 3\r\n\r\n")
+            self.assertEqual(read_response(f)[0], CONTINUE)
+            s.sendall(b"abc")
+            self.assertEqual(read_response(f)[:3:2], (OK, b"got 3"))
+        self.assertTrue(self.server.requests[0].complete)
+
+    def test_refused_while_body_in_flight_is_still_read_by_client(self) -> None:
+        # No Expect: the client sends 2 MB regardless.  The server answers
+        # 401 from the head, drains the body instead of resetting the
+        # connection, so http.client gets the 401.
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=TIMEOUT)
+        try:
+            conn.request("PUT", "/big", body=b"x" * (2 * 1024 * 1024))
+            resp = conn.getresponse()
+            self.assertEqual((resp.status, resp.read()), (UNAUTHORIZED, b"who are you?"))
+        finally:
+            conn.close()
+        self.assertEqual(self.handled, [])
 
 
 class DelayedResponseTests(unittest.TestCase):
