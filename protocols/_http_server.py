@@ -2,12 +2,14 @@
 
 :class:`HTTPServer` is the native server; ``TestHTTPServer`` (in
 :mod:`protocols._http_compat`) is the drop-in for CPython test_logging's
-helper.  Both run every connection on the
-reactor thread through an :class:`~protocols._http11.HTTP11Machine`: no
-thread per connection or per server.
+helper.  Both run every connection on the reactor thread through an
+:class:`~protocols._http11.HTTP11Machine`: no thread per connection or per
+server.
 
 Handlers run on the reactor thread, one request at a time per connection and
-in request order, after the whole request body has been received.  They must
+in request order, after the whole request body has been received (an
+optional ``on_head`` hook sees the head first and may answer without reading
+the body, so no ``100 Continue`` is sent for refused uploads).  They must
 not block: a handler that needs time answers later, either by returning a
 :class:`Reply` with ``delay=`` (sent by a reactor timer) or by calling
 ``request.respond_later()`` and completing the returned :class:`Responder`
@@ -22,7 +24,7 @@ What a request gets when things go wrong:
   compat: no ``send_response()``/``send_error()`` and nothing written): 500,
   and a :class:`NoResponseError` in ``server.errors``;
 * the client sends malformed or oversize input: the machine's 4xx/5xx
-  (400, 413, 414, 431, 501, 505) with ``Connection: close``; the error is
+  (400, 413, 414, 417, 431, 501, 505) with ``Connection: close``; the error is
   recorded in ``server.protocol_errors`` (it is the client's fault, not the
   handler's), and the connection is closed gracefully (write side first,
   so the client reads the error before the close).
