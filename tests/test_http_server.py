@@ -270,6 +270,16 @@ class NativeServerTests(unittest.TestCase):
                 s.close()
         self.assertEqual(len(self.server.requests), 1)
 
+    def test_requests_received_before_stop_are_handled(self) -> None:
+        server = HTTPServer(handler=echo)
+        server.start()
+        with raw(server.port) as (s, f):
+            s.sendall(b"".join(b"GET /%d HTTP/1.1\r\nHost: h\r\n\r\n" % i for i in range(5)))
+            server.stop()  # G3: nothing already received is lost
+            self.assertEqual([r.path for r in server.requests], [f"/{i}" for i in range(5)])
+            self.assertEqual([read_response(f)[2] for _ in range(5)],
+                             [b"GET /%d " % i for i in range(5)])
+
     def test_handler_error_is_500_and_recorded(self) -> None:
         def bad(request: HTTPRequest) -> Reply:
             raise ValueError("boom")
