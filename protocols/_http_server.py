@@ -563,7 +563,10 @@ class HTTPServer(StreamServerBase):
             return
         try:
             result = self.handler(request)
-            reply = self._coerce(result, request)
+            if type(result) is Reply and result.delay is None and request._responder is None:
+                reply: Reply | None = result  # the common case: skip the coercions
+            else:
+                reply = self._coerce(result, request)
         except Exception as exc:
             self.handle_error(exc, f"handler for {request.method} {request.target}")
             conn.respond_now(_error_reply(exc))
