@@ -510,6 +510,66 @@ class HostileInputTests(unittest.TestCase):
         self.assertRejected(get(extra=b"Expect: 200-ok\r\n"), EXPECTATION_FAILED)
 
 
+class FuzzTests(unittest.TestCase):
+    """Mutated requests, in random pieces: only RemoteProtocolError, never a crash."""
+
+    SEEDS = [
+        get("/a?b=c", b"X: y\r\n"),
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello" + TRAILING,
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;x=y\r\nhello\r\n0\r\nT: v\r\n\r\n" + TRAILING,
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + TRAILING,
+    ]
+    ALPHABET = b"\r\n :;,\t\x00\x7f\xff0123456789aAfFzZ-/\"\\"
+
+    def mutate(self, rng: random.Random, data: bytes) -> bytes:
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            op = rng.randrange(4)
+            i = rng.randrange(len(b) + 1)
+            if op == 0 and b:
+                del b[min(i, len(b) - 1)]
+            elif op == 1:
+                b.insert(i, rng.choice(self.ALPHABET))
+            elif op == 2 and b:
+                b[min(i, len(b) - 1)] = rng.choice(self.ALPHABET)
+            else:
+                j = rng.randrange(len(b) + 1)
+                b[i:i] = b[min(i, j) : max(i, j)][:20]  # duplicate a slice
+        return bytes(b)
+
+    def test_mutations(self) -> None:
+        rng = random.Random(1234)
+        outcomes = {"ok": 0, "error": 0}
+        for _ in range(1500):
+            data = self.mutate(rng, rng.choice(self.SEEDS))
+            m = HTTP11Machine(limits=HTTPLimits(max_body_size=1000))
+            try:
+                i = 0
+                while i < len(data):
+                    k = rng.randint(1, 16)
+                    m.receive_data(data[i : i + k])
+                    i += k
+                    for _ in range(1000):
+                        ev = m.next_event()
+                        if ev is NEED_DATA or ev is PAUSED:
+                            break
+                        if isinstance(ev, EndOfMessage):
+                            m.send_response(OK, [], b"ok")
+                m.receive_data(b"")
+                drain(m, [])
+                outcomes["ok"] += 1
+            except RemoteProtocolError as exc:
+                outcomes["error"] += 1
+                self.assertIn(exc.status_hint, (400, 413, 414, 417, 431, 501, 505), data)
+                self.assertIs(m.their_state, State.ERROR)
+                self.assertTrue(m.close_after_send)
+                out = m.data_to_send()
+                self.assertTrue(out == b"" or b"HTTP/1.1 %d " % exc.status_hint in out, out)
+        self.assertGreater(outcomes["ok"], 100)  # both paths were exercised
+        self.assertGreater(outcomes["error"], 100)
+
+
 class ResponseFramingTests(unittest.TestCase):
     def machine_with(self, data: bytes) -> HTTP11Machine:
         m = HTTP11Machine()
