@@ -154,6 +154,10 @@ class MinimalServer:
                 os.unlink(self.server_address)
             except OSError:
                 pass
+
+    def cleanup(self) -> None:
+        """Remove the temporary directory of a Unix socket (call after stop())."""
+        if self._tmpdir is not None:
             os.rmdir(self._tmpdir)
             self._tmpdir = None
 

@@ -234,7 +234,16 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "memory_bytes": mem,
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "loadavg_start": _loadavg(),
     }
+
+
+def _loadavg() -> list[float] | None:
+    """1, 5 and 15 minute load averages: other work on the machine skews latencies."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 # -- the SVG chart ------------------------------------------------------------
@@ -402,7 +411,11 @@ def main(argv: list[str] | None = None) -> int:
     mode = "quick" if args.quick else "full"
     print(f"testservers benchmarks ({mode}): Python {info['python']} "
           f"({info['implementation']}) on {info['cpu']} x{info['cpu_count']}, {info['platform']}")
-    print(f"date {info['date_utc']}\n", flush=True)
+    print(f"date {info['date_utc']}, load average {info['loadavg_start']}\n", flush=True)
+    load = info["loadavg_start"]
+    if load and load[0] > 0.5:
+        print(f"note: the machine is busy (load {load[0]} before starting); latencies and "
+              "ratios will be noisier than on an idle machine\n", flush=True)
 
     results: dict[str, Any] = {}
     distributions: dict[str, tuple[str, list[float]]] = {}
@@ -435,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{name}] done in {elapsed:.1f} s\n", flush=True)
         results[name] = {
             "elapsed_s": elapsed,
+            "loadavg_at_end": _loadavg(),
             "tables": [t.as_json() for t in report.tables],
             "data": report.data,
         }
@@ -449,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         suffix = "-quick" if args.quick else ""
         base = os.path.join(RESULTS_DIR, f"{stamp}{suffix}")
+        info["loadavg_end"] = _loadavg()
         doc = {
             "machine": info,
             "mode": mode,

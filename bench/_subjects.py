@@ -192,6 +192,13 @@ class Instance:
     def stop(self) -> None:
         raise NotImplementedError
 
+    def cleanup(self) -> None:
+        """Remove what the benchmark itself made (a temporary directory); not timed.
+
+        Removing a directory costs ~0.15 ms on this machine's ext4, which
+        would otherwise be charged to the Unix servers' stop().
+        """
+
     def serving_thread(self) -> threading.Thread | None:
         """The thread whose CPU time and wake-ups are the server's idle cost."""
         return None
@@ -212,6 +219,8 @@ class _Ours(Instance):
 
     def stop(self) -> None:
         self.server.stop()
+
+    def cleanup(self) -> None:
         if self._unix_path is not None:
             _cleanup_unix(self._unix_path)
 
@@ -242,6 +251,8 @@ class _ControlMixinPeer(Instance):
 
     def stop(self) -> None:
         self.server.stop()
+
+    def cleanup(self) -> None:
         if self._unix_path is not None:
             _cleanup_unix(self._unix_path)
 
@@ -321,6 +332,9 @@ class _FloorInstance(Instance):
 
     def stop(self) -> None:
         self.server.stop()
+
+    def cleanup(self) -> None:
+        self.server.cleanup()
 
     def serving_thread(self) -> threading.Thread | None:
         return self.server.thread

@@ -73,6 +73,7 @@ def _stop_in_background(inst: Instance, errors: list[str], label: str) -> thread
     def stop() -> None:
         try:
             inst.stop()
+            inst.cleanup()
         except Exception as exc:  # e.g. test_logging's join_thread() timeout at poll 60
             errors.append(f"{label}: stop() raised {type(exc).__name__}: {exc}")
 
@@ -110,6 +111,7 @@ def measure(inst: Instance, window: float, stop: Any = None) -> dict[str, Any]:
     finally:
         if stop is None:
             inst.stop()
+            inst.cleanup()
         else:
             stop(inst)
     dt = t1 - t0

@@ -78,6 +78,7 @@ def _timed_stop(job: Job, inst: Instance) -> None:
     t0 = time.perf_counter()
     inst.stop()
     job.stop.append(time.perf_counter() - t0)
+    inst.cleanup()
 
 
 def _run_sequential(job: Job, n: int, budget: float) -> None:
@@ -208,6 +209,7 @@ def _run_one_fast(job: Job, n: int, budget: float, slow: list[Job]) -> None:
             inst.start()
             inst.wait_ready()
             inst.stop()
+            inst.cleanup()
         inst = _timed_start(job)  # the pilot cycle
         _timed_stop(job, inst)
         if job.stop[-1] > SLOW_STOP and job.subject.group == "peer":

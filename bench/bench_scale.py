@@ -123,6 +123,8 @@ def measure(makers: list[Callable[[], Instance]], n: int, budget: float, label: 
             except Exception:
                 pass
         t4 = time.perf_counter()
+        for inst in insts:
+            inst.cleanup()
     result["stop_s"] = t4 - t3
     time.sleep(0.05)  # let exiting threads finish unwinding
     gc.collect()

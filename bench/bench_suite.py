@@ -45,7 +45,9 @@ def cycle(subject: Subject, poll: float) -> float:
         time.sleep(WORK)
     finally:
         inst.stop()
-    return time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
+        inst.cleanup()
+    return elapsed
 
 
 def run(quick: bool) -> Report:
