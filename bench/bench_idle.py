@@ -48,7 +48,7 @@ class _TickingInstance(Instance):
     def __init__(self, poll: float) -> None:
         import protocols
 
-        class Ticking(protocols.TCPServer):  # type: ignore[misc]
+        class Ticking(protocols.TCPServer):
             ticks = 0
 
             def service_actions(self) -> None:
@@ -138,12 +138,12 @@ def run(quick: bool) -> Report:
     skipped: list[str] = []
     # poll_interval 60 first: the peers' stop() calls then sleep out their
     # minute in the background while the other rows are measured.
-    for poll in sorted(polls, reverse=True):
+    for pi in sorted(polls, reverse=True):
         for s in subs:
             if s.uses_poll:
-                rows.append((f"{poll:g}", s, poll))
+                rows.append((f"{pi:g}", s, pi))
             if s.group == "ours" and s.kind == "tcp":
-                rows.append((f"{poll:g}", None, poll))  # the ticking variant
+                rows.append((f"{pi:g}", None, pi))  # the ticking variant
     for s in subs:
         if not s.uses_poll:
             rows.append(("-", s, None))
@@ -151,18 +151,19 @@ def run(quick: bool) -> Report:
     results: dict[str, Any] = {}
     background: list[threading.Thread] = []
     stop_errors: list[str] = []
-    for poll_s, s, poll in rows:
-        label = s.label if s is not None else "testservers TCPServer + service_actions"
-        slow_peer = s is not None and s.group == "peer" and poll is not None and poll >= 0.1
+    for poll_s, subj, poll in rows:
+        label = subj.label if subj is not None else "testservers TCPServer + service_actions"
+        slow_peer = (subj is not None and subj.group == "peer" and poll is not None
+                     and poll >= 0.1)
         if slow_peer and quick and poll is not None and poll >= 10:
             skipped.append(f"{label} poll={poll_s}")
             continue
         progress(f"{label} poll={poll_s}")
-        if s is None:
+        if subj is None:
             assert poll is not None
             inst: Instance = _TickingInstance(poll)
         else:
-            inst = s.create(poll if poll is not None else 0.5)
+            inst = subj.create(poll if poll is not None else 0.5)
         stopper = None
         if slow_peer:
             def stopper(i: Instance, label: str = label) -> None:
@@ -170,7 +171,7 @@ def run(quick: bool) -> Report:
         try:
             m = measure(inst, window, stopper)
         except Exception as exc:
-            if s is None or s.group == "ours":
+            if subj is None or subj.group == "ours":
                 raise
             table.rows.append([poll_s, label, "-", "-", f"error: {exc!r}"[:60]])
             continue

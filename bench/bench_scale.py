@@ -20,6 +20,7 @@ poll_interval 0.01 here, their fastest practical setting: at their default
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import resource
@@ -44,6 +45,10 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def _make_ours(cls: Any) -> Instance:
+    return _Ours(cls())
+
+
 def _ours_makers() -> list[Callable[[], Instance]]:
     import protocols
 
@@ -53,7 +58,7 @@ def _ours_makers() -> list[Callable[[], Instance]]:
     for name in names:
         cls = getattr(protocols, name, None)
         if cls is not None:
-            makers.append(lambda cls=cls: _Ours(cls()))
+            makers.append(functools.partial(_make_ours, cls))
     return makers
 
 
@@ -72,7 +77,7 @@ def _peer_makers() -> list[Callable[[], Instance]]:
     out: list[Callable[[], Instance]] = []
     for s in subjects(("tcp", "udp", "unix", "unixdgram", "http", "smtp"), direct=False):
         if s.group == "peer" and s.label.startswith("test_logging"):
-            out.append(lambda s=s: s.create(PEER_POLL))
+            out.append(functools.partial(s.create, PEER_POLL))
     return out
 
 
@@ -173,13 +178,13 @@ def run(quick: bool) -> Report:
                     "started and stopped in under 1 s each", ["N", "reactor threads",
                                                               "start all s", "stop all s", "met"])
     for n in sizes:
-        m = data.get(f"testservers (one reactor)|{n}")
-        if m is None or n < 100:
+        ours = data.get(f"testservers (one reactor)|{n}")
+        if ours is None or n < 100:
             continue
-        ok = m["reactor_threads"] == 1 and m["threads"] == 1 and m["start_s"] < 1 and \
-            m["stop_s"] < 1
-        targets.rows.append([str(n), str(m["reactor_threads"]), fmt_num(m["start_s"], 3),
-                             fmt_num(m["stop_s"], 3), "yes" if ok else "NO"])
+        ok = ours["reactor_threads"] == 1 and ours["threads"] == 1 and ours["start_s"] < 1 and \
+            ours["stop_s"] < 1
+        targets.rows.append([str(n), str(ours["reactor_threads"]), fmt_num(ours["start_s"], 3),
+                             fmt_num(ours["stop_s"], 3), "yes" if ok else "NO"])
     report.tables.append(targets)
     report.data = data
     return report

@@ -162,8 +162,8 @@ def run(quick: bool) -> Report:
                        "time budget (mean cycle x 200)")
     table.notes.append("vs floor / vs ours: 200-cycle time over the minimal loop's / over "
                        "testservers' CPython-compatible server of the same kind, same run")
-    for k, v in import_notes().items():
-        table.notes.append(f"not measured: {k}: {v}")
+    for what, why in import_notes().items():
+        table.notes.append(f"not measured: {what}: {why}")
     report.tables.append(table)
 
     targets = Table("Targets (issue 5 item 4): suite within 1.5x of the floor, ahead of "

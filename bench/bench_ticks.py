@@ -35,7 +35,7 @@ def _ours(poll: float, limit: int, done: threading.Event) -> tuple[Any, list[flo
 
     times: list[float] = []
 
-    class Ticking(protocols.TCPServer):  # type: ignore[misc]
+    class Ticking(protocols.TCPServer):
         def service_actions(self) -> None:
             if len(times) < limit:
                 times.append(time.monotonic())
