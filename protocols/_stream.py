@@ -282,7 +282,16 @@ class StreamServer(StreamServerBase):
         )
         with self._workers_lock:
             self._workers[t] = sock
-        t.start()
+        try:
+            t.start()
+        except BaseException:
+            # No thread, no handler: undo, and close the socket for real
+            # (rfile holds a reference to it).
+            with self._workers_lock:
+                self._workers.pop(t, None)
+            request._finish()
+            sock.close()
+            raise
 
     def _run_worker(self, request: StreamRequest) -> None:
         assert self.handler is not None
@@ -312,10 +321,21 @@ class StreamServer(StreamServerBase):
                     sock.shutdown(socket.SHUT_RD)
                 except OSError:
                     pass
+        me = threading.current_thread()  # a handler may stop its own server
         for t, _ in workers:
-            t.join(max(0.0, deadline - time.monotonic()))
-        stuck = [t for t, _ in workers if t.is_alive()]
-        for t in stuck:
+            if t is not me:
+                t.join(max(0.0, deadline - time.monotonic()))
+        for t, sock in workers:
+            if t is me or not t.is_alive():
+                continue
+            # A handler stuck in sendall() to a client that never reads is
+            # not woken by SHUT_RD: shut the socket down both ways too.
+            with self._workers_lock:
+                if t in self._workers:  # else it finished and closed its socket
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
             self._record_error(
                 HandlerTimeout(f"handler thread {t.name!r} still running after stop() timeout"),
                 "stop()",

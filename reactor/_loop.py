@@ -130,7 +130,7 @@ class Reactor:
         self.dead = False
         self._waiters: set[_Waiter] = set()
         self._waiters_lock = threading.Lock()
-        self._death_hooks: list[Callable[[], object]] = []
+        self._death_hooks: set[Callable[[], object]] = set()
         #: Number of passes through the loop; tests and benchmarks read it
         #: to prove that an idle reactor does not wake up.
         self.iterations = 0
@@ -160,9 +160,17 @@ class Reactor:
         """Call ``hook()`` (on the dying thread) if the loop thread dies.
 
         Servers use it to wake their own waiters, which then raise
-        :class:`ReactorDied` instead of waiting out their timeout.
+        :class:`ReactorDied` instead of waiting out their timeout.  Remove
+        it with :meth:`remove_death_hook` when no longer interested, or the
+        reactor keeps the hook's owner alive.
         """
-        self._death_hooks.append(hook)
+        with self._waiters_lock:
+            self._death_hooks.add(hook)
+
+    def remove_death_hook(self, hook: Callable[[], object]) -> None:
+        """Forget a hook given to :meth:`add_death_hook` (harmless if absent)."""
+        with self._waiters_lock:
+            self._death_hooks.discard(hook)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the loop thread to exit (not from the loop thread)."""
@@ -316,18 +324,21 @@ class Reactor:
         with self._waiters_lock:
             self.dead = self.death_cause is not None
             self._closed = True
+            # Thread idents are reused: a later reactor's thread must not
+            # look like ours to in_reactor_thread().
+            self._thread_id = None
             waiters = list(self._waiters)
             self._waiters.clear()
+            hooks = list(self._death_hooks) if self.dead else []
+            self._death_hooks.clear()
         for waiter in waiters:
             waiter.exc = self._died_error()
             waiter.event.set()
-        if self.dead:
-            for hook in self._death_hooks:
-                try:
-                    hook()
-                except Exception:
-                    traceback.print_exc(file=sys.stderr)
-        self._death_hooks.clear()
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                traceback.print_exc(file=sys.stderr)
         self._ready.clear()
         self._timers.clear()
         self._selector.close()

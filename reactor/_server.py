@@ -65,6 +65,31 @@ _DRAIN_ACCEPT_LIMIT = 4096
 _DRAIN_DATAGRAM_LIMIT = 200_000
 
 
+class _Lease:
+    """One start()'s claim on the shared reactor, released exactly once.
+
+    ``stop()`` may give up waiting for its clean-up callback (a stuck
+    handler), and the callback still runs later: whichever side gets here
+    first releases, the other does nothing, so the user count of the shared
+    reactor stays right and no other server loses its loop.
+    """
+
+    __slots__ = ("reactor", "_lock", "_released")
+
+    def __init__(self, reactor: Reactor) -> None:
+        self.reactor = reactor
+        self._lock = threading.Lock()
+        self._released = False
+
+    def release(self, join_timeout: float | None = None) -> bool:
+        """Release; True if the loop is exiting because of it (see ``release``)."""
+        with self._lock:
+            if self._released:
+                return False
+            self._released = True
+        return release(self.reactor, join_timeout)
+
+
 def _is_path(addr: object) -> bool:
     return isinstance(addr, (str, bytes, os.PathLike))
 
@@ -117,18 +142,26 @@ class BaseServer:
         self.errors: list[BaseException] = []
         #: TLS handshake failures: recorded, never fatal.
         self.tls_errors: list[BaseException] = []
+        #: accept() failures for lack of resources (EMFILE...), one per episode.
+        self.accept_errors: list[OSError] = []
         self._raised_errors = 0
         self._cond = threading.Condition()
         self._lifecycle = threading.Lock()
         self._reactor: Reactor | None = None
+        self._lease: _Lease | None = None
+        self._detach_pending = False
+        self._bound = False
+        self._listening = False
         self._tick_handle: TimerHandle | None = None
         self._tick_base = 0.0
         self._tick_n = 0
         self._unix_inode: tuple[int, int] | None = None
         self._temp_dir: str | None = None
-        self.socket: socket.socket | None = None
         self.family, self.server_address = self._resolve_address(addr)
         self.port: int | None = None
+        #: The server socket; created here (as socketserver does, so options
+        #: can be set before ``server_bind()``), None once closed.
+        self.socket: socket.socket | None = socket.socket(self.family, self.socket_type)
         if bind_and_activate:
             try:
                 self.server_bind()
@@ -183,6 +216,7 @@ class BaseServer:
             except OSError:
                 pass
         sock.bind(self.server_address)
+        self._bound = True
         self.server_address = sock.getsockname()
         if self.family == socket.AF_UNIX:
             st = os.stat(self.server_address)
@@ -195,12 +229,14 @@ class BaseServer:
         assert self.socket is not None
         if self.socket_type == socket.SOCK_STREAM:
             self.socket.listen(self.request_queue_size)
+        self._listening = True
 
     def server_close(self) -> None:
         """Close the socket and remove a Unix socket file this server made."""
         if self.socket is not None:
             self.socket.close()
             self.socket = None
+        self._bound = self._listening = False
         self._unlink_unix_path()
 
     def _unlink_unix_path(self) -> None:
@@ -242,24 +278,49 @@ class BaseServer:
         """
         with self._lifecycle:
             if self._reactor is not None:
-                return
+                if not self._reactor.dead:
+                    return
+                # The loop died under us: clean up, then start on a new one.
+                self._detach_after_death()
+                self._drop_reactor()
+            if self._detach_pending:
+                raise ServerClosedError(
+                    "the previous stop() timed out and its clean-up is still queued on a "
+                    "busy reactor; start() again once it has run"
+                )
             if self.socket is None:
-                try:
+                self.socket = socket.socket(self.family, self.socket_type)
+            try:
+                if not self._bound:
                     self.server_bind()
+                if not self._listening:
                     self.server_activate()
-                except BaseException:
-                    self.server_close()
-                    raise
-            reactor = acquire()
+            except BaseException:
+                self.server_close()
+                raise
+            lease = _Lease(acquire())
+            reactor = lease.reactor
             try:
                 reactor.run_sync(self._attach_on_reactor, reactor, timeout=DEFAULT_STOP_TIMEOUT)
             except BaseException:
-                release(reactor, join_timeout=DEFAULT_STOP_TIMEOUT)
+                lease.release(join_timeout=DEFAULT_STOP_TIMEOUT)
                 self.server_close()
                 raise
-            self._reactor = reactor
-            reactor.add_death_hook(self._notify)
+            self._reactor, self._lease = reactor, lease
+            reactor.add_death_hook(self._on_reactor_death)
             self.ready.set()
+
+    def _drop_reactor(self) -> None:
+        reactor, lease = self._reactor, self._lease
+        self._reactor = self._lease = None
+        if reactor is not None:
+            reactor.remove_death_hook(self._on_reactor_death)
+        if lease is not None:
+            lease.release(join_timeout=DEFAULT_STOP_TIMEOUT)
+
+    def _on_reactor_death(self) -> None:
+        self.ready.clear()
+        self._notify()
 
     def stop(self, timeout: float | None = None, *, raise_errors: bool | None = None) -> None:
         """Stop serving, close every socket of this server, and return.
@@ -270,7 +331,11 @@ class BaseServer:
         threads of blocking handlers are unblocked (their sockets are shut
         down for reading) and joined.  Whatever is still running when
         ``timeout`` (default :data:`DEFAULT_STOP_TIMEOUT`) runs out is
-        recorded as :class:`HandlerTimeout` in :attr:`errors` and reported.
+        recorded as :class:`HandlerTimeout` in :attr:`errors` and reported:
+        a stuck worker thread gets its socket shut down both ways and is
+        left behind (a daemon); a reactor stuck in some handler gets this
+        server's clean-up queued behind it, which closes its sockets when
+        the handler returns (``start()`` refuses until then).
 
         Idempotent; stopping a server that was never started just closes its
         socket.  With ``raise_errors`` (default: the constructor's), raises
@@ -280,45 +345,52 @@ class BaseServer:
             timeout = DEFAULT_STOP_TIMEOUT
         deadline = time.monotonic() + timeout
         with self._lifecycle:
-            reactor, self._reactor = self._reactor, None
-            if reactor is None:
-                self.server_close()
-                self.ready.clear()
-            else:
-                self.ready.clear()
-                released = last = False
+            reactor, lease = self._reactor, self._lease
+            self._reactor = self._lease = None
+            self.ready.clear()
+            if reactor is None or lease is None:
+                if not self._detach_pending:
+                    self.server_close()
+                return self._maybe_raise(raise_errors)
+            reactor.remove_death_hook(self._on_reactor_death)
+            last: list[bool] = []
 
-                def detach_and_release() -> None:
-                    # On the loop thread: if this is the last server, the
-                    # loop exits right after this callback, with no second
-                    # wakeup round trip.
-                    nonlocal released, last
-                    try:
-                        self._detach_on_reactor()
-                    finally:
-                        released = True
-                        last = release(reactor)
-
+            def detach_and_release() -> None:
+                # On the loop thread.  The release happens here, exactly
+                # once, even when stop() gave up waiting for this callback;
+                # if this is the last server, the loop exits right after
+                # this callback with no second wakeup round trip.
                 try:
-                    reactor.run_sync(detach_and_release, timeout=max(0.0, timeout))
-                except ReactorDied:
-                    self._detach_after_death()
-                except TimeoutError:
-                    self._record_error(
-                        HandlerTimeout(
-                            f"the reactor was busy for {timeout} s (a handler running on the "
-                            "reactor thread is stuck?); sockets close when it returns"
-                        ),
-                        "stop()",
-                    )
-                self._join_workers(deadline)
-                self._unlink_unix_path()
-                if not released:
-                    release(reactor, join_timeout=max(0.0, deadline - time.monotonic()))
-                elif last:
-                    reactor.join(max(0.0, deadline - time.monotonic()))
-                with self._cond:
-                    self._cond.notify_all()
+                    self._detach_on_reactor()
+                finally:
+                    self._detach_pending = False
+                    last.append(lease.release())
+
+            self._detach_pending = True
+            try:
+                reactor.run_sync(detach_and_release, timeout=max(0.0, timeout))
+            except ReactorDied:
+                self._detach_pending = False
+                self._detach_after_death()
+                lease.release()
+            except TimeoutError:
+                # The callback stays queued and will close our sockets and
+                # release the reactor when the loop gets to it.
+                self._record_error(
+                    HandlerTimeout(
+                        f"the reactor was busy for {timeout} s (a handler running on the "
+                        "reactor thread is stuck?); this server's sockets close when it returns"
+                    ),
+                    "stop()",
+                )
+            self._join_workers(deadline)
+            self._unlink_unix_path()
+            if last and last[0]:
+                reactor.join(max(0.0, deadline - time.monotonic()))
+            self._notify()
+        self._maybe_raise(raise_errors)
+
+    def _maybe_raise(self, raise_errors: bool | None) -> None:
         if raise_errors is None:
             raise_errors = self.raise_errors
         if raise_errors:
@@ -435,6 +507,21 @@ class BaseServer:
                 sys.stderr.write("-" * 40 + "\n")
             except Exception:
                 pass
+
+    def handle_accept_error(self, exc: OSError) -> None:
+        """Record that accept() ran out of resources (once per episode).
+
+        Not a handler error: it goes to :attr:`accept_errors` and stderr, not
+        to :attr:`errors`.  The listener retries by itself.
+        """
+        with self._cond:
+            self.accept_errors.append(exc)
+            self._cond.notify_all()
+        if self.report_errors:
+            sys.stderr.write(
+                f"{type(self).__name__} {self.server_address!r}: accept() failed ({exc}); "
+                "not accepting for a moment, then retrying\n"
+            )
 
     def handle_tls_error(self, exc: BaseException, peer: object) -> None:
         """Record a failed TLS handshake in :attr:`tls_errors` (not fatal)."""
@@ -590,10 +677,13 @@ class DatagramServerBase(BaseServer):
         self.server_close()
 
     def _detach(self) -> None:
-        transport, self._transport = self._transport, None
+        transport = self._transport
         if transport is not None:
             # Everything that reached the socket before stop() is handled
-            # (bounded: a flood that goes on during stop cannot hold it).
+            # (bounded: a flood that goes on during stop cannot hold it),
+            # and the replies to it are sent while the socket is still ours.
             transport.read_pending(_DRAIN_DATAGRAM_LIMIT)
+            transport.flush_queue()
+            self._transport = None
             transport.close()
         self.socket = None

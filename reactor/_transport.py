@@ -76,6 +76,8 @@ class ErrorSink(Protocol):
 
     def handle_tls_error(self, exc: BaseException, peer: object) -> None: ...
 
+    def handle_accept_error(self, exc: OSError) -> None: ...
+
 
 class StreamProtocol(Protocol):
     def connection_made(self, transport: StreamTransport) -> None: ...
@@ -255,7 +257,7 @@ class StreamTransport:
         stop are handled, not lost.  Bounded: it stops at EAGAIN.
         """
         for _ in range(4096):
-            if self._closed or self._closing:
+            if self._closed or self._closing or self._eof:
                 return
             if not self._read_once():
                 return
@@ -488,6 +490,7 @@ class Listener:
         self._owner = owner
         self._backlog = max(1, backlog)
         self._retry: TimerHandle | None = None
+        self._starved = False  # in an EMFILE episode (reported already)
         self._registered = False
         self._closed = False
         sock.setblocking(False)
@@ -515,13 +518,16 @@ class Listener:
                 continue  # the peer gave up while queued: next one
             except OSError as exc:
                 if exc.errno in _ACCEPT_RESOURCE_ERRNOS:
-                    self._owner.handle_error(exc, "accept() out of resources; retrying")
+                    if not self._starved:  # report once per episode
+                        self._starved = True
+                        self._owner.handle_accept_error(exc)
                     if self._registered:
                         self._reactor.unregister(self._sock)
                         self._registered = False
                     self._retry = self._reactor.call_later(ACCEPT_RETRY_DELAY, self._watch)
                     return
                 raise
+            self._starved = False
             try:
                 self._on_accept(conn, addr)
             except Exception as exc:
@@ -594,6 +600,10 @@ class DatagramTransport:
         if events != self._events and not self._closed:
             self._reactor.modify(self._sock, events, self._on_events)
             self._events = events
+
+    def flush_queue(self) -> None:
+        """Send queued replies now, as far as the socket takes them."""
+        self._on_events(selectors.EVENT_WRITE)
 
     def _on_events(self, mask: int) -> None:
         if mask & selectors.EVENT_WRITE:
