@@ -281,8 +281,37 @@ def _report(jobs: list[Job], quick: bool, skipped: list[str]) -> Report:
     report.tables.append(table)
     report.tables.append(_item9_table(jobs))
     report.tables.append(_targets_table(jobs))
+    report.tables.append(matrix_table(data, "stop"))
+    report.tables.append(matrix_table(data, "start"))
     report.data = data
     return report
+
+
+def matrix_table(data: dict[str, Any], metric: str) -> Table:
+    """One row per server, one column per poll_interval: ``median / p99`` in ms.
+
+    Built from :attr:`Report.data` (so it can be rebuilt from a saved JSON
+    file's ``results.lifecycle.data``).
+    """
+    name = "stop()" if metric == "stop" else "start()->ready"
+    t = Table(f"{name} latency by poll_interval, median / p99 (ms)",
+              ["kind", "server"] + [f"{p:g}" for p in POLLS] + ["no poll_interval"])
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for entry in data.values():
+        key = (entry["kind"], entry["server"])
+        stats = entry[metric]
+        poll = entry["poll_interval"]
+        col = "no poll_interval" if poll is None else f"{poll:g}"
+        if entry.get("error") and not stats.get("n"):
+            cell = "fails"
+        else:
+            cell = f"{fmt_ms(stats['median'])} / {fmt_ms(stats['p99'])}"
+        rows.setdefault(key, {})[col] = cell
+    for (kind, server), cells in rows.items():
+        t.rows.append([kind, server] + [cells.get(c, "") for c in t.columns[2:]])
+    t.notes.append("servers without a poll_interval knob (the floor, aiosmtpd, "
+                   "pytest-httpserver) have one column")
+    return t
 
 
 def _item9_table(jobs: list[Job]) -> Table:
