@@ -281,6 +281,15 @@ class NativeServerTests(unittest.TestCase):
             self.assertEqual([read_response(f)[2] for _ in range(5)],
                              [b"GET /%d " % i for i in range(5)])
 
+    def test_idle_timeout_drops_half_sent_requests(self) -> None:
+        server = HTTPServer(handler=echo, idle_timeout=0.3, poll_interval=0.1)
+        with server, raw(server.port) as (s, f):
+            s.sendall(b"GET /never-finished HTTP/1.1\r\nHost: h\r\n")
+            t0 = time.monotonic()
+            self.assertEqual(s.recv(100), b"")  # dropped by the idle sweep
+            self.assertLess(time.monotonic() - t0, TIMEOUT / 2)
+            self.assertEqual(server.requests, [])
+
     def test_handler_error_is_500_and_recorded(self) -> None:
         def bad(request: HTTPRequest) -> Reply:
             raise ValueError("boom")
