@@ -140,12 +140,7 @@ class HTTPRequest:
     """
 
     __slots__ = (
-        "method",
-        "target",
-        "path",
-        "query",
-        "http_version",
-        "headers",
+        "head",
         "body",
         "trailers",
         "client_address",
@@ -165,16 +160,8 @@ class HTTPRequest:
         server: HTTPServer,
         conn: _HTTPConnection | None,
     ) -> None:
-        self.method: str = head.method
-        #: The request-target exactly as sent (path and query).
-        self.target: str = head.target
-        path, _, query = head.target.partition("?")
-        self.path: str = path
-        self.query: str = query
-        #: ``"1.0"`` or ``"1.1"``.
-        self.http_version: str = head.http_version
-        #: ``(name, value)`` pairs in arrival order, names in their original case.
-        self.headers: Headers = head.headers
+        #: The parsed request head (the machine's :class:`Request` event).
+        self.head = head
         #: The decoded body (chunked framing removed).
         self.body: bytes = body
         self.trailers: Headers = trailers
@@ -187,6 +174,35 @@ class HTTPRequest:
         self.complete = True
         self._conn = conn
         self._responder: Responder | None = None
+
+    @property
+    def method(self) -> str:
+        return self.head.method
+
+    @property
+    def target(self) -> str:
+        """The request-target exactly as sent (path and query)."""
+        return self.head.target
+
+    @property
+    def path(self) -> str:
+        """The target up to ``?``."""
+        return self.head.target.partition("?")[0]
+
+    @property
+    def query(self) -> str:
+        """The target after ``?`` (``""`` if none)."""
+        return self.head.target.partition("?")[2]
+
+    @property
+    def http_version(self) -> str:
+        """``"1.0"`` or ``"1.1"``."""
+        return self.head.http_version
+
+    @property
+    def headers(self) -> Headers:
+        """``(name, value)`` pairs in arrival order, names in their original case."""
+        return self.head.headers
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """Value of header field *name* (case-insensitive; repeated fields joined by ``", "``)."""
