@@ -17,7 +17,10 @@ Side by side, in one run, each answering ``GET /`` with ``200 ok``:
 
 Load comes from ``wrk`` when installed (``-t1``, keep-alive connections),
 else from a bounded Python client (threads with raw sockets, a fixed request
-count and a time limit).  Each subject runs several times, interleaved; the
+count and a time limit; it is slower than the faster servers, so its ratios
+are compressed).  With wrk, HTTPS is measured too: our server with the
+localhost certificate against ThreadingHTTPServer wrapping each accepted
+socket with the same context.  Each subject runs several times, interleaved; the
 table gives medians and the ratios to ThreadingHTTPServer and to the ceiling.
 
 The parser bench feeds :class:`~protocols._http11.HTTP11Machine` a typical
@@ -45,7 +48,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from bench._runner import Report, Table, fmt_ratio, progress
-from protocols import HTTP11Machine, HTTPRequest, HTTPServer, Reply, TestHTTPServer
+from protocols import (
+    HTTP11Machine,
+    HTTPRequest,
+    HTTPServer,
+    Reply,
+    TestHTTPServer,
+    localhost_contexts,
+)
 from reactor import StreamServerBase
 
 __all__ = ["run", "bench_parser", "SUBJECTS"]
@@ -238,6 +248,46 @@ def _reactor_canned() -> Iterator[int]:
         yield server.port
 
 
+@contextmanager
+def _ours_native_tls() -> Iterator[int]:
+    server_ctx, _ = localhost_contexts()
+
+    def handler(request: HTTPRequest) -> Reply:
+        return Reply(200, b"ok", (("Content-Type", "text/plain"),))
+
+    with HTTPServer(handler=handler, record=False, ssl_context=server_ctx) as server:
+        assert server.port is not None
+        yield server.port
+
+
+@contextmanager
+def _stdlib_threading_tls() -> Iterator[int]:
+    server_ctx, _ = localhost_contexts()
+
+    class TLSServer(_QuietThreadingHTTPServer):
+        def get_request(self) -> tuple[Any, Any]:
+            sock, addr = self.socket.accept()
+            # As CPython's test_logging TestHTTPServer does it: the handshake
+            # runs in the accept loop (once per keep-alive connection here).
+            return server_ctx.wrap_socket(sock, server_side=True), addr
+
+    server = TLSServer(("127.0.0.1", 0), _StdlibHandlerNoDelay)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    t.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        t.join(5)
+
+
+#: HTTPS subjects (wrk only).
+TLS_SUBJECTS: dict[str, Callable[[], Any]] = {
+    "testservers HTTPServer (TLS)": _ours_native_tls,
+    "http.server ThreadingHTTPServer + TCP_NODELAY (TLS)": _stdlib_threading_tls,
+}
+
 #: name -> context manager factory yielding a port.
 SUBJECTS: dict[str, Callable[[], Any]] = {
     "testservers HTTPServer": _ours_native,
@@ -255,11 +305,11 @@ CEILING = "selectors ceiling"
 # -- load generators -------------------------------------------------------------
 
 
-def _wrk(port: int, seconds: float, connections: int) -> float:
+def _wrk(port: int, seconds: float, connections: int, scheme: str = "http") -> float:
     assert WRK is not None
     out = subprocess.run(
         [WRK, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-         f"http://127.0.0.1:{port}/bench?id=42"],
+         f"{scheme}://127.0.0.1:{port}/bench?id=42"],
         capture_output=True, text=True, timeout=seconds + 30, check=True,
     ).stdout
     m = re.search(r"Requests/sec:\s*([\d.]+)", out)
@@ -401,6 +451,28 @@ def run(quick: bool = False) -> Report:
         ])
     table.notes.append(f"ratios are to '{PEER}' and to '{CEILING}' (medians)")
     table.notes.append("targets: HTTPServer >= 3x ThreadingHTTPServer and >= 0.6x the ceiling")
+    tables = [table]
+    tls_rates: dict[str, list[float]] = {name: [] for name in TLS_SUBJECTS}
+    if WRK is not None:
+        for r in range(runs):
+            for name, factory in TLS_SUBJECTS.items():
+                progress(f"run {r + 1}/{runs}: {name}")
+                with factory() as port:
+                    _wrk(port, 1, connections, "https")
+                    tls_rates[name].append(_wrk(port, seconds, connections, "https"))
+        tls_med = {name: statistics.median(v) for name, v in tls_rates.items()}
+        ttable = Table(
+            f"HTTPS keep-alive throughput ({tool}, localhost ECDSA P-256 certificate; "
+            f"median of {runs} runs)",
+            ["server", "", "requests/s", "min", "max", "vs ThreadingHTTPServer"],
+        )
+        tls_peer = tls_med[PEER + " (TLS)"]
+        for name, values in tls_rates.items():
+            ttable.rows.append([
+                name, "", f"{tls_med[name]:,.0f}", f"{min(values):,.0f}",
+                f"{max(values):,.0f}", fmt_ratio(tls_med[name] / tls_peer),
+            ])
+        tables.append(ttable)
     progress("parser alone")
     parser_runs = [bench_parser(0.3 if quick else 1.0) for _ in range(runs)]
     ptable = Table(
@@ -411,10 +483,12 @@ def run(quick: bool = False) -> Report:
     for key in parser_runs[0]:
         parser_med[key] = statistics.median(p[key] for p in parser_runs)
         ptable.rows.append([key, "", f"{parser_med[key]:,.0f}"])
+    tables.append(ptable)
     return Report(
         "http",
-        tables=[table, ptable],
-        data={"throughput": rates, "median": med, "parser": parser_med, "load_tool": tool},
+        tables=tables,
+        data={"throughput": rates, "median": med, "tls_throughput": tls_rates,
+              "parser": parser_med, "load_tool": tool},
     )
 
 
