@@ -173,15 +173,19 @@ class DeathTest(unittest.TestCase):
 
 class SharedReactorTest(unittest.TestCase):
     def test_acquire_release_starts_and_joins_one_thread(self) -> None:
-        base = threading.active_count()
+        before = set(threading.enumerate())
+
+        def new() -> list[str]:
+            return [t.name for t in threading.enumerate() if t not in before]
+
         r1 = reactor.acquire()
         r2 = reactor.acquire()
         self.assertIs(r1, r2)
-        self.assertEqual(threading.active_count(), base + 1)
-        reactor.release(r1)
-        self.assertEqual(threading.active_count(), base + 1)
-        reactor.release(r2)
-        self.assertEqual(threading.active_count(), base)
+        self.assertEqual(new(), [reactor.THREAD_NAME])
+        self.assertFalse(reactor.release(r1))
+        self.assertEqual(new(), [reactor.THREAD_NAME])
+        self.assertTrue(reactor.release(r2))  # the last user: joined
+        self.assertEqual(new(), [])
         self.assertIsNone(reactor.current_reactor())
 
 
