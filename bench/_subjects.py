@@ -305,6 +305,10 @@ class _AiosmtpdPeer(Instance):
 
 class _PytestHttpserverPeer(Instance):
     def __init__(self) -> None:
+        import logging
+
+        # werkzeug logs every request on stderr; the other servers are silent.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.srv = _pytest_httpserver.HTTPServer(host="127.0.0.1", port=0)
         self.srv.expect_request("/").respond_with_data("ok")
         self.address: Any = None

@@ -277,6 +277,9 @@ def _udp_inprocess(addr: Any, count: Callable[[], int], n: int) -> dict[str, Any
 def _udp_bench(quick: bool, table: Table, data: dict[str, Any]) -> None:
     window = 0.1 if quick else 0.5
     flood_n = 5_000 if quick else 200_000
+    # In-process bursts the size of a chatty logging test: what the socket
+    # buffer must absorb while the sender holds the interpreter lock.
+    burst, bursts = (2_000, 1) if quick else (5_000, 5)
     start_rate = 10_000
     max_rate = 40_000 if quick else 2_560_000
     for subj in _udp_subjects():
@@ -301,13 +304,14 @@ def _udp_bench(quick: bool, table: Table, data: dict[str, Any]) -> None:
                     if not r["kept_up"]:
                         why = f"fell behind at {rate:,.0f}/s"
                         break
-                    if r["send_s"] > window * 1.5:
+                    achieved = r["sent"] / r["send_s"] if r["send_s"] > 0 else 0.0
+                    if achieved < 0.9 * rate:
                         why = f"client could not send {rate:,.0f}/s"
                         break
-                    best = rate
+                    best = achieved  # what was really sent (and all received)
                     rate = round(rate * LADDER_STEP, -3)
                 flood = _udp_trial(addr, count, cpu_clock, flood_n, 0)
-                inproc = _udp_inprocess(addr, count, flood_n // 2)
+                inproc = [_udp_inprocess(addr, count, burst) for _ in range(bursts)]
         except Skip as exc:
             table.rows.append(["udp", subj.label, f"skipped: {exc}"])
             continue
@@ -318,7 +322,8 @@ def _udp_bench(quick: bool, table: Table, data: dict[str, Any]) -> None:
         table.rows.append([
             "udp", subj.label, fmt_num(best), why, fmt_num(flood["recv_rate"]),
             f"{flood['lost']:,}/{flood['sent']:,}", fmt_num(flood["cpu_us_per_datagram"], 1),
-            fmt_num(capacity), "", f"{inproc['lost']:,}/{inproc['sent']:,}",
+            fmt_num(capacity), "",
+            f"{sum(b['lost'] for b in inproc):,}/{sum(b['sent'] for b in inproc):,}",
         ])
     ref = data.get("socketserver UDPServer")
     for row in table.rows:
@@ -416,12 +421,14 @@ def run(quick: bool) -> Report:
     udp_table = Table(f"UDP, {UDP_SIZE}-byte datagrams (client in a child process)",
                       ["proto", "server", "lossless paced rate/s", "ladder stopped because",
                        "flood received/s", "flood lost/sent", "server CPU us/datagram",
-                       "capacity/s", "capacity vs socketserver", "in-process flood lost/sent"])
+                       "capacity/s", "capacity vs socketserver", "in-process bursts lost/sent"])
     udp_data: dict[str, Any] = {}
     _udp_bench(quick, udp_table, udp_data)
-    udp_table.notes.append("lossless paced rate: highest rate of a x1.5 ladder (from "
-                           "10,000/s) at which every datagram was received and the server kept "
-                           "up (95 % received by the time the client stopped sending)")
+    udp_table.notes.append("lossless paced rate: the rate really sent (sent / send time) at the "
+                           "highest step of a x1.5 ladder (from 10,000/s) at which every "
+                           "datagram was received and the server kept up (95 % received by the "
+                           "time the client stopped sending); a step the client cannot send "
+                           "within 10 % ends the ladder")
     udp_table.notes.append("flood: one burst as fast as the client sends; rate = first to last "
                            "arrival at the server (bounded by the client: one Python process "
                            "sends about 100,000/s here)")
@@ -430,9 +437,10 @@ def run(quick: bool) -> Report:
                            "server) during the flood / datagrams received; capacity = 1e6 / "
                            "that, the rate one core could sustain, independent of how fast the "
                            "client can send")
-    udp_table.notes.append("in-process flood: half the burst sent from the benchmark's own "
-                           "thread, sharing the interpreter lock with the server, as a logging "
-                           "test's DatagramHandler does")
+    udp_table.notes.append("in-process bursts: datagrams sent as fast as possible from the "
+                           "benchmark's own thread, sharing the interpreter lock with the server "
+                           "(as a logging test's DatagramHandler does), in bursts of 5,000 "
+                           "(--quick: 2,000); lost/sent over all bursts")
     report.tables.append(udp_table)
 
     tcp_table = Table("TCP echo, one connection (client in a child process)",
