@@ -1,5 +1,8 @@
 """Markdown from a saved results file: ``python -m bench._report bench/results/X.json``.
 
+``--svg OUT.svg`` after the file name also rebuilds the stop() chart from the
+saved samples.
+
 Prints the machine line and every table of the run as Markdown (plus the
 stop()/start() matrices rebuilt from the lifecycle data), for the README's
 "Performance" section.  Reads only the JSON the runner wrote.
@@ -11,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-from bench._runner import Table
+from bench._runner import Table, render_svg
 
 
 def tables_of(doc: dict[str, Any]) -> list[tuple[str, Table]]:
@@ -30,12 +33,32 @@ def tables_of(doc: dict[str, Any]) -> list[tuple[str, Table]]:
     return out
 
 
+def chart_of(doc: dict[str, Any]) -> str:
+    """The stop() latency chart, rebuilt from the lifecycle samples in ``doc``."""
+    dists: dict[str, tuple[str, list[float]]] = {}
+    for entry in doc["results"].get("lifecycle", {}).get("data", {}).values():
+        if not entry.get("stop_samples_us"):
+            continue
+        poll = entry["poll_interval"]
+        at = "" if poll is None else f" @{poll:g}"
+        p = " (p)" if entry.get("mode") == "pipelined" else ""
+        dists[f"{entry['kind']} {entry['server']}{at}{p}"] = (
+            entry["group"], [us / 1e6 for us in entry["stop_samples_us"]])
+    m = doc["machine"]
+    return render_svg(dists, f"stop() latency, Python {m['python']}, {m['cpu_count']} CPUs "
+                             f"({doc['mode']} run, {m['date_utc'][:10]})")
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
+    """``X.json`` prints Markdown; ``X.json --svg OUT.svg`` also (re)writes the chart."""
+    if len(argv) not in (1, 3) or (len(argv) == 3 and argv[1] != "--svg"):
         print(__doc__)
         return 2
     with open(argv[0]) as f:
         doc = json.load(f)
+    if len(argv) == 3:
+        with open(argv[2], "w") as f:
+            f.write(chart_of(doc))
     m = doc["machine"]
     print(f"Run: `python -m bench` ({doc['mode']}), {m['date_utc']}, Python {m['python']} "
           f"({m['implementation']}), {m['cpu']} x{m['cpu_count']}, {m['platform']}; "

@@ -259,8 +259,8 @@ def render_svg(distributions: dict[str, tuple[str, list[float]]], title: str) ->
     targets (0.5 ms median, 5 ms p99).
     """
     items = [(label, grp, sorted(v)) for label, (grp, v) in distributions.items() if v]
-    row_h, left, right, top = 18, 330, 30, 64
-    width = 1000
+    row_h, left, right, top = 18, 400, 30, 64
+    width = 1100
     height = top + row_h * len(items) + 50
     lo_ms, hi_ms = 0.01, 100_000.0  # 10 us .. 100 s
     lo, hi = math.log10(lo_ms), math.log10(hi_ms)
