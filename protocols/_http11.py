@@ -59,8 +59,6 @@ from ._http_events import (
     DEFAULT_LIMITS,
     NEED_DATA,
     PAUSED,
-    TOKEN_STR,
-    VALUE_STR,
     ConnectionClosed,
     Data,
     EndOfMessage,
@@ -76,14 +74,16 @@ from ._http_events import (
     Signal,
     check_reason,
 )
+from ._http_framing import CHUNKED, CLOSE, LENGTH, NONE, head_bytes, prepare_head
 from ._http_grammar import (
     CHUNK_LINE,
     DIGITS,
-    FIELD_BLOCK_STR,
-    FIELD_PAIRS_STR,
     HEAD_END,
+    PARSED_SECTIONS,
     REQUEST_LINE_STR,
+    Summary,
     parse_fields,
+    parse_section,
     reason_phrase,
 )
 from ._http_state import OUR_TRANSITIONS, THEIR_TRANSITIONS, State, settle, transition
@@ -102,12 +102,6 @@ __all__ = ["HTTP11Machine", "State"]
 
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
-_NO_BODY_STATUSES: Final = frozenset({204, 304})
-
-# Response header fields already validated, mapped to the lowered name: most
-# responses repeat the same few fields, so each is checked once.  Bounded.
-_CHECKED_FIELDS: dict[tuple[str, str], str] = {}
-_CHECKED_FIELDS_MAX: Final = 1024
 
 # Complete response heads by everything that decides their bytes and framing
 # (status, reason, fields, body length, persistence, version, HEAD): a test
@@ -119,60 +113,10 @@ _PREPARED_HEADS_MAX: Final = 512
 # Compact the receive buffer once this many consumed octets sit in front.
 _COMPACT_AT: Final = 65536
 
-# Body framing of a message (both directions).
-_NONE, _LENGTH, _CHUNKED, _CLOSE = 0, 1, 2, 3
+# Body framing of a message (both directions): see _http_framing.
+_NONE, _LENGTH, _CHUNKED, _CLOSE = NONE, LENGTH, CHUNKED, CLOSE
 # Phases of a chunked request body.
 _C_SIZE, _C_DATA, _C_DATA_END, _C_TRAILER = 0, 1, 2, 3
-
-
-# What framing needs from a header section: (Host count, Content-Length
-# values, transfer codings, Connection options, expectations), all lowered.
-_Summary = tuple[int, tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
-
-# Parsed header sections by their text.  Parsing is a pure function of the
-# text and clients repeat the same heads (a test suite, a load generator), so
-# the validated result is reused; bounded, cleared when full.
-_PARSED_SECTIONS: dict[str, tuple[Headers, _Summary]] = {}
-_PARSED_SECTIONS_MAX: Final = 512
-_PARSED_SECTION_LONGEST: Final = 2048  # longer sections are not kept
-
-
-def _parse_section(fields: str) -> tuple[Headers, _Summary]:
-    """Validate and split a header section (ISO-8859-1 text, each line ending in LF).
-
-    Raises :class:`RemoteProtocolError` (400) naming the first bad line.
-    """
-    if not fields:
-        headers: Headers = ()
-    elif FIELD_BLOCK_STR.fullmatch(fields):
-        headers = tuple([(n, v.strip(" \t")) for n, v in FIELD_PAIRS_STR.findall(fields)])
-    else:  # say which line is wrong, and why
-        lines = fields.encode("latin-1").split(b"\n")[:-1]
-        parse_fields([bytearray(x) for x in lines], 0)
-        raise AssertionError("unreachable: parse_fields raises")  # pragma: no cover
-    lengths: list[str] = []
-    codings: list[str] = []
-    connection: list[str] = []
-    expect: list[str] = []
-    hosts = 0
-    for name, value in headers:
-        lname = name.lower()
-        if lname == "host":
-            hosts += 1
-        elif lname == "content-length":
-            lengths.extend(v.strip(" \t") for v in value.split(","))
-        elif lname == "transfer-encoding":
-            codings.extend(v.strip(" \t").lower() for v in value.split(","))
-        elif lname == "connection":
-            connection.extend(v.strip(" \t").lower() for v in value.split(","))
-        elif lname == "expect":
-            expect.append(value.strip(" \t").lower())
-    result = headers, (hosts, tuple(lengths), tuple(codings), tuple(connection), tuple(expect))
-    if len(fields) <= _PARSED_SECTION_LONGEST:
-        if len(_PARSED_SECTIONS) >= _PARSED_SECTIONS_MAX:
-            _PARSED_SECTIONS.clear()
-        _PARSED_SECTIONS[fields] = result
-    return result
 
 
 class HTTP11Machine:
@@ -358,9 +302,9 @@ class HTTP11Machine:
             raise RemoteProtocolError("malformed request line")
         if rm[3] != "1":
             raise RemoteProtocolError("unsupported HTTP version", status_hint=505)
-        parsed = _PARSED_SECTIONS.get(fields)
+        parsed = PARSED_SECTIONS.get(fields)
         if parsed is None:
-            parsed = _parse_section(fields)
+            parsed = parse_section(fields)
         version = "1.0" if rm[4] == "0" else "1.1"
         request = Request._parsed(rm[1], rm[2], version, parsed[0])
         self._analyse(request, parsed[1])
@@ -376,7 +320,7 @@ class HTTP11Machine:
         self._scan = max(self._pos, end - 2)
         return NEED_DATA
 
-    def _analyse(self, request: Request, summary: _Summary) -> None:
+    def _analyse(self, request: Request, summary: Summary) -> None:
         """Apply RFC 9112 §6 (body framing) and §9.3 (persistence) to a head."""
         http11 = request.http_version == "1.1"
         self._http11 = http11
@@ -574,7 +518,7 @@ class HTTP11Machine:
                 if not self._expect_pending:
                     return  # not expected, or already sent: nothing to say
                 self._expect_pending = False
-            self._out += self._head_bytes(event.status_code, event.reason, event.headers)
+            self._out += head_bytes(event.status_code, event.reason, event.headers)
         self.our_state = nxt
         self._settle()
 
@@ -616,7 +560,10 @@ class HTTP11Machine:
             except TypeError:  # unhashable field pairs: no memo
                 key = None
         if prepared is None:
-            prepared = self._prepare_head(status, reason, headers, len(body))
+            prepared = prepare_head(
+                status, reason, headers, len(body), keep_alive=self._keep_alive,
+                http11=self._http11, is_head=self._is_head, expect_close=expect_close,
+            )
             if key is not None:
                 if len(_PREPARED_HEADS) >= _PREPARED_HEADS_MAX:
                     _PREPARED_HEADS.clear()
@@ -689,107 +636,18 @@ class HTTP11Machine:
         """True while the current request's ``100 Continue`` is still owed."""
         return self._expect_pending
 
-    def _head_bytes(self, status: int, reason: str, headers: Headers) -> bytes:
-        parts = [f"HTTP/1.1 {status} {reason or reason_phrase(status)}\r\n"]
-        for name, value in headers:
-            parts.append(f"{name}: {value}\r\n")
-        parts.append("\r\n")
-        return "".join(parts).encode("latin-1")
-
     def _send_head(self, event: Response) -> None:
-        head, mode, left, keep_alive = self._prepare_head(
-            event.status_code, event.reason, event.headers, None, validate=False
+        head, mode, left, keep_alive = prepare_head(
+            event.status_code, event.reason, event.headers, None,
+            keep_alive=self._keep_alive, http11=self._http11, is_head=self._is_head,
+            expect_close=self._expect_pending and self.their_state is _SEND_BODY,
+            validate=False,
         )
         self._expect_pending = False
         self._keep_alive = keep_alive
         self._send_mode = mode
         self._send_left = left
         self._out += head
-
-    def _prepare_head(
-        self,
-        status: int,
-        reason: str,
-        headers: Iterable[tuple[str, str]],
-        body_length: int | None,
-        *,
-        validate: bool = True,
-    ) -> tuple[bytes, int, int, bool]:
-        """Check *headers* and choose the framing; mutates nothing.
-
-        Returns ``(head bytes, framing mode, Content-Length, keep_alive)``.
-        With *body_length* (a complete body) a missing Content-Length is
-        added.  Raises :class:`LocalProtocolError`.
-        """
-        out = [f"HTTP/1.1 {status} {reason or reason_phrase(status)}\r\n"]
-        length = -1
-        chunked = False
-        has_connection = False
-        keep_alive = self._keep_alive
-        checked = _CHECKED_FIELDS
-        for pair in headers:
-            name, value = pair
-            if type(pair) is tuple and type(name) is str and type(value) is str:
-                lname = checked.get(pair)
-            else:
-                lname = None
-            if lname is None:
-                if validate and not (
-                    isinstance(name, str)
-                    and isinstance(value, str)
-                    and TOKEN_STR.fullmatch(name)
-                    and VALUE_STR.fullmatch(value)
-                ):
-                    raise LocalProtocolError(f"invalid header field {name!r}: {value!r}")
-                lname = name.lower()
-                if validate and type(pair) is tuple:
-                    if len(checked) >= _CHECKED_FIELDS_MAX:
-                        checked.clear()
-                    checked[pair] = lname
-            if lname == "content-length":
-                if length >= 0 or not DIGITS.fullmatch(value):
-                    raise LocalProtocolError(f"invalid Content-Length {value!r}")
-                length = int(value)
-            elif lname == "transfer-encoding":
-                if value.strip().lower() != "chunked":
-                    raise LocalProtocolError("only Transfer-Encoding: chunked can be framed")
-                chunked = True
-            elif lname == "connection":
-                has_connection = True
-                if "close" in (v.strip().lower() for v in value.split(",")):
-                    keep_alive = False
-            out.append(f"{name}: {value}\r\n")
-        if length >= 0 and chunked:
-            raise LocalProtocolError("both Content-Length and Transfer-Encoding")
-        if chunked and not self._http11:
-            raise LocalProtocolError("cannot send Transfer-Encoding to an HTTP/1.0 client")
-        no_body = status in _NO_BODY_STATUSES
-        if length < 0 and body_length is not None and not chunked and not no_body:
-            length = body_length
-            out.append(f"Content-Length: {length}\r\n")
-        if no_body or self._is_head:
-            mode = _NONE
-        elif length >= 0:
-            mode = _LENGTH
-        elif chunked:
-            mode = _CHUNKED
-        elif self._http11:
-            mode = _CHUNKED
-            out.append("Transfer-Encoding: chunked\r\n")
-        else:
-            mode = _CLOSE  # RFC 9112 §6.3 item 8: the body ends at close
-            keep_alive = False
-        if self._expect_pending and self.their_state is _SEND_BODY:
-            # The client was told nothing; whether it now sends the body or
-            # not is its choice (RFC 9110 §10.1.1): close after this response.
-            keep_alive = False
-        if not keep_alive:
-            if not has_connection:
-                out.append("Connection: close\r\n")
-        elif not self._http11:
-            out.append("Connection: keep-alive\r\n")
-        out.append("\r\n")
-        return "".join(out).encode("latin-1"), mode, max(length, 0), keep_alive
 
     def _send_data(self, data: bytes) -> None:
         mode = self._send_mode
@@ -851,7 +709,7 @@ class HTTP11Machine:
             status = exc.status_hint
             reason = reason_phrase(status)
             body = f"{status} {reason}: {exc}\n".encode()
-            self._out += self._head_bytes(
+            self._out += head_bytes(
                 status,
                 reason,
                 (

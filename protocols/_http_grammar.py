@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from http import HTTPStatus
+from typing import Final
 
 from ._http_events import Headers, RemoteProtocolError
 
@@ -23,7 +24,10 @@ __all__ = [
     "REQUEST_LINE_STR",
     "TOKEN_RE",
     "field_error",
+    "PARSED_SECTIONS",
+    "Summary",
     "parse_fields",
+    "parse_section",
     "reason_phrase",
 ]
 
@@ -100,3 +104,53 @@ def parse_fields(lines: list[bytearray], start: int) -> Headers:
             raise field_error(raw)
         headers.append((m[1].decode("ascii"), m[2].decode("latin-1")))
     return tuple(headers)
+
+
+# What framing needs from a header section: (Host count, Content-Length
+# values, transfer codings, Connection options, expectations), all lowered.
+Summary = tuple[int, tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+
+# Parsed header sections by their text.  Parsing is a pure function of the
+# text and clients repeat the same heads (a test suite, a load generator), so
+# the validated result is reused; bounded, cleared when full.
+PARSED_SECTIONS: dict[str, tuple[Headers, Summary]] = {}
+PARSED_SECTIONS_MAX: Final = 512
+PARSED_SECTION_LONGEST: Final = 2048  # longer sections are not kept
+
+
+def parse_section(fields: str) -> tuple[Headers, Summary]:
+    """Validate and split a header section (ISO-8859-1 text, each line ending in LF).
+
+    Raises :class:`RemoteProtocolError` (400) naming the first bad line.
+    """
+    if not fields:
+        headers: Headers = ()
+    elif FIELD_BLOCK_STR.fullmatch(fields):
+        headers = tuple([(n, v.strip(" \t")) for n, v in FIELD_PAIRS_STR.findall(fields)])
+    else:  # say which line is wrong, and why
+        lines = fields.encode("latin-1").split(b"\n")[:-1]
+        parse_fields([bytearray(x) for x in lines], 0)
+        raise AssertionError("unreachable: parse_fields raises")  # pragma: no cover
+    lengths: list[str] = []
+    codings: list[str] = []
+    connection: list[str] = []
+    expect: list[str] = []
+    hosts = 0
+    for name, value in headers:
+        lname = name.lower()
+        if lname == "host":
+            hosts += 1
+        elif lname == "content-length":
+            lengths.extend(v.strip(" \t") for v in value.split(","))
+        elif lname == "transfer-encoding":
+            codings.extend(v.strip(" \t").lower() for v in value.split(","))
+        elif lname == "connection":
+            connection.extend(v.strip(" \t").lower() for v in value.split(","))
+        elif lname == "expect":
+            expect.append(value.strip(" \t").lower())
+    result = headers, (hosts, tuple(lengths), tuple(codings), tuple(connection), tuple(expect))
+    if len(fields) <= PARSED_SECTION_LONGEST:
+        if len(PARSED_SECTIONS) >= PARSED_SECTIONS_MAX:
+            PARSED_SECTIONS.clear()
+        PARSED_SECTIONS[fields] = result
+    return result

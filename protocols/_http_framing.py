@@ -1,0 +1,129 @@
+"""Response framing for the HTTP/1.1 machine: checked head bytes and body mode.
+
+Pure functions of their arguments (no machine state), so that complete
+response heads can be memoized: a test server answers with the same few
+responses, and each head is then built and checked once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from ._http_events import TOKEN_STR, VALUE_STR, Headers, LocalProtocolError
+from ._http_grammar import DIGITS, reason_phrase
+
+__all__ = ["CHUNKED", "CLOSE", "LENGTH", "NONE", "head_bytes", "prepare_head"]
+
+# How a message body is delimited (both directions).
+NONE, LENGTH, CHUNKED, CLOSE = 0, 1, 2, 3
+
+#: Statuses whose responses never have content (RFC 9110 §15.3.5, §15.4.5).
+NO_BODY_STATUSES: Final = frozenset({204, 304})
+
+# Response header fields already validated, mapped to the lowered name: most
+# responses repeat the same few fields, so each is checked once.  Bounded.
+_CHECKED_FIELDS: dict[tuple[str, str], str] = {}
+_CHECKED_FIELDS_MAX: Final = 1024
+
+
+def head_bytes(status: int, reason: str, headers: Headers) -> bytes:
+    """A status line and already validated fields, as bytes."""
+    parts = [f"HTTP/1.1 {status} {reason or reason_phrase(status)}\r\n"]
+    for name, value in headers:
+        parts.append(f"{name}: {value}\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("latin-1")
+
+
+def prepare_head(
+    status: int,
+    reason: str,
+    headers: Iterable[tuple[str, str]],
+    body_length: int | None,
+    *,
+    keep_alive: bool,
+    http11: bool,
+    is_head: bool,
+    expect_close: bool,
+    validate: bool = True,
+) -> tuple[bytes, int, int, bool]:
+    """Check *headers* and choose the framing of a final response.
+
+    *keep_alive* is the request's persistence, *http11* whether the client
+    speaks 1.1, *is_head* whether it asked with HEAD, *expect_close* whether a
+    ``100 Continue`` is owed for a body still unsent (then the connection
+    closes after this response, RFC 9110 §10.1.1).  With *body_length* (a
+    complete body) a missing Content-Length is added.
+
+    Returns ``(head bytes, framing mode, Content-Length, keep_alive)``.
+    Raises :class:`LocalProtocolError`.
+    """
+    out = [f"HTTP/1.1 {status} {reason or reason_phrase(status)}\r\n"]
+    length = -1
+    chunked = False
+    has_connection = False
+    checked = _CHECKED_FIELDS
+    for pair in headers:
+        name, value = pair
+        if type(pair) is tuple and type(name) is str and type(value) is str:
+            lname = checked.get(pair)
+        else:
+            lname = None
+        if lname is None:
+            if validate and not (
+                isinstance(name, str)
+                and isinstance(value, str)
+                and TOKEN_STR.fullmatch(name)
+                and VALUE_STR.fullmatch(value)
+            ):
+                raise LocalProtocolError(f"invalid header field {name!r}: {value!r}")
+            lname = name.lower()
+            if validate and type(pair) is tuple:
+                if len(checked) >= _CHECKED_FIELDS_MAX:
+                    checked.clear()
+                checked[pair] = lname
+        if lname == "content-length":
+            if length >= 0 or not DIGITS.fullmatch(value):
+                raise LocalProtocolError(f"invalid Content-Length {value!r}")
+            length = int(value)
+        elif lname == "transfer-encoding":
+            if value.strip().lower() != "chunked":
+                raise LocalProtocolError("only Transfer-Encoding: chunked can be framed")
+            chunked = True
+        elif lname == "connection":
+            has_connection = True
+            if "close" in (v.strip().lower() for v in value.split(",")):
+                keep_alive = False
+        out.append(f"{name}: {value}\r\n")
+    if length >= 0 and chunked:
+        raise LocalProtocolError("both Content-Length and Transfer-Encoding")
+    if chunked and not http11:
+        raise LocalProtocolError("cannot send Transfer-Encoding to an HTTP/1.0 client")
+    no_body = status in NO_BODY_STATUSES
+    if length < 0 and body_length is not None and not chunked and not no_body:
+        length = body_length
+        out.append(f"Content-Length: {length}\r\n")
+    if no_body or is_head:
+        mode = NONE
+    elif length >= 0:
+        mode = LENGTH
+    elif chunked:
+        mode = CHUNKED
+    elif http11:
+        mode = CHUNKED
+        out.append("Transfer-Encoding: chunked\r\n")
+    else:
+        mode = CLOSE  # RFC 9112 §6.3 item 8: the body ends at close
+        keep_alive = False
+    if expect_close:
+        # The client was told nothing; whether it now sends the body or
+        # not is its choice (RFC 9110 §10.1.1): close after this response.
+        keep_alive = False
+    if not keep_alive:
+        if not has_connection:
+            out.append("Connection: close\r\n")
+    elif not http11:
+        out.append("Connection: keep-alive\r\n")
+    out.append("\r\n")
+    return "".join(out).encode("latin-1"), mode, max(length, 0), keep_alive
