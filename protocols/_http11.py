@@ -43,6 +43,11 @@ offset; each search resumes where the previous one stopped, so feeding a
 request one byte at a time costs linear time, and the array is compacted
 when the consumed prefix is large.
 
+Modules.  :mod:`._http_events` holds the vocabulary (events, errors,
+limits), :mod:`._http_state` the states and transitions,
+:mod:`._http_grammar` the request grammar and header-section parser, and
+:mod:`._http_framing` the response heads; this module drives them.
+
 Speed.  A complete head is decoded once (ISO-8859-1) and checked with a few
 anchored regular expressions; validated header sections and complete
 response heads are memoized in small bounded dicts (parsing and framing are
