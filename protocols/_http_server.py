@@ -297,6 +297,7 @@ class _HTTPConnection:
         self._head: Request | None = None
         self._body = bytearray()
         self._pending: object | None = None  # who must answer the current request
+        self._request: HTTPRequest | None = None  # the request being answered
         self._in_process = False
         self._skip_body = False
         self._closed = False
@@ -445,6 +446,7 @@ class _HTTPConnection:
             return
         self._timer = None
         self._pending = None
+        self._forget_request()
         self._send_reply(reply)
         if self._paused:
             self._paused = False
@@ -458,8 +460,16 @@ class _HTTPConnection:
         if self._closed or self._pending is not token:
             return
         self._pending = None
+        self._forget_request()
         self.machine.send_raw(data)
         self._flush()
+
+    def _forget_request(self) -> None:
+        # A recorded request must not keep its (possibly long gone)
+        # connection alive once it has been answered.
+        request, self._request = self._request, None
+        if request is not None:
+            request._conn = None
 
     def _send_reply(self, reply: Reply) -> None:
         m = self.machine
@@ -566,6 +576,7 @@ class HTTPServer(StreamServerBase):
         self, conn: _HTTPConnection, head: Request, body: bytes, trailers: Headers
     ) -> None:
         request = HTTPRequest(head, body, trailers, conn.client_address, self, conn)
+        conn._request = request
         if self.record:
             with self._cond:
                 self.requests.append(request)

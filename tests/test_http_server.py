@@ -367,6 +367,12 @@ class NativeServerTests(unittest.TestCase):
         self.assertEqual(got["/pair"][:2], (CREATED, b"made"))
         self.assertEqual(got["/triple"][:3], (OK, b"three", "1"))
 
+    def test_answered_requests_do_not_hold_their_connection(self) -> None:
+        with urllib.request.urlopen(self.server.url + "/a", timeout=TIMEOUT) as r:
+            r.read()
+        [req] = self.server.wait_for_requests(1)
+        self.assertIsNone(req._conn)
+
     def test_default_handler_records(self) -> None:
         with HTTPServer() as server:
             with urllib.request.urlopen(server.url + "/sink", data=b"d", timeout=TIMEOUT) as r:
@@ -680,6 +686,27 @@ class CompatServerTests(unittest.TestCase):
                 self.assertEqual(cm.exception.headers["Content-Type"], "text/html;charset=utf-8")
         self.assertEqual(len(server.errors), 1)
         self.assertIsInstance(server.errors[0], NoResponseError)
+
+    def test_head_gets_headers_only(self) -> None:
+        def handler(request: CompatRequest) -> None:
+            body = b"x" * 10
+            request.send_response(OK)
+            request.send_header("Content-Length", str(len(body)))
+            request.end_headers()
+            if request.command != "HEAD":
+                request.wfile.write(body)
+
+        server = self.start(handler)
+        server.protocol_version = "HTTP/1.1"
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=TIMEOUT)
+        try:
+            conn.request("HEAD", "/h")
+            resp = conn.getresponse()
+            self.assertEqual((resp.getheader("Content-Length"), resp.read()), ("10", b""))
+            conn.request("GET", "/g")
+            self.assertEqual(conn.getresponse().read(), b"x" * 10)
+        finally:
+            conn.close()
 
     def test_log_flag(self) -> None:
         def handler(request: CompatRequest) -> None:
