@@ -20,7 +20,7 @@ import protocols
 SECTION_START = "# -- The following section could be moved into a server_helper.py module"
 SECTION_END = "# - end of server_helper section"
 
-#: The replaced section's names; each is imported when protocols has it.
+#: The names the replaced section defined, all imported from protocols.
 COMPAT_NAMES = (
     "TestSMTPServer",
     "TestTCPServer",
@@ -40,8 +40,7 @@ def load_patched_test_logging() -> types.ModuleType:
         source = f.read()
     start = source.index(SECTION_START)
     end = source.index(SECTION_END)
-    names = [n for n in COMPAT_NAMES if hasattr(protocols, n)]
-    replacement = f"from protocols import {', '.join(names)}\n"
+    replacement = f"from protocols import {', '.join(COMPAT_NAMES)}\n"
     patched = source[:start] + replacement + source[end:]
     module = types.ModuleType("test._testservers_patched_test_logging")
     module.__file__ = spec.origin  # HTTPHandlerTest finds certdata/ beside it
@@ -60,15 +59,11 @@ def setUpModule() -> None:
 
 class PatchedSourceTest(unittest.TestCase):
     def test_section_replaced_by_our_classes(self) -> None:
-        for name in (
-            "TestTCPServer",
-            "TestUDPServer",
-            "TestUnixStreamServer",
-            "TestUnixDatagramServer",
-        ):
+        for name in COMPAT_NAMES:
             cls = getattr(_tl, name)
             self.assertIs(cls, getattr(protocols, name))
             self.assertTrue(cls.__module__.startswith("protocols"))
+            self.assertIs(cls.__test__, False)
         self.assertFalse(hasattr(_tl, "ControlMixin"))
 
 
@@ -101,13 +96,9 @@ class IPv6SysLogHandlerTest(_tl.IPv6SysLogHandlerTest):
     pass
 
 
-if hasattr(protocols, "TestHTTPServer"):
-
-    class HTTPHandlerTest(_tl.HTTPHandlerTest):
-        pass
+class HTTPHandlerTest(_tl.HTTPHandlerTest):
+    pass
 
 
-if hasattr(protocols, "TestSMTPServer"):
-
-    class SMTPHandlerTest(_tl.SMTPHandlerTest):
-        pass
+class SMTPHandlerTest(_tl.SMTPHandlerTest):
+    pass
