@@ -85,12 +85,15 @@ class Table:
         return "\n".join(out)
 
     def markdown(self) -> str:
+        def cell(c: object) -> str:
+            return str(c).replace("|", "\\|")
+
         out = [f"**{self.title}**", ""]
-        out.append("| " + " | ".join(self.columns) + " |")
+        out.append("| " + " | ".join(cell(c) for c in self.columns) + " |")
         aligns = (":---" if i < 2 else "---:" for i in range(len(self.columns)))
         out.append("|" + "|".join(aligns) + "|")
         for r in self.rows:
-            out.append("| " + " | ".join(str(c) for c in r) + " |")
+            out.append("| " + " | ".join(cell(c) for c in r) + " |")
         if self.notes:
             out.append("")
             out.extend(f"- {n}" for n in self.notes)
