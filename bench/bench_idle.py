@@ -127,7 +127,7 @@ def measure(inst: Instance, window: float, stop: Any = None) -> dict[str, Any]:
 
 
 def run(quick: bool) -> Report:
-    window = 0.3 if quick else 2.0
+    window = 0.2 if quick else 2.0
     kinds: tuple[str, ...] = ("tcp",) if quick else ("tcp", "udp", "http", "smtp")
     polls = (0.01, 0.5) if quick else POLLS
     subs = [s for s in subjects(kinds, direct=False)]

@@ -127,7 +127,7 @@ def _run_pipelined(jobs: list[tuple[Job, int]], budget: float, width: int) -> No
 
 
 def run(quick: bool) -> Report:
-    n = 20 if quick else 200
+    n = 10 if quick else 200
     fast_budget = 0.5 if quick else 30.0
     kinds: tuple[str, ...] = ("tcp", "udp", "http", "smtp") if quick else (
         "tcp", "udp", "unix", "unixdgram", "http", "smtp")
