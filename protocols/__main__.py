@@ -65,13 +65,14 @@ def _tcp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
         p.block(f"TCP connection from {conn.peer}")
 
     def on_close(conn: StreamConnection) -> None:
-        p.block(f"TCP connection from {conn.peer} closed ({len(conn.data)} bytes)")
+        p.block(f"TCP connection from {conn.peer} closed ({conn.stream.received} bytes)")
 
     return TCPServer(
         (args.host, args.tcp),
         on_line=on_line,
         on_connect=on_connect,
         on_close=on_close,
+        record=False,
         poll_interval=None,
     )
 

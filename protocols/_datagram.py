@@ -42,14 +42,33 @@ class Datagram:
 class DatagramRequest:
     """What a datagram ``handler`` receives (socketserver's attributes)."""
 
+    __slots__ = ("packet", "socket", "client_address", "server", "_rfile", "_wfile")
+
     def __init__(self, packet: bytes, sock: socket.socket, client_address: Any, server: Any):
         self.packet = packet
         #: The server's socket (socketserver passes it too).
         self.socket = sock
         self.client_address = client_address
         self.server = server
-        self.rfile = io.BytesIO(packet)
-        self.wfile = io.BytesIO()
+        self._rfile: io.BytesIO | None = None
+        self._wfile: io.BytesIO | None = None
+
+    @property
+    def rfile(self) -> io.BytesIO:
+        """The datagram as a file (made on first use)."""
+        if self._rfile is None:
+            self._rfile = io.BytesIO(self.packet)
+        return self._rfile
+
+    @property
+    def wfile(self) -> io.BytesIO:
+        """What the handler writes here is sent back as one datagram."""
+        if self._wfile is None:
+            self._wfile = io.BytesIO()
+        return self._wfile
+
+    def _reply(self) -> bytes:
+        return self._wfile.getvalue() if self._wfile is not None else b""
 
 
 class DatagramServer(DatagramServerBase):
@@ -93,7 +112,7 @@ class DatagramServer(DatagramServerBase):
                 assert self.socket is not None
                 request = DatagramRequest(data, self.socket, addr, self)
                 self.handler(request)
-                out = request.wfile.getvalue()
+                out = request._reply()
                 if out:
                     self.sendto(out, addr)
             if self.reply is not None:

@@ -45,6 +45,7 @@ __all__ = [
     "TestTCPServer",
     "TestUnixStreamServer",
     "MAX_LINE_LENGTH",
+    "MAX_RECORDED_BYTES",
 ]
 
 #: Longest line ``on_line`` accepts (bytes, terminator included); a longer
@@ -54,23 +55,38 @@ __all__ = [
 MAX_LINE_LENGTH = 64 * 1024
 
 
-class Stream:
-    """What one connection sent: ``peer``, ``data`` and whether it ``closed``.
+#: Bytes recorded per connection (``max_recorded_bytes=``): far more than a
+#: test asserts on, small enough that a client streaming without end cannot
+#: exhaust memory; beyond it bytes are counted (``Stream.received``), not kept.
+MAX_RECORDED_BYTES = 64 * 1024 * 1024
 
-    Mutated on the reactor thread; read it after a ``wait_for_*`` call.
+
+class Stream:
+    """What one connection sent: ``peer``, ``data``, ``received``, ``closed``.
+
+    ``data`` holds the bytes received, up to the server's
+    ``max_recorded_bytes`` (nothing when the server does not record);
+    ``received`` counts every byte, stored or not.  Mutated on the reactor
+    thread; read it after a ``wait_for_*`` call.
     """
 
-    __slots__ = ("peer", "data", "closed", "opened_at")
+    __slots__ = ("peer", "data", "received", "closed", "opened_at")
 
     def __init__(self, peer: Any) -> None:
         self.peer = peer
         self.data = bytearray()
+        self.received = 0
         self.closed = False
         self.opened_at = time.monotonic()
 
+    @property
+    def truncated(self) -> bool:
+        """True when more was received than ``data`` holds."""
+        return self.received > len(self.data)
+
     def __repr__(self) -> str:
         return (
-            f"<Stream from {self.peer!r} {len(self.data)} bytes{' closed' if self.closed else ''}>"
+            f"<Stream from {self.peer!r} {self.received} bytes{' closed' if self.closed else ''}>"
         )
 
 
@@ -93,7 +109,7 @@ class StreamConnection:
 
     @property
     def data(self) -> bytearray:
-        """Every byte received on this connection so far."""
+        """The bytes received on this connection so far, as recorded (see :class:`Stream`)."""
         return self.stream.data
 
     def write(self, data: bytes) -> None:
@@ -131,7 +147,11 @@ class StreamConnection:
 
     def data_received(self, data: bytes) -> None:
         server = self.server
-        self.stream.data += data
+        stream = self.stream
+        stream.received += len(data)
+        room = server.max_recorded_bytes - len(stream.data) if server.record else 0
+        if room > 0:
+            stream.data += data if len(data) <= room else data[:room]
         if server.on_data is not None:
             server.on_data(self, data)
         if server.on_line is not None:
@@ -225,6 +245,10 @@ class StreamServer(StreamServerBase):
     :param ssl_context: serve TLS on every connection.
     :param max_line_length: limit for ``on_line`` (default
         :data:`MAX_LINE_LENGTH`).
+    :param record: keep a :class:`Stream` per connection in :attr:`streams`
+        with the bytes received (default True; False records nothing).
+    :param max_recorded_bytes: bytes kept per connection (default
+        :data:`MAX_RECORDED_BYTES`); beyond it they are counted, not kept.
 
     Other keywords are :class:`reactor.BaseServer`'s.  Callbacks run on the
     reactor thread: they must not block.
@@ -240,6 +264,8 @@ class StreamServer(StreamServerBase):
         on_line: Callable[[StreamConnection, bytes], object] | None = None,
         on_close: Callable[[StreamConnection], object] | None = None,
         max_line_length: int = MAX_LINE_LENGTH,
+        record: bool = True,
+        max_recorded_bytes: int = MAX_RECORDED_BYTES,
         **kwargs: Any,
     ) -> None:
         if handler is not None and any((on_connect, on_data, on_line, on_close)):
@@ -250,7 +276,10 @@ class StreamServer(StreamServerBase):
         self.on_line = on_line
         self.on_close = on_close
         self.max_line_length = max_line_length
-        #: One :class:`Stream` per connection, in accept order (not with ``handler``).
+        self.record = record
+        self.max_recorded_bytes = max_recorded_bytes
+        #: One :class:`Stream` per connection, in accept order (when
+        #: recording, and not with a blocking ``handler``).
         self.streams: list[Stream] = []
         self._workers: dict[threading.Thread, socket.socket] = {}
         self._workers_lock = threading.Lock()
@@ -260,8 +289,9 @@ class StreamServer(StreamServerBase):
 
     def make_protocol(self, addr: Any) -> StreamConnection:
         stream = Stream(addr)
-        with self._cond:
-            self.streams.append(stream)
+        if self.record:
+            with self._cond:
+                self.streams.append(stream)
         return StreamConnection(self, stream)
 
     def _on_accept(self, sock: socket.socket, addr: Any) -> None:

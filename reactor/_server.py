@@ -475,10 +475,13 @@ class BaseServer:
             self.handle_error(exc, "service_actions()")
         if self.idle_timeout is not None:
             self._sweep_idle(now)
-        # Next deadline on the base + n * interval grid: no drift; after an
-        # overrun, skip the missed ticks instead of firing a burst.
+        # Next deadline on the base + n * interval grid: no drift.  A next
+        # slot that is already due but less than a period late (epoll waits
+        # in whole milliseconds, so at 1 ms every wait overshoots a little)
+        # fires at once; only after an overrun of a whole period or more are
+        # the missed ticks skipped, instead of firing a burst.
         n = self._tick_n + 1
-        if self._tick_base + n * pi <= now:
+        if self._tick_base + (n + 1) * pi <= now:
             n = math.floor((now - self._tick_base) / pi) + 1
         self._tick_n = n
         if self._tick_handle is not None:

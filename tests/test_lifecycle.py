@@ -12,7 +12,9 @@ import statistics
 import tempfile
 import threading
 import time
+import types
 import unittest
+import unittest.mock
 import urllib.request
 import warnings
 from typing import Any
@@ -322,6 +324,36 @@ class G4TickTest(unittest.TestCase):
         lateness = [t - (base + math.floor((t - base) / pi) * pi) for t in stamps]
         self.assertGreaterEqual(min(t - base for t in stamps), pi)
         self.assertLess(statistics.median(lateness), 0.005, lateness)
+
+    def test_tick_schedule_fires_late_slots_and_skips_only_whole_periods(self) -> None:
+        # Deterministic: a fake clock and a fake reactor that records call_at().
+        calls: list[float] = []
+
+        class FakeReactor:
+            def call_at(self, when: float, callback: Any, *args: Any) -> object:
+                calls.append(when)
+                return object()
+
+        class Ticking(UDPServer):
+            def service_actions(self) -> None:
+                pass
+
+        s = Ticking(poll_interval=1.0)
+        self.addCleanup(s.server_close)
+        s._tick_base, s._tick_n, s._tick_handle = 100.0, 1, object()  # type: ignore[assignment]
+        fake = FakeReactor()
+        clock = {"now": 101.3}
+        with unittest.mock.patch.object(
+            reactor._server, "time", types.SimpleNamespace(monotonic=lambda: clock["now"])
+        ):
+            s._tick(fake)  # type: ignore[arg-type]  # slot 1, 0.3 late: next is slot 2
+            clock["now"] = 102.4  # slot 2 ran 0.4 late; slot 3 not yet due
+            s._tick(fake)  # type: ignore[arg-type]
+            clock["now"] = 104.2  # slot 3 is due and less than a period late: keep it
+            s._tick(fake)  # type: ignore[arg-type]
+            clock["now"] = 106.5  # slot 4 is more than a whole period behind: skip to 7
+            s._tick(fake)  # type: ignore[arg-type]
+        self.assertEqual(calls, [102.0, 103.0, 104.0, 107.0])
 
     def test_idle_server_makes_no_wakeups(self) -> None:
         s = TCPServer(poll_interval=0.001)

@@ -204,6 +204,25 @@ class ReactorNativeStreamTest(unittest.TestCase):
             self.assertIsInstance(s.errors[0], ValueError)
 
 
+class RecordingLimitTest(unittest.TestCase):
+    def test_recorded_bytes_are_capped_and_counted(self) -> None:
+        with TCPServer(max_recorded_bytes=1000) as s:
+            with socket.create_connection(s.server_address, timeout=5) as c:
+                c.sendall(b"x" * 5000)
+            stream = s.wait_for_streams(1)[0]
+        self.assertEqual(len(stream.data), 1000)
+        self.assertEqual(stream.received, 5000)
+        self.assertTrue(stream.truncated)
+
+    def test_record_false_keeps_nothing_but_callbacks_still_run(self) -> None:
+        got: list[int] = []
+        with TCPServer(record=False, on_data=lambda c, d: got.append(len(d))) as s:
+            with socket.create_connection(s.server_address, timeout=5) as c:
+                c.sendall(b"y" * 3000)
+            s.wait_for(lambda: sum(got) == 3000, 5, "3000 bytes")
+        self.assertEqual(s.streams, [])
+
+
 class HostilePeerTest(unittest.TestCase):
     def test_reset_half_close_and_silent_clients_disturb_nobody(self) -> None:
         with TCPServer(on_data=lambda c, d: c.write(d)) as s:
