@@ -426,7 +426,7 @@ def bench_parser(seconds: float = 1.0) -> dict[str, float]:
 
 
 def run(quick: bool = False) -> Report:
-    runs = 2 if quick else 5
+    runs = 1 if quick else 5  # quick: a smoke run for CI, about 10 s
     seconds = 1.0 if quick else 3.0
     connections = 8
     rates: dict[str, list[float]] = {name: [] for name in SUBJECTS}
@@ -434,7 +434,8 @@ def run(quick: bool = False) -> Report:
         for name, factory in SUBJECTS.items():
             progress(f"run {r + 1}/{runs}: {name}")
             with factory() as port:
-                load(port, 0.3 if WRK is None else 1, connections)  # warm up
+                if not quick:
+                    load(port, 0.3 if WRK is None else 1, connections)  # warm up
                 rates[name].append(load(port, seconds, connections))
     med = {name: statistics.median(v) for name, v in rates.items()}
     tool = (f"wrk -t1 -c{connections} -d{max(1, round(seconds))}s" if WRK
@@ -458,7 +459,8 @@ def run(quick: bool = False) -> Report:
             for name, factory in TLS_SUBJECTS.items():
                 progress(f"run {r + 1}/{runs}: {name}")
                 with factory() as port:
-                    _wrk(port, 1, connections, "https")
+                    if not quick:
+                        _wrk(port, 1, connections, "https")  # warm up
                     tls_rates[name].append(_wrk(port, seconds, connections, "https"))
         tls_med = {name: statistics.median(v) for name, v in tls_rates.items()}
         ttable = Table(
