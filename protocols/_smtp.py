@@ -38,7 +38,19 @@ ends (RFC 5321 §2.3.8 says they MUST NOT be sent), unless the machine was
 built with ``allow_bare_line_endings=True``, which keeps them verbatim.
 Over-long text lines (RFC 5321 §4.5.3.1.6) and content over the size limit
 (RFC 1870) are counted but not stored, and answered with 500/552 after the
-end of data; nothing is delivered.
+end of data; nothing is delivered.  The size limit counts the unstuffed
+content without the CRLF that ends its last line (that CRLF is the first
+half of the ``CRLF . CRLF`` terminator; see :mod:`protocols._smtp_content`).
+
+Verbs are ASCII letters only (anything else is 500, so no Unicode case
+folding can turn ``MAıL`` into ``MAIL``), and arguments are split on the
+ASCII space only (RFC 5321 §4.1.2: ``SP``), never on other whitespace.
+
+Only syntax and sequence errors (500, 501, 502, 503, 504, 555) count toward
+``max_errors``: policy refusals such as 452 (too many recipients), 553
+(non-ASCII address without SMTPUTF8), 552, 530 or 538 answer a well-formed
+command and leave the dialogue going (RFC 5321 §4.5.3.1.10: a client sent
+452 goes on with the recipients already accepted).
 
 STARTTLS (RFC 3207): after the consumer accepts, the 220 is queued, every
 byte already buffered is discarded (a plaintext command pipelined after
@@ -90,9 +102,15 @@ from ._smtp_state import (
     UNIMPLEMENTED_VERBS,
     State,
 )
-from ._smtp_syntax import format_reply, parse_mail_parameters, parse_path
+from ._smtp_syntax import format_reply, parse_mail_parameters, parse_path, split_sp
 
-__all__ = ["AUTH_MECHANISMS", "TRANSITIONS", "SMTPServerConnection", "State"]
+__all__ = ["AUTH_MECHANISMS", "COUNTED_ERRORS", "TRANSITIONS", "SMTPServerConnection", "State"]
+
+#: Reply codes that count toward ``max_errors``: the client's syntax and
+#: sequence mistakes (RFC 5321 §4.2.1 "x0z Syntax" replies, and 555 for an
+#: unknown MAIL/RCPT parameter).  Policy refusals of well-formed commands
+#: (452, 530, 538, 552, 553, 554...) are answers, not errors, and never count.
+COUNTED_ERRORS = frozenset({500, 501, 502, 503, 504, 555})
 
 
 # Default reject replies per proposal type: (code, enhanced code, text).
@@ -114,12 +132,14 @@ class SMTPServerConnection:
 
     ``hostname``: name in the greeting and the EHLO reply.
     ``greeting``: text after ``220 <hostname> `` in the banner.
-    ``max_message_size``: fixed maximum message size in octets (RFC 1870),
-    advertised as ``SIZE n`` and enforced both at ``MAIL FROM ... SIZE=`` and
-    after the content; ``None`` means no fixed limit (advertised ``SIZE 0``;
-    the I/O layer must then bound memory itself).
+    ``max_message_size``: fixed maximum message size in octets (RFC 1870), a
+    positive ``int`` (``TypeError`` for anything else, ``None`` included: the
+    content is held in memory, so there is always a limit), advertised as
+    ``SIZE n`` and enforced both at ``MAIL FROM ... SIZE=`` and after the
+    content (where the CRLF ending the last line is not counted).
     ``max_recipients``: recipients per transaction, at least 100 (RFC 5321
-    §4.5.3.1.8).  ``max_errors``: error replies before giving up with 421.
+    §4.5.3.1.8).  ``max_errors``: syntax/sequence error replies (see
+    :data:`COUNTED_ERRORS`) before giving up with 421.
     ``starttls``: offer STARTTLS (the I/O layer can upgrade).  ``tls_active``:
     the connection is already TLS (implicit TLS, "SMTPS").
     ``auth_mechanisms``: SASL mechanisms to offer, from :data:`AUTH_MECHANISMS`.
@@ -136,7 +156,7 @@ class SMTPServerConnection:
         *,
         hostname: str = "localhost",
         greeting: str = "ESMTP testservers",
-        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_recipients: int = DEFAULT_MAX_RECIPIENTS,
         max_errors: int = DEFAULT_MAX_ERRORS,
         starttls: bool = False,
@@ -149,8 +169,13 @@ class SMTPServerConnection:
     ) -> None:
         if not hostname or any(c.isspace() for c in hostname):
             raise ValueError(f"hostname must be one non-empty word, not {hostname!r}")
-        if max_message_size is not None and max_message_size <= 0:
-            raise ValueError("max_message_size must be positive or None")
+        if not isinstance(max_message_size, int) or isinstance(max_message_size, bool):
+            raise TypeError(
+                f"max_message_size must be an int (octets), not {max_message_size!r}: "
+                "message content is held in memory, so it needs a limit"
+            )
+        if max_message_size <= 0:
+            raise ValueError("max_message_size must be positive")
         if max_recipients < MIN_RECIPIENTS:
             raise ValueError(
                 f"max_recipients must be at least {MIN_RECIPIENTS} (RFC 5321 §4.5.3.1.8)"
@@ -538,6 +563,9 @@ class SMTPServerConnection:
         except UnicodeDecodeError:
             return self._error(500, "5.5.2", "Syntax error: command is not UTF-8")
         verb, _, arg = line.partition(" ")
+        if not (verb.isascii() and verb.isalpha()):
+            # Checked before upper(): "ı".upper() == "I", "ſ".upper() == "S".
+            return self._error(500, "5.5.2", "Command unrecognized")
         verb = verb.upper()
         entry = _DISPATCH.get((self._state, verb))
         if entry is None:
@@ -581,7 +609,7 @@ class SMTPServerConnection:
         lines = [
             f"{self.hostname} Hello {name}",
             "8BITMIME",
-            f"SIZE {self.max_message_size or 0}",
+            f"SIZE {self.max_message_size}",
             "PIPELINING",
             "SMTPUTF8",
             "ENHANCEDSTATUSCODES",
@@ -644,8 +672,7 @@ class SMTPServerConnection:
         if params and not self._esmtp:
             raise RemoteProtocolError("MAIL FROM parameters need EHLO", 555, "5.5.4")
         parsed = parse_mail_parameters(params)
-        limit = self.max_message_size
-        if parsed.size is not None and limit is not None and parsed.size > limit:
+        if parsed.size is not None and parsed.size > self.max_message_size:
             # RFC 1870 §6.1
             raise RemoteProtocolError(
                 "Message size exceeds fixed maximum message size", 552, "5.3.4"
@@ -697,10 +724,10 @@ class SMTPServerConnection:
             raise RemoteProtocolError("Bad sequence of commands: send EHLO first", 503, "5.5.1")
         if self._auth_user is not None:
             raise RemoteProtocolError("Already authenticated", 503, "5.5.1")
-        parts = arg.split()
+        parts = split_sp(arg)
         if not 1 <= len(parts) <= 2:
             raise RemoteProtocolError("Syntax: AUTH mechanism [initial-response]", 501, "5.5.4")
-        mechanism = parts[0].upper()
+        mechanism = parts[0].upper() if parts[0].isascii() else ""
         if mechanism not in self.auth_mechanisms:
             raise RemoteProtocolError("Unrecognized authentication type", 504, "5.5.4")
         if not self.auth_offered:
@@ -776,10 +803,13 @@ class SMTPServerConnection:
         self._out += format_reply(code, enhanced, text, esmtp=self._esmtp)
 
     def _error(self, code: int, enhanced: str, text: str) -> Event | None:
-        """Reply to a client mistake; after ``max_errors`` of them, queue 421
-        and a :class:`Quit` event.  Returns None, so that a handler can end
-        with ``return self._error(...)``."""
+        """Reply to a refused command.  Replies in :data:`COUNTED_ERRORS`
+        (syntax and sequence mistakes) count; after ``max_errors`` of them,
+        queue 421 and a :class:`Quit` event.  Returns None, so that a handler
+        can end with ``return self._error(...)``."""
         self._reply(code, enhanced, text)
+        if code not in COUNTED_ERRORS:
+            return None
         self._errors += 1
         if self._errors >= self.max_errors and self._state is not State.CLOSED:
             self._reply(421, "4.7.0", "Too many errors, closing connection")
@@ -792,7 +822,7 @@ class SMTPServerConnection:
 
 def _no_more_than(arg: str, syntax: str, *, required: bool = False) -> None:
     """Check that a command has an argument exactly when ``required``."""
-    if bool(arg.strip()) != required:
+    if bool(arg.strip(" ")) != required:
         raise RemoteProtocolError(f"Syntax: {syntax}", 501, "5.5.4")
 
 

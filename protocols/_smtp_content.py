@@ -14,31 +14,53 @@ finds its end.  The rules, and why:
 * A text line longer than :data:`TEXT_LINE_LIMIT` octets with its CRLF, not
   counting the transparency dot, makes the message fail (RFC 5321
   §4.5.3.1.6).
-* More than ``max_size`` octets of unstuffed content makes it fail (RFC 1870).
+* More than ``max_size`` octets of unstuffed content, not counting the CRLF
+  that ends the last line, makes it fail (RFC 1870).
 
-When several rules are broken, the reason given is the first of bare line
-ending, line length, size: every rule is checked over every byte, so the
-verdict never depends on how the bytes were split into reads.
+Size accounting.  RFC 1870 §4 defines the message size as the octets, CR-LF
+pairs included, that the client sends after the 354, not counting the
+terminating dot or the doubled (transparency) dots.  The CRLF in front of that
+dot is ambiguous: RFC 5321 §4.1.1.4 calls the first ``<CRLF>`` of
+``<CRLF>.<CRLF>`` "actually the terminator of the previous line", and a
+client must add one when the message does not end with a line break.
+smtplib does exactly that, after declaring ``SIZE=len(message)``: a message
+of exactly the limit would pass MAIL and fail after DATA if that CRLF
+counted.  So it does not: after DATA the limit applies to the content minus
+its final CRLF, a tolerance of 2 octets at most.  (A ``SIZE=`` declared at
+MAIL is compared with the limit as declared; this module only sees the
+content.)  Content is stored only as whole CRLF-terminated lines, so "more
+than ``max_size + 2`` octets read" is the same test and can be made as the
+bytes arrive.
+
+When several rules are broken, the reason given is the first of size, line
+length, bare line ending (size first: it is what the client declared at MAIL,
+and what it can act on).  Every rule is checked over every byte whatever
+happened before, so the verdict never depends on how the bytes were split
+into reads.
 
 A failed message keeps being read (to find its end) but not stored, so memory
-stays bounded by ``max_size`` plus one input chunk.  Work is linear: each call
-searches only the unconsumed tail, which after a call is at most one partial
-line.
+stays bounded by ``max_size + 2`` plus one input chunk.  Work is linear: each
+call searches only the unconsumed tail, which after a call is at most one
+partial line.
 """
 
 from __future__ import annotations
 
 from ._smtp_events import TEXT_LINE_LIMIT
 
-__all__ = ["ContentReader"]
+__all__ = ["FINAL_CRLF_ALLOWANCE", "ContentReader"]
 
 _MAX_LINE_CONTENT = TEXT_LINE_LIMIT - 2  # octets before the CRLF
 
 
+#: Octets of content allowed beyond ``max_size``: the CRLF that ends the last
+#: line (the first half of the CRLF.CRLF terminator) is not counted.
+FINAL_CRLF_ALLOWANCE = 2
+
 #: When a message breaks several rules, the reason reported is the first of
 #: these.  Every rule is checked over every byte whatever happened before, so
 #: the verdict does not depend on how the bytes were split into reads.
-_PRIORITY = ("bare-line-ending", "line-length", "size")
+_PRIORITY = ("size", "line-length", "bare-line-ending")
 
 
 class ContentReader:
@@ -50,10 +72,11 @@ class ContentReader:
 
     __slots__ = ("max_size", "allow_bare_line_endings", "size", "_failures", "_chunks", "_mid_line")
 
-    def __init__(self, max_size: int | None, allow_bare_line_endings: bool = False) -> None:
+    def __init__(self, max_size: int, allow_bare_line_endings: bool = False) -> None:
         self.max_size = max_size
         self.allow_bare_line_endings = allow_bare_line_endings
-        #: Octets of unstuffed content stored so far.
+        #: Octets of unstuffed content read so far, stored or not (the bytes
+        #: of a dropped over-long line count too).
         self.size = 0
         self._failures: set[str] = set()
         self._chunks: list[bytes] = []
@@ -99,6 +122,10 @@ class ContentReader:
             if not self.allow_bare_line_endings and (b"\n" in dropped or b"\r" in dropped):
                 self._fail("bare-line-ending")
             self._fail("line-length")
+            # A leading dot at a line start is transparency (the line holds
+            # no CRLF, so it is not the terminator): not content.
+            stuffed = 1 if not self._mid_line and dropped[:1] == b"." else 0
+            self._count(len(dropped) - stuffed)
             pos = len(buf) - 1
             self._mid_line = True
         return pos, False
@@ -123,13 +150,15 @@ class ContentReader:
             max(map(len, piece.split(b"\r\n"))) > _MAX_LINE_CONTENT
         ):
             self._fail("line-length")
+        self._count(len(piece))
         if self._failures:
             return  # lost already; the rules are still checked, nothing is kept
-        self.size += len(piece)
-        if self.max_size is not None and self.size > self.max_size:
-            self._fail("size")
-            return
         self._chunks.append(piece)
+
+    def _count(self, octets: int) -> None:
+        self.size += octets
+        if self.size > self.max_size + FINAL_CRLF_ALLOWANCE:
+            self._fail("size")
 
     def _fail(self, reason: str) -> None:
         self._failures.add(reason)

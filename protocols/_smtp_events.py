@@ -70,8 +70,10 @@ AUTH_LINE_LIMIT = 12288
 TEXT_LINE_LIMIT = 1000
 
 #: Default fixed maximum message size (RFC 1870), in octets of unstuffed
-#: message content including CRLFs.  32 MiB is what CPython's smtpd used
-#: (``DATA_SIZE_DEFAULT``); advertised as ``SIZE 33554432`` in EHLO.
+#: message content including CRLFs, except the CRLF that ends the last line
+#: (see :mod:`protocols._smtp_content`).  32 MiB is what CPython's smtpd used
+#: (``DATA_SIZE_DEFAULT``); advertised as ``SIZE 33554432`` in EHLO.  The
+#: limit is always an int: it also bounds the memory one message may hold.
 DEFAULT_MAX_MESSAGE_SIZE = 33_554_432
 
 #: RFC 5321 §4.5.3.1.8: "The minimum total number of recipients that MUST be
@@ -82,9 +84,12 @@ MIN_RECIPIENTS = 100
 #: "452 4.5.3 Too many recipients" (RFC 5321 §4.5.3.1.10).
 DEFAULT_MAX_RECIPIENTS = 1000
 
-#: After this many error replies (5xx/4xx to the client's own mistakes) on one
-#: connection, the machine answers "421" and asks to close: a peer spewing
-#: garbage costs the server one bounded burst, not an endless dialogue.
+#: After this many syntax or sequence error replies (500, 501, 502, 503, 504,
+#: 555: ``protocols._smtp.COUNTED_ERRORS``) on one connection, the machine
+#: answers "421" and asks to close: a peer spewing garbage costs the server
+#: one bounded burst, not an endless dialogue.  Policy refusals of
+#: well-formed commands (452 too many recipients, 553, 530, 538, 552...) do
+#: not count: a client may meet any number of them and go on.
 DEFAULT_MAX_ERRORS = 50
 
 
@@ -238,7 +243,8 @@ class MessageRefused(Event):
 
     ``reason`` is one of ``"size"`` (over the maximum message size, 552),
     ``"line-length"`` (a text line over 1000 octets, 500) or
-    ``"bare-line-ending"`` (a CR or LF not part of a CRLF, 554).
+    ``"bare-line-ending"`` (a CR or LF not part of a CRLF, 554); when
+    several apply, the first in that order.
     """
 
     reason: str

@@ -377,7 +377,10 @@ class SMTPServer(StreamServerBase):
     :param auth_mechanisms: SASL mechanisms to offer (PLAIN, LOGIN).
     :param auth_required: refuse MAIL with 530 until the client authenticated.
     :param tls_required: refuse MAIL with 530 until TLS is active.
-    :param max_message_size: fixed maximum size (RFC 1870), ``None`` for none.
+    :param max_message_size: fixed maximum message size in octets (RFC 1870),
+        an ``int`` (``TypeError`` for ``None``: content is held in memory, so
+        there is always a limit).  The CRLF that ends the last line is not
+        counted, so ``smtplib`` can send a message of exactly this size.
     :param max_recipients: recipients per message (at least 100).
     :param allow_bare_line_endings: accept bare CR/LF in content instead of
         refusing the message with 554.
@@ -404,7 +407,7 @@ class SMTPServer(StreamServerBase):
         auth_over_plaintext: bool = False,
         auth_required: bool = False,
         tls_required: bool = False,
-        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_recipients: int = DEFAULT_MAX_RECIPIENTS,
         allow_bare_line_endings: bool = False,
         **kwargs: Any,
@@ -537,6 +540,10 @@ class TestSMTPServer(SMTPServer):
     ``"\\n"`` and no final newline, as
     ``smtpd.SMTPChannel`` built it with ``decode_data=True``.  ``sockmap``
     is accepted and ignored (there is no asyncore map: the reactor serves).
+
+    Like smtpd, it accepts bare CR and bare LF in the content and passes them
+    on unchanged (it is built with ``allow_bare_line_endings=True``); the
+    content still ends only at ``CRLF . CRLF``, so nothing can be smuggled.
     """
 
     __test__ = False
@@ -549,7 +556,12 @@ class TestSMTPServer(SMTPServer):
         sockmap: Any,
     ) -> None:
         self._compat_handler = handler
-        super().__init__(addr, self._process_message, poll_interval=poll_interval)
+        super().__init__(
+            addr,
+            self._process_message,
+            poll_interval=poll_interval,
+            allow_bare_line_endings=True,  # smtpd delivered them unchanged
+        )
 
     def _process_message(self, envelope: Envelope) -> None:
         text = envelope.data.decode("utf-8", "surrogateescape")

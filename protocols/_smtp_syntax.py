@@ -18,10 +18,11 @@ __all__ = [
     "format_reply",
     "parse_mail_parameters",
     "parse_path",
+    "split_sp",
 ]
 
 _ENHANCED_RE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?= |$)")
-_SIZE_RE = re.compile(r"\d{1,20}")  # RFC 1870 §3: size-value ::= 1*20DIGIT
+_SIZE_RE = re.compile(r"[0-9]{1,20}")  # RFC 1870 §3: size-value ::= 1*20DIGIT (ASCII)
 
 
 def parse_path(arg: str, prefix: str) -> tuple[str, list[str]]:
@@ -31,10 +32,12 @@ def parse_path(arg: str, prefix: str) -> tuple[str, list[str]]:
     A space after the colon is tolerated (many clients send one); the angle
     brackets are required (RFC 5321 §4.1.2).  A source route
     (``<@a,@b:user@c>``) is accepted and dropped (§4.1.1.3: ignore it).
-    Raises :class:`RemoteProtocolError` (501) on a syntax error.
+    Parameters are separated by ASCII spaces only.  Raises
+    :class:`RemoteProtocolError` (501) on a syntax error.
     """
     plen = len(prefix)
-    if arg[:plen].upper() != prefix or arg[plen:].lstrip(" ")[:1] != "<":
+    head = arg[:plen]
+    if not head.isascii() or head.upper() != prefix or arg[plen:].lstrip(" ")[:1] != "<":
         raise _path_error(prefix)
     rest = arg[plen:].lstrip(" ")
     if '"' not in rest:
@@ -54,7 +57,17 @@ def parse_path(arg: str, prefix: str) -> tuple[str, list[str]]:
     after = rest[end + 1 :]
     if after and after[0] != " ":
         raise _path_error(prefix)
-    return address, after.split()
+    return address, split_sp(after)
+
+
+def split_sp(text: str) -> list[str]:
+    """Split ``text`` on runs of ASCII spaces (RFC 5321's ``SP``) only.
+
+    ``str.split()`` would also split on tabs and on Unicode whitespace
+    (``"\x85"``, ``"\xa0"``...), letting bytes no other SMTP parser treats
+    as separators delimit parameters here.
+    """
+    return [part for part in text.split(" ") if part]
 
 
 _BAD_ADDRESS_RE = re.compile(r"[<> \t]")
@@ -95,18 +108,22 @@ def parse_mail_parameters(params: list[str]) -> MailParameters:
     """Validate MAIL FROM parameters: SIZE= (RFC 1870), BODY=7BIT|8BITMIME
     (RFC 6152), SMTPUTF8 (RFC 6531), AUTH= (RFC 4954 §5, accepted as is).
 
-    Raises :class:`RemoteProtocolError`: 501 for a known keyword with a bad
-    value, 555 for an unknown keyword (RFC 5321 §4.1.1.11).
+    Keywords and values are matched in ASCII only (``"ſize"`` is not
+    ``SIZE``, although ``"ſ".upper() == "S"``).  Raises
+    :class:`RemoteProtocolError`: 501 for a known keyword with a bad value,
+    555 for an unknown keyword (RFC 5321 §4.1.1.11).
     """
     size: int | None = None
     body: str | None = None
     smtputf8 = False
     for param in params:
         key, eq, value = param.partition("=")
+        if not key.isascii():
+            raise RemoteProtocolError("MAIL FROM parameter not recognized", 555, "5.5.4")
         key = key.upper()
         if key == "SIZE" and eq and _SIZE_RE.fullmatch(value):
             size = int(value)
-        elif key == "BODY" and eq and value.upper() in ("7BIT", "8BITMIME"):
+        elif key == "BODY" and eq and value.isascii() and value.upper() in ("7BIT", "8BITMIME"):
             body = value.upper()
         elif key == "SMTPUTF8" and not eq:
             smtputf8 = True

@@ -355,6 +355,105 @@ class TestErrors(MachineTestCase):
         self.assertEqual([c for c, _ in reps], [220, 500, 500, Code.CLOSING])
         self.assertEqual(events, [Quit(reply_code=421)])
 
+    def test_policy_refusals_do_not_count_toward_max_errors(self) -> None:
+        # RFC 5321 §4.5.3.1.10: recipients past the limit get 452 and the
+        # transaction goes on with the accepted ones, however many there are.
+        rcpts = [b"RCPT TO:<r%d@example.com>\r\n" % i for i in range(160)]
+        events, reps = self.dialogue(
+            MAIL[:2] + rcpts + [b"DATA\r\n", b"x\r\n.\r\n", b"NOOP\r\n"],
+            max_recipients=100,
+            max_errors=3,
+        )
+        codes_ = [c for c, _ in reps]
+        self.assertEqual(codes_[3:103], [Code.OK] * 100)
+        self.assertEqual(codes_[103:163], [Code.TOO_MANY_RCPTS] * 60)
+        self.assertEqual(codes_[163:], [Code.START_DATA, Code.OK, Code.OK])
+        msg = events[-1]
+        assert isinstance(msg, MessageReceived)
+        self.assertEqual(len(msg.recipients), 100)
+        # Other refusals of well-formed commands: 553 (non-ASCII address
+        # without SMTPUTF8), 552 (declared SIZE), 530 (TLS/AUTH required),
+        # 538 (AUTH over plaintext), 554 (DATA without recipients).
+        addr = "j\u00f6rg@example.org".encode()
+        cases: list[tuple[bytes, int, dict[str, object]]] = [
+            (b"MAIL FROM:<" + addr + b">\r\n", Code.BAD_ADDRESS, {}),
+            (b"MAIL FROM:<a@b> SIZE=1001\r\n", Code.TOO_BIG, {"max_message_size": 1000}),
+            (b"MAIL FROM:<a@b>\r\n", Code.AUTH_REQUIRED, {"tls_required": True}),
+            (b"AUTH PLAIN\r\n", Code.ENCRYPTION_REQUIRED, {"auth_mechanisms": ("PLAIN",)}),
+        ]
+        for line, code, options in cases:
+            with self.subTest(line=line):
+                _, reps = self.dialogue(
+                    [b"EHLO x\r\n"] + [line] * 10 + [b"NOOP\r\n"], max_errors=3, **options
+                )
+                self.assertEqual([c for c, _ in reps], [220, 250] + [code] * 10 + [Code.OK])
+        _, reps = self.dialogue(MAIL[:2] + [b"DATA\r\n"] * 10 + [b"NOOP\r\n"], max_errors=3)
+        self.assertEqual([c for c, _ in reps][3:], [Code.FAILED] * 10 + [Code.OK])
+
+    def test_syntax_and_sequence_errors_count_toward_max_errors(self) -> None:
+        mistakes = [
+            b"FROB\r\n",  # 500
+            b"EHLO\r\n",  # 501
+            b"EXPN x\r\n",  # 502
+            b"DATA\r\n",  # 503
+            b"AUTH CRAM-MD5\r\n",  # 504
+            b"MAIL FROM:<a@b> RET=FULL\r\n",  # 555
+        ]
+        events, reps = self.dialogue(
+            [b"EHLO x\r\n", *mistakes, b"NOOP\r\n"],
+            max_errors=6,
+            auth_mechanisms=("PLAIN",),
+            auth_over_plaintext=True,
+        )
+        self.assertEqual(
+            [c for c, _ in reps], [220, 250, 500, 501, 502, 503, 504, 555, Code.CLOSING]
+        )
+        self.assertEqual(events[-1], Quit(reply_code=421))
+
+    def test_verbs_must_be_ascii_letters(self) -> None:
+        # "ı".upper() == "I" and "ſ".upper() == "S": without the ASCII check
+        # these would run as MAIL, RSET and QUIT.
+        for line in ("MA\u0131L FROM:<a@b>", "R\u017fET", "QU\u0131T", "NOOP\u00a0", "N0OP"):
+            with self.subTest(line=line):
+                events, reps = self.dialogue(
+                    [b"EHLO x\r\n", line.encode() + b"\r\n", b"RCPT TO:<c@d>\r\n"]
+                )
+                self.assertEqual([c for c, _ in reps], [220, 250, Code.UNRECOGNIZED, 503])
+                self.assertEqual(events, [Hello(command="EHLO", name="x")])
+
+    def test_arguments_split_on_ascii_space_only(self) -> None:
+        cases = {
+            # \x85 (NEL) and \xa0 (NBSP) are whitespace to str.split().
+            "MAIL FROM:<a@b> SIZE=10\x85BODY=8BITMIME": Code.SYNTAX,
+            "MAIL FROM:<a@b> SIZE=10\xa0": Code.SYNTAX,
+            "MAIL FROM:<a@b> BODY=8BITMIME\tSIZE=1": Code.SYNTAX,
+            # Keywords and values are ASCII: "ſ".upper() == "S", "ı".upper() == "I".
+            "MAIL FROM:<a@b> \u017fMTPUTF8": Code.PARAM_UNKNOWN,
+            "MAIL FROM:<a@b> BODY=8B\u0131TMIME": Code.SYNTAX,
+            "MAIL FROM:<a@b> SIZE=\u0661\u0662": Code.SYNTAX,  # Arabic-Indic digits
+            "RSET \xa0": Code.SYNTAX,
+            "AUTH PLAIN\xa0AGEAYg==": Code.BAD_PARAMETER,
+            "AUTH PLA\u0131N": Code.BAD_PARAMETER,
+        }
+        for line, code in cases.items():
+            with self.subTest(line=line):
+                _, reps = self.dialogue(
+                    [b"EHLO x\r\n", line.encode() + b"\r\n", b"NOOP\r\n"],
+                    auth_mechanisms=("PLAIN",),
+                    auth_over_plaintext=True,
+                )
+                self.assertEqual([c for c, _ in reps], [220, 250, code, Code.OK])
+        _, reps = self.dialogue(
+            MAIL[:2] + ["RCPT TO:<c@d> \xa0\r\n".encode(), b"RCPT TO:<c@d>  \r\n"]
+        )
+        self.assertEqual([c for c, _ in reps][-2:], [Code.PARAM_UNKNOWN, Code.OK])
+        events, reps = self.dialogue(
+            [b"EHLO x\r\n", b"MAIL FROM:<a@b>  SIZE=10   BODY=8BITMIME \r\n"]
+        )
+        mail = events[-1]
+        assert isinstance(mail, MailFromProposed)
+        self.assertEqual((mail.size, mail.body), (10, "8BITMIME"))
+
     def test_error_classes_carry_reply_codes(self) -> None:
         m = SMTPServerConnection()
         with self.assertRaises(LocalProtocolError) as cm:
@@ -376,6 +475,10 @@ class TestErrors(MachineTestCase):
         ):
             with self.subTest(kwargs=kwargs), self.assertRaises(ValueError):
                 SMTPServerConnection(**kwargs)  # type: ignore[arg-type]
+        # Content is held in memory: there is no "no limit".
+        for size in (None, 10.5, "1000", True):
+            with self.subTest(max_message_size=size), self.assertRaises(TypeError):
+                SMTPServerConnection(max_message_size=size)  # type: ignore[arg-type]
 
 
 class TestLimits(MachineTestCase):
@@ -460,6 +563,44 @@ class TestLimits(MachineTestCase):
         assert isinstance(refused, MessageRefused)
         self.assertEqual((refused.reason, refused.reply_code), ("size", 552))
 
+    def test_final_crlf_is_not_counted_in_the_size(self) -> None:
+        # smtplib declares SIZE=len(message), then adds the CRLF that must end
+        # the last line before "."; that CRLF is not counted, so a message of
+        # exactly the limit passes MAIL and DATA alike.  Transparency dots are
+        # not counted either (RFC 1870 §4).
+        crlf = b"\r\n"
+        cases = [
+            (b"a" * 99 + crlf + b"b" * 99, True),  # 200 octets, CRLF added when sent
+            (b"a" * 99 + crlf + b"b" * 97 + crlf, True),  # 200 with its final CRLF
+            (b"a" * 99 + crlf + b"b" * 99 + crlf, True),  # 200 before its final CRLF
+            (b"." + b"a" * 98 + crlf + b"." * 99, True),  # 200, 202 on the wire
+            (b"a" * 99 + crlf + b"b" * 100, False),  # 201
+            (b"a" * 99 + crlf + b"b" * 100 + crlf, False),  # 201 before its final CRLF
+            (b"." + b"a" * 99 + crlf + b"." * 99, False),  # 201
+        ]
+        for greeting in (b"EHLO x\r\n", b"HELO x\r\n"):  # with SIZE= and without
+            for body, delivered in cases:
+                with self.subTest(greeting=greeting, body=body):
+                    if not body.endswith(crlf):
+                        body += crlf
+                    stuffed = b"".join(
+                        b"." + line if line[:1] == b"." else line
+                        for line in body.splitlines(keepends=True)
+                    )
+                    events, reps = self.dialogue(
+                        [greeting, *MAIL[1:], b"DATA\r\n", stuffed, b".\r\n"],
+                        max_message_size=200,
+                    )
+                    if delivered:
+                        msg = events[-1]
+                        assert isinstance(msg, MessageReceived)
+                        self.assertEqual(msg.data, body)
+                    else:
+                        self.assertEqual(reps[-1][0], Code.TOO_BIG)
+                        refused = events[-1]
+                        assert isinstance(refused, MessageRefused)
+                        self.assertEqual(refused.reason, "size")
+
     def test_size_limit_bounds_memory(self) -> None:
         m, _, _ = feed(MAIL + [b"DATA\r\n"], max_message_size=10_000)
         for _ in range(150):
@@ -521,18 +662,44 @@ class TestSmuggling(MachineTestCase):
 
     def test_verdict_does_not_depend_on_the_split(self) -> None:
         # A too-long line first, a bare LF later: every feeding mode (see
-        # dialogue()) must give the same reason, the first by priority.
+        # dialogue()) must give the same reason, the first by priority:
+        # size, then line length, then bare line ending.
         content = b"x" * 1500 + b"\r\n" + b"a\nb\r\n" + b"z" * 2000 + b"\r\n.\r\n"
-        events, reps = self.dialogue(MAIL + [b"DATA\r\n", content], max_message_size=1000)
-        refused = events[-1]
-        assert isinstance(refused, MessageRefused)
-        self.assertEqual(refused.reason, "bare-line-ending")
-        events, _ = self.dialogue(
-            MAIL + [b"DATA\r\n", b"q" * 1500 + b"\r\n.\r\n"], max_message_size=1000
-        )
-        refused = events[-1]
-        assert isinstance(refused, MessageRefused)
-        self.assertEqual(refused.reason, "line-length")
+        cases = [
+            (content, 1000, "size", Code.TOO_BIG),
+            (content, 10_000, "line-length", Code.UNRECOGNIZED),
+            (b"a\nb\r\n" + b"z" * 900 + b"\r\n.\r\n", 800, "size", Code.TOO_BIG),
+            (b"a\nb\r\n" + b"z" * 900 + b"\r\n.\r\n", 1000, "bare-line-ending", Code.FAILED),
+            # Only the dropped head of an endless line takes it over the limit.
+            (b"q" * 1500 + b"\r\n.\r\n", 1400, "size", Code.TOO_BIG),
+            (b"q" * 1500 + b"\r\n.\r\n", 1500, "line-length", Code.UNRECOGNIZED),
+        ]
+        for data, limit, reason, code in cases:
+            with self.subTest(limit=limit, reason=reason):
+                events, reps = self.dialogue(MAIL + [b"DATA\r\n", data], max_message_size=limit)
+                refused = events[-1]
+                assert isinstance(refused, MessageRefused)
+                self.assertEqual((refused.reason, refused.reply_code), (reason, code))
+                self.assertEqual(reps[-1][0], code)
+
+    def test_refusal_reason_same_for_random_splits(self) -> None:
+        # The transparency dot of an over-long line is not counted, whether
+        # the line is dropped as it arrives or seen whole: "." + 1001 octets
+        # + CRLF is 1001 octets of content once its final CRLF is left out.
+        line = b"." + b"w" * 1001 + b"\r\n"
+        data = b"".join(MAIL) + b"DATA\r\n" + line + b".\r\nNOOP\r\n"
+        rng = random.Random(1870)
+        for limit, reason in ((1000, "size"), (1001, "line-length")):
+            _, events0, out0 = feed([data], max_message_size=limit)
+            refused = events0[-1]
+            assert isinstance(refused, MessageRefused)
+            self.assertEqual(refused.reason, reason)
+            for cuts in [list(range(1, len(data)))] + [
+                sorted(rng.sample(range(1, len(data)), rng.randint(1, 12))) for _ in range(100)
+            ]:
+                pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+                _, events, out = feed(pieces, max_message_size=limit)
+                self.assertEqual((events, out), (events0, out0), (limit, cuts))
 
     def test_bare_endings_kept_verbatim_when_allowed(self) -> None:
         content = b"a\nb\rc\n.\nd\r\n..e\r\n.\r\n"

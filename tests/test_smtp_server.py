@@ -43,6 +43,7 @@ class Code:
     START_DATA = 354
     CLOSING = 421
     TRY_LATER = 451
+    TOO_MANY_RCPTS = 452
     BAD_SEQUENCE = 503
     AUTH_REQUIRED = 530
     AUTH_FAILED = 535
@@ -201,6 +202,38 @@ class TestSmtplib(ServerTestCase):
         self.assertEqual((rej.code, rej.reason, rej.rcpt_tos), (552, "size", ("c@d",)))
         self.assertEqual(s.messages, [])
 
+    def test_message_of_exactly_the_size_limit(self) -> None:
+        # smtplib declares SIZE=len(msg) and then appends the CRLF that ends
+        # the last line: that CRLF is not counted against the limit.
+        s = self.server(max_message_size=1000)
+        exact = b"Subject: x\r\n\r\n" + b"y" * (1000 - 14)
+        with_crlf = b"Subject: z\r\n\r\n" + b"y" * (1000 - 16) + b"\r\n"
+        self.assertEqual((len(exact), len(with_crlf)), (1000, 1000))
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            self.assertEqual(c.sendmail("a@b.example", ["c@d.example"], exact), {})
+            self.assertEqual(c.sendmail("a@b.example", ["c@d.example"], with_crlf), {})
+            with self.assertRaises(smtplib.SMTPSenderRefused) as cm:
+                c.sendmail("a@b.example", ["c@d.example"], exact + b"y")
+            self.assertEqual(cm.exception.smtp_code, Code.TOO_BIG)
+        # Without a declared SIZE (HELO session), one octet more is refused
+        # after the data.
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            c.helo("x")
+            with self.assertRaises(smtplib.SMTPDataError) as cm2:
+                c.sendmail("a@b.example", ["c@d.example"], exact + b"y")
+            self.assertEqual(cm2.exception.smtp_code, Code.TOO_BIG)
+            self.assertEqual(c.sendmail("a@b.example", ["c@d.example"], exact), {})
+        self.assertEqual(
+            [e.data for e in s.wait_for_messages(3, TIMEOUT)],
+            [exact + b"\r\n", with_crlf, exact + b"\r\n"],
+        )
+        self.assertEqual([(r.code, r.reason) for r in s.rejected], [(552, "size")])
+
+    def test_max_message_size_must_be_an_int(self) -> None:
+        # Content is held in memory: there is no "no limit".
+        with self.assertRaises(TypeError):
+            SMTPServer(max_message_size=None)  # type: ignore[arg-type]
+
 
 class TestRejections(ServerTestCase):
     def test_recipient_rejected_with_chosen_code(self) -> None:
@@ -216,6 +249,21 @@ class TestRejections(ServerTestCase):
                 c.sendmail("a@b.example", ["nobody@x.example"], b"hi\r\n")
         env = s.wait_for_message(TIMEOUT)
         self.assertEqual(env.rcpt_tos, ("ok@x.example",))
+
+    def test_recipients_past_the_limit_get_452_and_the_rest_is_delivered(self) -> None:
+        # RFC 5321 §4.5.3.1.10: 452 for the extra recipients, and the
+        # message goes to the accepted ones; 452s are not "errors" that end
+        # the session (the error budget is 50).
+        s = self.server(max_recipients=100)
+        rcpts = [f"r{i}@example.com" for i in range(160)]
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            refused = c.sendmail("a@b.example", rcpts, b"Subject: many\r\n\r\nhi\r\n")
+            self.assertEqual(c.noop()[0], Code.OK)
+        self.assertEqual(sorted(refused), sorted(rcpts[100:]))
+        self.assertEqual({code for code, _ in refused.values()}, {Code.TOO_MANY_RCPTS})
+        env = s.wait_for_message(TIMEOUT)
+        self.assertEqual(env.rcpt_tos, tuple(rcpts[:100]))
+        self.assertEqual(env.data, b"Subject: many\r\n\r\nhi\r\n")
 
     def test_sender_rejected(self) -> None:
         def on_mail_from(address: str, options: list[str]) -> None:
@@ -603,6 +651,40 @@ class TestCompat(unittest.TestCase):
             server.stop()
         # smtplib appends the final CRLF; smtpd dropped it with the terminator.
         self.assertEqual(got, ["A: b\n\nl1\n.dot\n\nl3"])
+
+    def test_bare_line_endings_delivered_as_smtpd_did(self) -> None:
+        # smtpd (decode_data=True) delivered bare CR and LF unchanged, and so
+        # does TestSMTPServer; the end of data is still only CRLF.CRLF, so the
+        # "smuggled" message below is content of the first one.  Expected
+        # values are what CPython 3.11's smtpd.SMTPServer gave for these bytes.
+        cases = [
+            (b"a\nb\r\n.\r\n", "a\nb"),
+            (b"a\rb\r\n.\r\n", "a\rb"),
+            (b"a\nb\rc\r\n.d\n..e\r\n\r\n.\r\n", "a\nb\rc\nd\n..e\n"),
+            (
+                b"real\r\n\n.\nMAIL FROM:<evil@x>\r\nRCPT TO:<victim@y>\r\nDATA\r\nforged\r\n.\r\n",
+                "real\n\n.\nMAIL FROM:<evil@x>\nRCPT TO:<victim@y>\nDATA\nforged",
+            ),
+        ]
+        got: list[tuple[str, list[str], str]] = []
+        server = TestSMTPServer(
+            ("127.0.0.1", 0), lambda peer, mf, rcpts, data: got.append((mf, rcpts, data)), 0.001, {}
+        )
+        server.start()
+        try:
+            for content, _ in cases:
+                with RawClient(server.port) as c:
+                    c.send(b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+                    self.assertEqual(c.codes(5), [220, 250, 250, 250, 354])
+                    c.send(content)
+                    self.assertEqual(c.reply()[0], Code.OK)
+                    c.send(b"QUIT\r\n")
+                    self.assertEqual(c.reply()[0], Code.BYE)
+            server.wait_for_messages(len(cases), TIMEOUT)
+        finally:
+            server.stop()
+        self.assertEqual(got, [("a@b", ["c@d"], data) for _, data in cases])
+        self.assertEqual(server.rejected, [])
 
     def test_compat_surface(self) -> None:
         self.assertIs(TestSMTPServer.__test__, False)
