@@ -81,8 +81,11 @@ from ._http_events import (
 )
 from ._http_framing import CHUNKED, CLOSE, LENGTH, NONE, head_bytes, prepare_head
 from ._http_grammar import (
+    ABSOLUTE_FORM,
+    BARE_CR,
     CHUNK_LINE,
     DIGITS,
+    FORBIDDEN_TRAILERS,
     HEAD_END,
     PARSED_SECTIONS,
     REQUEST_LINE_STR,
@@ -277,13 +280,13 @@ class HTTP11Machine:
                 # +1: the line may end in CR before its LF.
                 if end - pos > limits.max_request_line + 1:
                     raise RemoteProtocolError("request line too long", status_hint=414)
-                return self._need_head(end)
+                return self._need_head(scan, end)
             self._line_end = lf
         m = HEAD_END.search(buf, scan if scan > self._line_end else self._line_end)
         if m is None:
             if end - self._line_end - 1 > limits.max_header_bytes:
                 raise RemoteProtocolError("header section too large", status_hint=431)
-            return self._need_head(end)
+            return self._need_head(scan, end)
         head_end = m.end()
         line_end = self._line_end
         if head_end - line_end - 1 > limits.max_header_bytes:
@@ -318,7 +321,12 @@ class HTTP11Machine:
         self.request = request
         return request
 
-    def _need_head(self, end: int) -> Signal:
+    def _need_head(self, scan: int, end: int) -> Signal:
+        # A CR not followed by LF can never be part of a valid head (RFC 9112
+        # §2.2): answer at once instead of waiting for a limit.  Only the
+        # octets not searched before are looked at.
+        if BARE_CR.search(self._buf, scan, end):
+            raise RemoteProtocolError("bare CR in the request head")
         if self._eof:
             raise RemoteProtocolError("connection closed inside a request head")
         # A terminator may straddle the next feed: rescan the last two octets.
@@ -333,8 +341,15 @@ class HTTP11Machine:
         hosts, lengths, codings, connection, expect = summary
         if request.method == "CONNECT":
             raise RemoteProtocolError("CONNECT is not implemented", status_hint=501)
-        if request.target == "*" and request.method != "OPTIONS":
-            raise RemoteProtocolError("asterisk-form target is only for OPTIONS")
+        # RFC 9112 §3.2: origin-form ("/..."), absolute-form ("scheme://..."),
+        # asterisk-form only for OPTIONS; authority-form is CONNECT's (501 above).
+        target = request.target
+        if target[0] != "/":
+            if target == "*":
+                if request.method != "OPTIONS":
+                    raise RemoteProtocolError("asterisk-form target is only for OPTIONS")
+            elif not ABSOLUTE_FORM.match(target):
+                raise RemoteProtocolError("request target is not in origin or absolute form")
         # RFC 9112 §3.2: exactly one Host in an HTTP/1.1 request.
         if hosts > 1 or (http11 and hosts == 0):
             raise RemoteProtocolError("an HTTP/1.1 request needs exactly one Host field")
@@ -432,21 +447,33 @@ class HTTP11Machine:
         return line
 
     def _read_chunked(self) -> Data | EndOfMessage | Signal:
+        """Decode chunked framing from the buffer.
+
+        The data of consecutive chunks already buffered is returned as one
+        :class:`Data` (at most what is buffered: a read of many small
+        chunks costs one event, not one per chunk); it is returned when
+        the buffer runs dry or the last chunk is reached.  Every chunk-size
+        line and chunk end is still checked, and an error found after some
+        data raises at once (the data is dropped with the request).
+        """
         limits = self.limits
+        pieces: list[bytes] = []
         while True:
             phase = self._chunk_phase
             if phase == _C_DATA:
                 data = self._take()
                 if data is None:
-                    return NEED_DATA
+                    break
                 self._recv_left -= len(data)
                 if self._recv_left == 0:
                     self._chunk_phase = _C_DATA_END
-                return Data(data=data)
-            if phase == _C_SIZE:
+                pieces.append(data)
+                if self._pos >= len(self._buf):
+                    break  # nothing more buffered (and _take may have cleared it)
+            elif phase == _C_SIZE:
                 line = self._line(limits.max_chunk_line, "chunk-size line", 400)
                 if line is None:
-                    return NEED_DATA
+                    break
                 m = CHUNK_LINE.fullmatch(line)
                 if m is None:
                     raise RemoteProtocolError("invalid chunk-size line")
@@ -456,29 +483,41 @@ class HTTP11Machine:
                 self._recv_total += size
                 self._recv_left = size
                 self._chunk_phase = _C_DATA if size else _C_TRAILER
+                if not size and pieces:
+                    break  # the data first; the trailer section on the next call
             elif phase == _C_DATA_END:
                 buf = self._buf
                 if len(buf) - self._pos < 2:
                     if self._eof:
                         raise RemoteProtocolError("connection closed inside the request body")
-                    return NEED_DATA
+                    break
                 if buf[self._pos : self._pos + 2] != b"\r\n":
                     raise RemoteProtocolError("chunk data not followed by CRLF")
                 self._pos += 2
                 self._scan = self._pos
                 self._chunk_phase = _C_SIZE
             else:  # _C_TRAILER: field lines, then an empty line (RFC 9112 §7.1.2)
+                if pieces:
+                    break  # unreachable (the size-0 line breaks first); kept for safety
                 start = self._pos
                 limit = limits.max_header_bytes - self._trailer_bytes
                 line = self._line(limit, "trailer section", 431)
                 if line is None:
-                    return NEED_DATA
+                    break
                 self._trailer_bytes += self._pos - start
                 if not line:
                     return self._end_of_request(tuple(self._trailers))
                 if len(self._trailers) >= limits.max_header_fields:
                     raise RemoteProtocolError("too many trailer fields", status_hint=431)
-                self._trailers.extend(parse_fields([line], 0))
+                fields = parse_fields([line], 0)
+                if fields[0][0].lower() in FORBIDDEN_TRAILERS:
+                    # RFC 9110 §6.5.1: framing, routing, control and
+                    # authentication fields must not come as trailers.
+                    raise RemoteProtocolError(f"field not allowed in a trailer: {fields[0][0]}")
+                self._trailers.extend(fields)
+        if pieces:
+            return Data(data=pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        return NEED_DATA
 
     def _end_of_request(self, trailers: Headers) -> EndOfMessage:
         self._their(EndOfMessage)
@@ -523,7 +562,12 @@ class HTTP11Machine:
                 if not self._expect_pending:
                     return  # not expected, or already sent: nothing to say
                 self._expect_pending = False
-            self._out += head_bytes(event.status_code, event.reason, event.headers)
+            # RFC 9110 §8.6, RFC 9112 §6.1: no framing fields in a 1xx.
+            fields = tuple(
+                (n, v) for n, v in event.headers
+                if n.lower() not in ("content-length", "transfer-encoding")
+            )
+            self._out += head_bytes(event.status_code, event.reason, fields)
         self.our_state = nxt
         self._settle()
 
@@ -554,7 +598,9 @@ class HTTP11Machine:
             check_reason(reason)
         if not isinstance(body, bytes):
             body = bytes(body)
-        expect_close = self._expect_pending and self.their_state is _SEND_BODY
+        # Decided before the head is built (and memoized): the connection
+        # closes when a 100 Continue is owed or the request body is unread.
+        expect_close = self._expect_pending or self.their_state is _SEND_BODY
         key = None
         prepared = None
         if type(headers) is tuple:
@@ -589,9 +635,7 @@ class HTTP11Machine:
             out += b"0\r\n\r\n"
         self._expect_pending = False
         self._send_mode = mode
-        if self.their_state is _SEND_BODY or mode == _CLOSE:
-            keep_alive = False  # request body unread, or body ends at close
-        self._keep_alive = keep_alive
+        self._keep_alive = keep_alive  # False (and said so) if the request body is unread
         self.our_state = transition(OUR_TRANSITIONS, nxt, EndOfMessage)
         self._settle()
 
@@ -645,7 +689,7 @@ class HTTP11Machine:
         head, mode, left, keep_alive = prepare_head(
             event.status_code, event.reason, event.headers, None,
             keep_alive=self._keep_alive, http11=self._http11, is_head=self._is_head,
-            expect_close=self._expect_pending and self.their_state is _SEND_BODY,
+            expect_close=self._expect_pending or self.their_state is _SEND_BODY,
             validate=False,
         )
         self._expect_pending = False

@@ -53,8 +53,16 @@ def prepare_head(
     *keep_alive* is the request's persistence, *http11* whether the client
     speaks 1.1, *is_head* whether it asked with HEAD, *expect_close* whether a
     ``100 Continue`` is owed for a body still unsent (then the connection
-    closes after this response, RFC 9110 §10.1.1).  With *body_length* (a
-    complete body) a missing Content-Length is added.
+    closes after this response, RFC 9110 §10.1.1) or the request body is
+    still unread: either way the connection closes after this response.
+    With *body_length* (a complete body) a missing Content-Length is added.
+
+    Connection fields are merged into one, at the place of the first: their
+    options other than ``close`` and ``keep-alive``, then ``close`` when
+    the connection will not be reused (replacing a handler's
+    ``keep-alive``), else ``keep-alive`` for an HTTP/1.0 client or when the
+    handler said it.  A 204 response never carries Content-Length or
+    Transfer-Encoding (given ones are dropped).
 
     Returns ``(head bytes, framing mode, Content-Length, keep_alive)``.
     Raises :class:`LocalProtocolError`.
@@ -62,7 +70,12 @@ def prepare_head(
     out = [f"HTTP/1.1 {status} {reason or reason_phrase(status)}\r\n"]
     length = -1
     chunked = False
-    has_connection = False
+    # Connection fields are merged into one, written where the first was:
+    # its options other than close/keep-alive, then the machine's verdict.
+    conn_at = -1
+    conn_options: list[str] = []
+    said_keep_alive = False
+    no_body = status in NO_BODY_STATUSES
     checked = _CHECKED_FIELDS
     for pair in headers:
         name, value = pair
@@ -86,21 +99,34 @@ def prepare_head(
         if lname == "content-length":
             if length >= 0 or not DIGITS.fullmatch(value):
                 raise LocalProtocolError(f"invalid Content-Length {value!r}")
+            if status == 204:
+                continue  # RFC 9110 §8.6: never in a 204
             length = int(value)
         elif lname == "transfer-encoding":
             if value.strip().lower() != "chunked":
                 raise LocalProtocolError("only Transfer-Encoding: chunked can be framed")
+            if status == 204:
+                continue  # RFC 9112 §6.1: never in a 204
             chunked = True
         elif lname == "connection":
-            has_connection = True
-            if "close" in (v.strip().lower() for v in value.split(",")):
-                keep_alive = False
+            for option in value.split(","):
+                option = option.strip(" \t")
+                low = option.lower()
+                if low == "close":
+                    keep_alive = False
+                elif low == "keep-alive":
+                    said_keep_alive = True
+                elif option and low not in (o.lower() for o in conn_options):
+                    conn_options.append(option)
+            if conn_at < 0:
+                conn_at = len(out)
+                out.append("")  # the merged field goes here
+            continue
         out.append(f"{name}: {value}\r\n")
     if length >= 0 and chunked:
         raise LocalProtocolError("both Content-Length and Transfer-Encoding")
     if chunked and not http11:
         raise LocalProtocolError("cannot send Transfer-Encoding to an HTTP/1.0 client")
-    no_body = status in NO_BODY_STATUSES
     if length < 0 and body_length is not None and not chunked and not no_body:
         length = body_length
         out.append(f"Content-Length: {length}\r\n")
@@ -117,13 +143,21 @@ def prepare_head(
         mode = CLOSE  # RFC 9112 §6.3 item 8: the body ends at close
         keep_alive = False
     if expect_close:
-        # The client was told nothing; whether it now sends the body or
-        # not is its choice (RFC 9110 §10.1.1): close after this response.
+        # The connection closes after this response whatever the handler
+        # said: a 100 Continue is owed (the client was told nothing; whether
+        # it now sends the body is its choice, RFC 9110 §10.1.1), or the
+        # request body is still unread (its end is unknown).
         keep_alive = False
+    # RFC 9112 §9.6: a response after which the server closes says so.  A
+    # handler's "keep-alive" is replaced by "close" then.
     if not keep_alive:
-        if not has_connection:
-            out.append("Connection: close\r\n")
-    elif not http11:
-        out.append("Connection: keep-alive\r\n")
+        conn_options.append("close")
+    elif not http11 or said_keep_alive:
+        conn_options.append("keep-alive")
+    field = f"Connection: {', '.join(conn_options)}\r\n" if conn_options else ""
+    if conn_at >= 0:
+        out[conn_at] = field
+    elif field:
+        out.append(field)
     out.append("\r\n")
     return "".join(out).encode("latin-1"), mode, max(length, 0), keep_alive

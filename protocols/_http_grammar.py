@@ -14,7 +14,10 @@ from typing import Final
 from ._http_events import Headers, RemoteProtocolError
 
 __all__ = [
+    "ABSOLUTE_FORM",
+    "BARE_CR",
     "CHUNK_LINE",
+    "FORBIDDEN_TRAILERS",
     "DIGITS",
     "FIELD_BLOCK_STR",
     "FIELD_LINE",
@@ -34,7 +37,8 @@ __all__ = [
 # RFC 9110 §5.6.2: token = 1*tchar.
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 # RFC 9112 §3: method SP request-target SP HTTP-version, single spaces only;
-# the target is any visible ASCII (its form is checked by the machine).
+# the target is any visible ASCII here; its form (RFC 9112 §3.2) is checked
+# by HTTP11Machine._analyse with ABSOLUTE_FORM below.
 REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
 # RFC 9110 §5.5: field-content; no CTL but HTAB, trimmed of OWS (RFC 9112 §5).
 _VALUE = rb"(?:[\x21-\x7e\x80-\xff](?:[\t \x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
@@ -61,6 +65,21 @@ FIELD_BLOCK_STR = re.compile(rf"(?:{_TOKEN_S}:[\t\x20-\x7e\x80-\xff]*\r?\n)*")
 FIELD_PAIRS_STR = re.compile(rf"({_TOKEN_S}):([\t\x20-\x7e\x80-\xff]*)\r?\n")
 # The end of a header section: a line end followed by an empty line.
 HEAD_END = re.compile(rb"\n\r?\n")
+# RFC 9112 §3.2.2: absolute-form, as "scheme://..." (RFC 3986 §3.1 scheme).
+ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+# A CR not followed by LF: never valid in a request head (RFC 9112 §2.2).
+BARE_CR = re.compile(rb"\r[^\n]")
+#: Fields refused (400) in a request's trailer section (RFC 9110 §6.5.1):
+#: message framing, routing, request modifiers (controls, conditionals,
+#: range), authentication, hop-by-hop connection control and content format.
+FORBIDDEN_TRAILERS: Final = frozenset({
+    "content-length", "transfer-encoding", "trailer", "te", "host",
+    "connection", "keep-alive", "proxy-connection", "upgrade",
+    "expect", "max-forwards", "cache-control", "pragma", "range",
+    "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range",
+    "authorization", "proxy-authorization", "cookie",
+    "content-encoding", "content-type", "content-range",
+})
 # RFC 9110 §8.6: Content-Length = 1*DIGIT (ASCII digits only, unlike str.isdigit).
 DIGITS = re.compile(r"[0-9]+")
 

@@ -827,5 +827,185 @@ class ExpectContinueTests(unittest.TestCase):
             self.assertEqual(m.data_to_send(), b"")
 
 
+class ReviewFixMachineTests(unittest.TestCase):
+    """Regressions from the HTTP review (items 2, 3, 6, 7, 8, 9)."""
+
+    def test_target_form(self) -> None:
+        # RFC 9112 §3.2: origin-form, absolute-form, "*" for OPTIONS only.
+        for target in (b"foo", b"x:80", b"example.com", b"http:/x", b"*/"):
+            with self.subTest(target=target):
+                m = HTTP11Machine()
+                m.receive_data(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n")
+                with self.assertRaises(RemoteProtocolError) as cm:
+                    m.next_event()
+                self.assertEqual(cm.exception.status_hint, BAD_REQUEST)
+        for line in (b"GET / HTTP/1.1", b"GET /a?b HTTP/1.1", b"GET http://h/a HTTP/1.1",
+                     b"GET svn+ssh://h HTTP/1.1", b"OPTIONS * HTTP/1.1"):
+            with self.subTest(line=line):
+                m = HTTP11Machine()
+                m.receive_data(line + b"\r\nHost: h\r\n\r\n")
+                self.assertIsInstance(m.next_event(), Request)
+        m = HTTP11Machine()
+        m.receive_data(b"GET * HTTP/1.1\r\nHost: h\r\n\r\n")
+        with self.assertRaises(RemoteProtocolError):
+            m.next_event()
+
+    def test_bare_cr_before_final_crlf_is_400_at_once(self) -> None:
+        for data in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\r\n",
+                     b"GET / HTTP/1.1\r\nHost: x\rY: z\r\n",
+                     b"GET / HTTP/1.1\r\nHost: x\r\n\r\r"):
+            for mode in MODES:
+                with self.subTest(data=data, mode=mode):
+                    m = HTTP11Machine()
+                    with self.assertRaises(RemoteProtocolError) as cm:
+                        feed(m, data, mode)  # no EOF: the error must not wait for one
+                    self.assertEqual(cm.exception.status_hint, BAD_REQUEST)
+                    self.assertIn(b"Connection: close", m.data_to_send())
+        # A CR at the very end of what arrived may still be followed by LF.
+        m = HTTP11Machine()
+        m.receive_data(b"GET / HTTP/1.1\r")
+        self.assertIs(m.next_event(), NEED_DATA)
+        m.receive_data(b"\nHost: x\r")
+        self.assertIs(m.next_event(), NEED_DATA)
+        m.receive_data(b"\n\r")
+        self.assertIs(m.next_event(), NEED_DATA)
+        m.receive_data(b"\n")
+        self.assertIsInstance(m.next_event(), Request)
+
+    def test_forbidden_trailer_fields_rejected(self) -> None:
+        head = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
+        for field in (b"Content-Length: 5", b"Transfer-Encoding: chunked", b"Host: evil",
+                      b"content-type: text/html", b"Authorization: x", b"Trailer: X",
+                      b"Connection: close", b"TE: trailers"):
+            for mode in MODES:
+                with self.subTest(field=field, mode=mode):
+                    m = HTTP11Machine()
+                    with self.assertRaises(RemoteProtocolError) as cm:
+                        feed(m, head + b"X-Ok: 1\r\n" + field + b"\r\n\r\n", mode)
+                    self.assertEqual(cm.exception.status_hint, BAD_REQUEST)
+        m = HTTP11Machine()
+        events = feed(m, head + b"X-Checksum: 1\r\nServer-Timing: a\r\n\r\n", "whole")
+        self.assertEqual(events[-1], EndOfMessage(trailers=(("X-Checksum", "1"),
+                                                            ("Server-Timing", "a"))))
+
+    def test_chunk_data_merged_into_one_event_per_call(self) -> None:
+        n = 10_000
+        body = b"".join(b"1\r\n%c\r\n" % (65 + i % 26) for i in range(n))
+        m = HTTP11Machine()
+        m.receive_data(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       + body + b"0\r\nX-T: 1\r\n\r\n" + TRAILING)
+        self.assertIsInstance(m.next_event(), Request)
+        ev = m.next_event()
+        self.assertEqual(ev, Data(data=bytes(65 + i % 26 for i in range(n))))
+        self.assertEqual(m.next_event(), EndOfMessage(trailers=(("X-T", "1"),)))
+        self.assertIs(m.next_event(), PAUSED)
+        self.assertEqual(m.buffered, len(TRAILING))
+
+    def test_chunk_merge_bounded_by_buffer(self) -> None:
+        m = HTTP11Machine()
+        m.receive_data(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       b"2\r\nab\r\n3\r\ncd")
+        self.assertIsInstance(m.next_event(), Request)
+        self.assertEqual(m.next_event(), Data(data=b"abcd"))
+        self.assertIs(m.next_event(), NEED_DATA)
+        m.receive_data(b"e\r\n1\r\nf\r\n")
+        self.assertEqual(m.next_event(), Data(data=b"ef"))
+        self.assertIs(m.next_event(), NEED_DATA)
+        m.receive_data(b"0\r\n\r\n")
+        self.assertEqual(m.next_event(), EndOfMessage())
+
+    def test_chunk_merge_keeps_errors_and_limits(self) -> None:
+        head = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+        cases = (
+            (b"1\r\na\r\n1\r\nbX\r\n0\r\n\r\n", BAD_REQUEST),  # chunk overrun
+            (b"1\r\na\r\n1\nb\r\n0\r\n\r\n", BAD_REQUEST),  # bare LF in a size line
+            (b"1\r\na\r\nz\r\nb\r\n0\r\n\r\n", BAD_REQUEST),  # bad size
+            (b"4\r\nabcd\r\n4\r\nefgh\r\n4\r\nijkl\r\n0\r\n\r\n", CONTENT_TOO_LARGE),
+        )
+        for body, status in cases:
+            for mode in MODES:
+                with self.subTest(body=body, mode=mode):
+                    m = HTTP11Machine(limits=HTTPLimits(max_body_size=10))
+                    with self.assertRaises(RemoteProtocolError) as cm:
+                        feed(m, head + body, mode)
+                    self.assertEqual(cm.exception.status_hint, status)
+
+    def test_handler_keep_alive_replaced_by_close(self) -> None:
+        # Item 3a: the request says close, or is HTTP/1.0 without keep-alive.
+        for request in (get(extra=b"Connection: close\r\n"), get(version=b"1.0")):
+            for streamed in (False, True):
+                with self.subTest(request=request, streamed=streamed):
+                    m = HTTP11Machine()
+                    feed(m, request, "whole")
+                    headers = (("Connection", "keep-alive"), ("X-A", "1"))
+                    if streamed:
+                        m.send_response(OK, headers + (("Content-Length", "2"),))
+                        m.send(Data(data=b"ok"))
+                        m.send(EndOfMessage())
+                    else:
+                        m.send_response(OK, headers, b"ok")
+                    out = m.data_to_send()
+                    self.assertEqual(out.count(b"Connection"), 1, out)
+                    self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\nConnection: close\r\n"),
+                                    out)
+                    self.assertNotIn(b"keep-alive", out)
+                    self.assertTrue(m.close_after_send)
+
+    def test_connection_fields_merged(self) -> None:
+        m = HTTP11Machine()
+        feed(m, get(version=b"1.0", extra=b"Connection: keep-alive\r\n"), "whole")
+        m.send_response(OK, [("Connection", "keep-alive"), ("Connection", "X-Hop")], b"x")
+        out = m.data_to_send()
+        self.assertIn(b"\r\nConnection: X-Hop, keep-alive\r\n", out)
+        self.assertEqual(out.count(b"Connection"), 1)
+        self.assertFalse(m.close_after_send)
+        feed(m, get(extra=b"Connection: close\r\n"), "whole")
+        m.send_response(OK, [("Connection", "X-Hop, Keep-Alive")], b"x")
+        out = m.data_to_send()
+        self.assertIn(b"\r\nConnection: X-Hop, close\r\n", out)
+        self.assertTrue(m.close_after_send)
+
+    def test_answer_before_body_says_close(self) -> None:
+        # Item 3b: answered while the request body is unread (on_head), with
+        # or without Expect: the head itself must carry Connection: close,
+        # also when an identical head was memoized on a persistent cycle.
+        for expect in (b"", b"Expect: 100-continue\r\n"):
+            for streamed in (False, True):
+                with self.subTest(expect=expect, streamed=streamed):
+                    warm = HTTP11Machine()
+                    feed(warm, get(), "whole")
+                    warm.send_response(413, [], b"no")
+                    self.assertNotIn(b"Connection", warm.data_to_send())
+                    m = HTTP11Machine()
+                    m.receive_data(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n"
+                                   + expect + b"\r\nabc")
+                    self.assertIsInstance(m.next_event(), Request)
+                    if streamed:
+                        m.send_response(413, [("Content-Length", "2")])
+                        m.send(Data(data=b"no"))
+                        m.send(EndOfMessage())
+                    else:
+                        m.send_response(413, [], b"no")
+                    out = m.data_to_send()
+                    self.assertIn(b"\r\nConnection: close\r\n", out)
+                    self.assertTrue(m.close_after_send)
+
+    def test_no_content_length_on_204_or_1xx(self) -> None:
+        m = HTTP11Machine()
+        feed(m, get(), "whole")
+        m.send_response(204, [("Content-Length", "0")], b"")
+        out = m.data_to_send()
+        self.assertNotIn(b"Content-Length", out)
+        self.assertEqual(out, b"HTTP/1.1 204 No Content\r\n\r\n")
+        feed(m, get(), "whole")
+        m.send(InformationalResponse(status_code=103, headers=(("Content-Length", "0"),
+                                                                ("Link", "</a>"))))
+        m.send_response(204, [("Transfer-Encoding", "chunked")])
+        m.send(EndOfMessage())
+        out = m.data_to_send()
+        self.assertEqual(out, b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                              b"HTTP/1.1 204 No Content\r\n\r\n")
+
+
 if __name__ == "__main__":
     unittest.main()
