@@ -41,6 +41,8 @@ from typing import Any, Final, NamedTuple
 
 from reactor import (
     DEFAULT_WAIT_TIMEOUT,
+    WRITE_HIGH_WATER,
+    ReactorDied,
     StreamServerBase,
     StreamTransport,
     TimerHandle,
@@ -72,6 +74,11 @@ __all__ = [
 #: While a response is pending, reading from its connection pauses once this
 #: many bytes of further (pipelined) requests are buffered.
 PIPELINE_BUFFER_LIMIT: Final = 1024 * 1024
+
+#: Events one connection may process in one reactor pass before it yields
+#: to the other sockets (a flood of pipelined requests or tiny chunks on one
+#: connection must not stall every other server on the reactor).
+EVENTS_PER_PASS: Final = 64
 
 #: After an error response the server stops writing, keeps reading and
 #: discarding for up to this many seconds so the client can read the error
@@ -302,7 +309,9 @@ class _HTTPConnection:
         self._skip_body = False
         self._closed = False
         self._lingering = False
-        self._paused = False
+        self._paused = False  # reading paused: too many pipelined bytes
+        self._yielded = False  # reading paused: turn given to other sockets
+        self._write_paused = False  # replies wait for the client to read
         self._timer: TimerHandle | None = None
 
     # -- StreamProtocol --------------------------------------------------------
@@ -339,7 +348,43 @@ class _HTTPConnection:
         if reactor.in_reactor_thread():
             fn(*args)
         else:
-            reactor.call_soon_threadsafe(fn, *args)
+            try:
+                reactor.call_soon_threadsafe(fn, *args)
+            except ReactorDied:
+                pass  # stopped meanwhile: the response is dropped, as documented
+
+    # -- write back-pressure (called by the transport) -------------------------
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        if self._write_paused:
+            self._write_paused = False
+            if not self._in_process:
+                self._process()
+
+    def _update_reading(self) -> None:
+        t = self.transport
+        if t is None or self._closed or self._lingering:
+            return
+        if self._paused or self._yielded:
+            t.pause_reading()
+        else:
+            t.resume_reading()
+
+    def _yield_turn(self) -> None:
+        """Let the other sockets have this pass; carry on in the next one."""
+        t = self.transport
+        assert t is not None
+        if not self._yielded:
+            self._yielded = True
+            self._update_reading()
+        t._reactor.call_soon(self._resume_turn)
+
+    def _resume_turn(self) -> None:
+        if not self._closed and not self._in_process:
+            self._process()
 
     # -- the request loop ----------------------------------------------------------
 
@@ -358,7 +403,22 @@ class _HTTPConnection:
         t = self.transport
         assert t is not None
         next_event = m.next_event
+        budget = EVENTS_PER_PASS
         while self._pending is None and not self._closed:
+            if self._write_paused:
+                break  # resume_writing() carries on once the client reads
+            if len(m._out) + t.get_write_buffer_size() > WRITE_HIGH_WATER:
+                # Replies pile up faster than the client reads them: hand
+                # them to the transport (which pauses us if it cannot send
+                # them) and look again in the next pass, before answering
+                # any more pipelined requests.
+                self._flush()
+                self._yield_turn()
+                return
+            if budget == 0:
+                self._yield_turn()
+                break
+            budget -= 1
             try:
                 ev = next_event()
             except RemoteProtocolError as exc:
@@ -383,11 +443,14 @@ class _HTTPConnection:
                 if not self._skip_body:
                     self._body += ev.data
             elif ev is NEED_DATA:
+                if self._yielded:  # all caught up: read again
+                    self._yielded = False
+                    self._update_reading()
                 break
             elif ev is PAUSED:
                 if m.buffered > PIPELINE_BUFFER_LIMIT and not self._paused:
                     self._paused = True
-                    t.pause_reading()
+                    self._update_reading()
                 break
             else:  # ConnectionClosed
                 self._flush()
@@ -450,10 +513,28 @@ class _HTTPConnection:
         self._send_reply(reply)
         if self._paused:
             self._paused = False
-            assert self.transport is not None
-            self.transport.resume_reading()
+            self._update_reading()
         if not self._in_process:
             self._process()
+
+    def answer_pending_at_stop(self) -> None:
+        """At ``stop()``: a response still owed becomes a 503 (reactor thread)."""
+        token, request = self._pending, self._request
+        if token is None or self._closed:
+            return
+        if self._timer is not None:  # a Reply(delay=) that will never fire
+            self._timer.cancel()
+            self._timer = None
+        if request is not None:
+            with self.server._cond:
+                self.server.unanswered.append(request)
+        # A Responder's later send() finds the request answered and the
+        # connection closed: it is dropped, as documented.
+        self.respond(
+            token,
+            Reply(503, "503 Service Unavailable: the server stopped before the handler "
+                  "answered\n", (("Connection", "close"),)),
+        )
 
     def respond_raw(self, token: object, data: bytes) -> None:
         """Send a handler-made response verbatim, then close (reactor thread)."""
@@ -559,6 +640,9 @@ class HTTPServer(StreamServerBase):
         self.requests: list[HTTPRequest] = []
         #: Malformed or hostile requests that were refused (4xx/5xx sent).
         self.protocol_errors: list[RemoteProtocolError] = []
+        #: Requests still waiting for a late response (``respond_later()``,
+        #: ``Reply(delay=...)``) when ``stop()`` ran: each client got a 503.
+        self.unanswered: list[HTTPRequest] = []
         super().__init__(addr, ssl_context=ssl_context, **kwargs)
 
     @property
@@ -569,6 +653,15 @@ class HTTPServer(StreamServerBase):
 
     def make_protocol(self, addr: Any) -> _HTTPConnection:
         return _HTTPConnection(self, addr)
+
+    def _before_close(self) -> None:
+        # stop(): everything that arrived has been handled; a response still
+        # owed (answered later, or delayed) never will be.  Say so to the
+        # client and record it, instead of closing in silence.
+        for t in list(self._transports):
+            conn = t.protocol
+            if isinstance(conn, _HTTPConnection):
+                conn.answer_pending_at_stop()
 
     # -- reactor side -------------------------------------------------------------
 

@@ -625,6 +625,7 @@ class StreamServerBase(BaseServer):
             listener.accept_pending(_DRAIN_ACCEPT_LIMIT)
         for t in list(self._transports):
             t.drain_now()
+        self._before_close()
         if listener is not None:
             listener.close()
         self.socket = None  # the listener closed it
@@ -633,6 +634,9 @@ class StreamServerBase(BaseServer):
             t.close()  # sends what is buffered if the socket takes it now
             t.abort()
         self._transports.clear()
+
+    def _before_close(self) -> None:
+        """Hook for ``stop()``: what arrived is handled; connections close next."""
 
     def _detach_after_death(self) -> None:
         listener, self._listener = self._listener, None

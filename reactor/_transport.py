@@ -8,6 +8,8 @@ callbacks (the asyncio shape, without asyncio)::
     data_received(data: bytes)      decrypted application bytes
     eof_received() -> bool | None   peer half-closed; return True to keep writing
     connection_lost(exc)            once, last; exc is None for a clean close
+    pause_writing() / resume_writing()   optional: more than WRITE_HIGH_WATER
+                                    bytes wait to be sent / back under a quarter
 
 Streams coalesce the ``write()`` calls of one reactor pass into one
 ``send()`` at the end of that pass (with ``TCP_NODELAY`` set, so nothing
@@ -333,8 +335,14 @@ class StreamTransport:
         size = len(self._wbuf)
         if not self._paused_for_writes and size > WRITE_HIGH_WATER:
             self._paused_for_writes = True
+            hook = getattr(self.protocol, "pause_writing", None)
         elif self._paused_for_writes and size <= WRITE_HIGH_WATER // 4:
             self._paused_for_writes = False
+            hook = getattr(self.protocol, "resume_writing", None)
+        else:
+            return
+        if hook is not None:  # optional protocol callbacks, as in asyncio
+            self._call(hook)
 
     def _update_events(self) -> None:
         if self._closed:
