@@ -403,11 +403,12 @@ class _HTTPConnection:
         t = self.transport
         assert t is not None
         next_event = m.next_event
-        budget = EVENTS_PER_PASS
+        draining = self.server._draining
+        budget = EVENTS_PER_PASS if not draining else 1 << 62
         while self._pending is None and not self._closed:
-            if self._write_paused:
+            if self._write_paused and not draining:
                 break  # resume_writing() carries on once the client reads
-            if len(m._out) + t.get_write_buffer_size() > WRITE_HIGH_WATER:
+            if not draining and len(m._out) + t.get_write_buffer_size() > WRITE_HIGH_WATER:
                 # Replies pile up faster than the client reads them: hand
                 # them to the transport (which pauses us if it cannot send
                 # them) and look again in the next pass, before answering
@@ -654,13 +655,25 @@ class HTTPServer(StreamServerBase):
     def make_protocol(self, addr: Any) -> _HTTPConnection:
         return _HTTPConnection(self, addr)
 
+    _draining = False  # inside stop(): no per-pass budget, handle it all
+
+    def _detach(self) -> None:
+        self._draining = True
+        try:
+            super()._detach()
+        finally:
+            self._draining = False
+
     def _before_close(self) -> None:
-        # stop(): everything that arrived has been handled; a response still
-        # owed (answered later, or delayed) never will be.  Say so to the
-        # client and record it, instead of closing in silence.
+        # stop(): requests that arrived are handled now, even those a
+        # connection had put off to give others their turn (G3).  A response
+        # still owed after that (answered later, or delayed) never will be:
+        # say so to the client and record it, instead of closing in silence.
         for t in list(self._transports):
             conn = t.protocol
             if isinstance(conn, _HTTPConnection):
+                if conn._yielded and not conn._in_process:
+                    conn._process()
                 conn.answer_pending_at_stop()
 
     # -- reactor side -------------------------------------------------------------

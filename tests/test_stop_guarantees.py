@@ -335,3 +335,27 @@ class TransportContractTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class HTTPDrainAtStopTest(unittest.TestCase):
+    def test_many_pipelined_requests_reaching_a_busy_server_are_all_handled(self) -> None:
+        from protocols import HTTPServer
+
+        busy = BusyReactor()
+        self.addCleanup(busy.close)
+        server = HTTPServer()
+        server.start()
+        c = socket.create_connection(server.server_address)
+        server.wait_for(lambda: server.connection_count, 5, "the connection")
+        busy.hold()
+        # More than one pass's budget of requests, all in the kernel at stop().
+        c.sendall(b"GET /p HTTP/1.1\r\nHost: h\r\n\r\n" * 200)
+        r = reactor.current_reactor()
+        assert r is not None
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+        wait_until_queued(r)
+        busy.release.set()
+        stopper.join(10)
+        c.close()
+        self.assertEqual(len(server.requests), 200)
