@@ -106,7 +106,7 @@ _MUST_CLOSE: Final = State.MUST_CLOSE
 _CLOSED: Final = State.CLOSED
 _ERROR: Final = State.ERROR
 
-__all__ = ["HTTP11Machine", "State"]
+__all__ = ["CHUNKS_PER_DATA_EVENT", "HTTP11Machine", "State"]
 
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -123,6 +123,12 @@ _COMPACT_AT: Final = 65536
 
 # Body framing of a message (both directions): see _http_framing.
 _NONE, _LENGTH, _CHUNKED, _CLOSE = NONE, LENGTH, CHUNKED, CLOSE
+# At most this many chunks are merged into one Data event: the work of one
+# next_event() call stays bounded (about 0.2 ms), so a caller that budgets
+# events per turn (the server does) still bounds its turn when a client
+# sends a flood of tiny chunks.
+CHUNKS_PER_DATA_EVENT: Final = 64
+
 # Phases of a chunked request body.
 _C_SIZE, _C_DATA, _C_DATA_END, _C_TRAILER = 0, 1, 2, 3
 
@@ -450,9 +456,11 @@ class HTTP11Machine:
         """Decode chunked framing from the buffer.
 
         The data of consecutive chunks already buffered is returned as one
-        :class:`Data` (at most what is buffered: a read of many small
-        chunks costs one event, not one per chunk); it is returned when
-        the buffer runs dry or the last chunk is reached.  Every chunk-size
+        :class:`Data` (at most what is buffered, and at most
+        :data:`CHUNKS_PER_DATA_EVENT` chunks: a read of many small chunks
+        costs a few events, not one per chunk); it is returned when the
+        buffer runs dry, that many chunks were merged or the last chunk is
+        reached.  Every chunk-size
         line and chunk end is still checked, and an error found after some
         data raises at once (the data is dropped with the request).
         """
@@ -468,7 +476,7 @@ class HTTP11Machine:
                 if self._recv_left == 0:
                     self._chunk_phase = _C_DATA_END
                 pieces.append(data)
-                if self._pos >= len(self._buf):
+                if self._pos >= len(self._buf) or len(pieces) >= CHUNKS_PER_DATA_EVENT:
                     break  # nothing more buffered (and _take may have cleared it)
             elif phase == _C_SIZE:
                 line = self._line(limits.max_chunk_line, "chunk-size line", 400)

@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._http_grammar import reason_phrase
+from ._http_events import TOKEN_STR, VALUE_STR
+from ._http_grammar import CHUNK_LINE, reason_phrase
 from ._http_server import (
     SERVER_SOFTWARE,
     HTTPRequest,
@@ -199,20 +200,90 @@ class CompatRequest:
                 "(call send_response() or send_error())"
             )
         headers = self.response_headers
+        status = self.status
+        no_body = self.command == "HEAD" or status in (204, 304) or status < 200
         if any(n.lower() == "transfer-encoding" for n, _ in headers):
-            # The handler frames its own body: send it as written, then close.
-            head = [f"HTTP/1.1 {self.status} {self.reason}\r\n"]
-            head += [f"{n}: {v}\r\n" for n, v in headers]
-            head.append("Connection: close\r\n\r\n")
-            return "".join(head).encode("latin-1") + written[self._body_start :]
+            # The handler framed its own body (which it may have done for
+            # HEAD too): decode it, then send it re-framed, and close.
+            return self._self_framed(status, headers, written[self._body_start :], no_body)
         body = written[self._body_start :] if self._headers_ended else written
-        if self.command == "HEAD" or self.status in (204, 304):
-            keep = headers
+        # Content-Length: the length of the body the handler wrote, for HEAD
+        # as for GET (a HEAD handler that wrote nothing keeps the length it
+        # declared: that of the GET body); 304 keeps the declared one; a 204
+        # (or 1xx) never has one (RFC 9110 §8.6).
+        if status == 304 or (self.command == "HEAD" and not body):
+            keep = list(headers)
         else:
             keep = [(n, v) for n, v in headers if n.lower() != "content-length"]
         if self.close_connection and not any(n.lower() == "connection" for n, _ in keep):
             keep.append(("Connection", "close"))
-        return Reply(self.status, body, keep, self.reason)
+        # Connection fields are merged into one by the machine, which says
+        # "close" whenever the connection will not be reused.
+        return Reply(status, body, keep, self.reason)
+
+    def _self_framed(
+        self, status: int, headers: list[tuple[str, str]], raw: bytes, no_body: bool
+    ) -> bytes:
+        """A whole response from a handler that wrote its own chunked body.
+
+        The body is decoded (``ValueError`` if it is not valid chunked
+        framing: the server answers 500) and sent close-delimited without
+        Transfer-Encoding to an HTTP/1.0 client (RFC 9112 §6.1), as one
+        chunk to an HTTP/1.1 client; no body octets for HEAD, 1xx, 204 and
+        304; one ``Connection: close`` field; header fields are checked
+        (``ValueError``).
+        """
+        for name, value in headers:
+            if not TOKEN_STR.fullmatch(name) or not VALUE_STR.fullmatch(value):
+                raise ValueError(f"invalid header field {name!r}: {value!r}")
+        http11 = self.request_version == "HTTP/1.1"
+        chunked = http11 and not (status < 200 or status == 204)
+        body = b"" if no_body else _decode_chunked(raw)
+        drop = {"connection", "content-length", "transfer-encoding"}
+        head = [f"HTTP/1.1 {status} {self.reason}\r\n"]
+        head += [f"{n}: {v}\r\n" for n, v in headers if n.lower() not in drop]
+        if chunked:
+            head.append("Transfer-Encoding: chunked\r\n")
+        head.append("Connection: close\r\n\r\n")
+        out = "".join(head).encode("latin-1")
+        if no_body:
+            return out
+        if not chunked:
+            return out + body
+        if body:
+            out += b"%x\r\n%s\r\n" % (len(body), body)
+        return out + b"0\r\n\r\n"
+
+
+def _decode_chunked(raw: bytes) -> bytes:
+    """Decode a complete chunked body (trailers are dropped); ``ValueError`` if invalid."""
+    parts = []
+    pos = 0
+    while True:
+        eol = raw.find(b"\r\n", pos)
+        if eol < 0:
+            raise ValueError("handler's chunked body: missing chunk-size line")
+        m = CHUNK_LINE.fullmatch(raw, pos, eol)
+        if m is None:
+            raise ValueError("handler's chunked body: invalid chunk-size line")
+        size = int(m[1], 16)
+        pos = eol + 2
+        if size == 0:
+            break
+        if raw[pos + size : pos + size + 2] != b"\r\n":
+            raise ValueError("handler's chunked body: chunk data not followed by CRLF")
+        parts.append(raw[pos : pos + size])
+        pos += size + 2
+    # Trailer section: field lines up to an empty line (or the end of what
+    # was written).
+    while pos < len(raw):
+        eol = raw.find(b"\r\n", pos)
+        if eol < 0:
+            raise ValueError("handler's chunked body: unterminated trailer section")
+        if eol == pos:
+            break
+        pos = eol + 2
+    return b"".join(parts)
 
 
 class TestHTTPServer(HTTPServer):

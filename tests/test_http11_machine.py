@@ -13,7 +13,7 @@ import time
 import unittest
 from collections.abc import Iterator
 
-from protocols._http11 import HTTP11Machine, State
+from protocols._http11 import CHUNKS_PER_DATA_EVENT, HTTP11Machine, State
 from protocols._http_events import (
     MAX_BODY_SIZE,
     MAX_HEADER_BYTES,
@@ -888,18 +888,31 @@ class ReviewFixMachineTests(unittest.TestCase):
         self.assertEqual(events[-1], EndOfMessage(trailers=(("X-Checksum", "1"),
                                                             ("Server-Timing", "a"))))
 
-    def test_chunk_data_merged_into_one_event_per_call(self) -> None:
+    def test_chunk_data_merged_into_few_events(self) -> None:
+        # Consecutive buffered chunks come as one Data event per call, up to
+        # CHUNKS_PER_DATA_EVENT chunks (the work of one call stays bounded).
         n = 10_000
         body = b"".join(b"1\r\n%c\r\n" % (65 + i % 26) for i in range(n))
         m = HTTP11Machine()
         m.receive_data(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                        + body + b"0\r\nX-T: 1\r\n\r\n" + TRAILING)
         self.assertIsInstance(m.next_event(), Request)
-        ev = m.next_event()
-        self.assertEqual(ev, Data(data=bytes(65 + i % 26 for i in range(n))))
-        self.assertEqual(m.next_event(), EndOfMessage(trailers=(("X-T", "1"),)))
+        sizes = []
+        for _ in range(n + 2):
+            ev = m.next_event()
+            if not isinstance(ev, Data):
+                break
+            sizes.append(len(ev.data))
+        self.assertEqual(ev, EndOfMessage(trailers=(("X-T", "1"),)))
+        self.assertEqual(sum(sizes), n)
+        self.assertEqual(len(sizes), -(-n // CHUNKS_PER_DATA_EVENT))
+        self.assertTrue(all(size == CHUNKS_PER_DATA_EVENT for size in sizes[:-1]))
         self.assertIs(m.next_event(), PAUSED)
         self.assertEqual(m.buffered, len(TRAILING))
+        m = HTTP11Machine()
+        events = feed(m, b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      + body + b"0\r\n\r\n", "random")
+        self.assertEqual(events[1], Data(data=bytes(65 + i % 26 for i in range(n))))
 
     def test_chunk_merge_bounded_by_buffer(self) -> None:
         m = HTTP11Machine()
