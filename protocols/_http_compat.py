@@ -58,7 +58,11 @@ class CompatRequest:
     ``rfile`` holds the whole decoded body; whatever the handler writes to
     ``wfile`` after ``end_headers()`` is buffered and sent when it returns,
     framed by the server (a missing or wrong ``Content-Length`` is replaced
-    by the real length), so the connection can stay alive.  Runs on the
+    by the real length, for HEAD as for GET; a HEAD handler that writes no
+    body keeps the length it declared; a 204 gets none), so the connection
+    can stay alive.  A handler that writes its own ``Transfer-Encoding:
+    chunked`` body has it decoded and re-framed (close-delimited for an
+    HTTP/1.0 client), and the connection closes after it.  Runs on the
     reactor thread.
     """
 
