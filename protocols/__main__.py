@@ -19,7 +19,7 @@ from reactor import BaseServer
 
 from ._datagram import UDPServer
 from ._http_server import HTTPRequest, HTTPServer, Reply
-from ._smtp_server import add_smtp_arguments, smtp_sink_from_args
+from ._smtp_server import _cli_port, add_smtp_arguments, smtp_sink_from_args
 from ._stream import StreamConnection, TCPServer
 
 __all__ = ["main", "build_sinks"]
@@ -46,15 +46,6 @@ class Printer:
 
 def _show(data: bytes) -> str:
     return data.decode("utf-8", "backslashreplace")
-
-
-def _port(value: str) -> int | None:
-    if value.lower() in ("off", "no", "none", "-"):
-        return None
-    port = int(value)
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {value}")
-    return port
 
 
 def _tcp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
@@ -122,21 +113,21 @@ def make_parser() -> argparse.ArgumentParser:
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
     ap.add_argument(
         "--http",
-        type=_port,
+        type=_cli_port,
         default=8080,
         metavar="PORT",
         help="HTTP sink: prints each request, answers 200 OK; default 8080",
     )
     ap.add_argument(
         "--tcp",
-        type=_port,
+        type=_cli_port,
         default=5140,
         metavar="PORT",
         help="TCP line sink (e.g. syslog over TCP); default 5140",
     )
     ap.add_argument(
         "--udp",
-        type=_port,
+        type=_cli_port,
         default=5514,
         metavar="PORT",
         help="UDP datagram sink (e.g. syslog); default 5514",

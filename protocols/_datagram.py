@@ -105,8 +105,7 @@ class DatagramServer(DatagramServerBase):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.received_count += 1
         if self.record:
-            with self._cond:
-                self.datagrams.append(Datagram(data, addr))
+            self._record(self.datagrams, Datagram(data, addr))
         try:
             if self.handler is not None:
                 assert self.socket is not None
@@ -130,11 +129,7 @@ class DatagramServer(DatagramServerBase):
         """Wait until ``count`` datagrams were recorded; return the first ``count``."""
         if not self.record:
             raise RuntimeError("this server was created with record=False")
-
-        def enough() -> list[Datagram] | None:
-            return self.datagrams[:count] if len(self.datagrams) >= count else None
-
-        return self.wait_for(enough, timeout, f"{count} datagram(s)")
+        return self._wait_for_items(lambda: self.datagrams, count, timeout, "datagram(s)")
 
 
 class UDPServer(DatagramServer):

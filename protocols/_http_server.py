@@ -527,8 +527,7 @@ class _HTTPConnection:
             self._timer.cancel()
             self._timer = None
         if request is not None:
-            with self.server._cond:
-                self.server.unanswered.append(request)
+            self.server._record(self.server.unanswered, request)
         # A Responder's later send() finds the request answered and the
         # connection closed: it is dropped, as documented.
         self.respond(
@@ -684,9 +683,7 @@ class HTTPServer(StreamServerBase):
         request = HTTPRequest(head, body, trailers, conn.client_address, self, conn)
         conn._request = request
         if self.record:
-            with self._cond:
-                self.requests.append(request)
-                self._cond.notify_all()
+            self._record(self.requests, request)
         self._run_handler(conn, request)
 
     def _run_handler(self, conn: _HTTPConnection, request: HTTPRequest) -> None:
@@ -746,18 +743,14 @@ class HTTPServer(StreamServerBase):
             self.handle_error(exc, f"on_head for {head.method} {head.target}")
             reply = _error_reply(exc)
         if self.record:
-            with self._cond:
-                self.requests.append(request)
-                self._cond.notify_all()
+            self._record(self.requests, request)
         assert reply is not None
         conn._pending = conn
         conn.respond_now(reply)
         return True
 
     def _protocol_error(self, exc: RemoteProtocolError, peer: Any) -> None:
-        with self._cond:
-            self.protocol_errors.append(exc)
-            self._cond.notify_all()
+        self._record(self.protocol_errors, exc)
 
     # -- waiting (any thread) -------------------------------------------------------
 
@@ -768,11 +761,7 @@ class HTTPServer(StreamServerBase):
 
         :raises TimeoutError: naming how many arrived.
         """
-
-        def enough() -> list[HTTPRequest] | None:
-            return self.requests[:count] if len(self.requests) >= count else None
-
-        return self.wait_for(enough, timeout, f"{count} HTTP request(s)")
+        return self._wait_for_items(lambda: self.requests, count, timeout, "HTTP request(s)")
 
     def wait_for_request(
         self,

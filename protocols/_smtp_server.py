@@ -470,19 +470,13 @@ class SMTPServer(StreamServerBase):
     # -- recording (reactor thread) ----------------------------------------
 
     def _record_message(self, envelope: Envelope) -> None:
-        with self._cond:
-            self.messages.append(envelope)
-            self._cond.notify_all()
+        self._record(self.messages, envelope)
 
     def _record_login(self, login: Login) -> None:
-        with self._cond:
-            self.logins.append(login)
-            self._cond.notify_all()
+        self._record(self.logins, login)
 
     def _record_rejection(self, rejection: Rejection) -> None:
-        with self._cond:
-            self.rejected.append(rejection)
-            self._cond.notify_all()
+        self._record(self.rejected, rejection)
 
     # -- waiting (any thread but the reactor's) ---------------------------------
 
@@ -493,11 +487,7 @@ class SMTPServer(StreamServerBase):
 
         :raises TimeoutError: if they do not arrive within ``timeout`` seconds.
         """
-
-        def enough() -> list[Envelope] | None:
-            return self.messages[:count] if len(self.messages) >= count else None
-
-        return self.wait_for(enough, timeout, f"{count} message(s)")
+        return self._wait_for_items(lambda: self.messages, count, timeout, "message(s)")
 
     def wait_for_message(self, timeout: float | None = DEFAULT_WAIT_TIMEOUT) -> Envelope:
         """Block until a message was accepted; return the first one."""
@@ -507,21 +497,13 @@ class SMTPServer(StreamServerBase):
         self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT
     ) -> list[Rejection]:
         """Block until ``count`` messages were refused; return the first ``count``."""
-
-        def enough() -> list[Rejection] | None:
-            return self.rejected[:count] if len(self.rejected) >= count else None
-
-        return self.wait_for(enough, timeout, f"{count} rejected message(s)")
+        return self._wait_for_items(lambda: self.rejected, count, timeout, "rejected message(s)")
 
     def wait_for_logins(
         self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT
     ) -> list[Login]:
         """Block until ``count`` AUTH attempts were seen; return the first ``count``."""
-
-        def enough() -> list[Login] | None:
-            return self.logins[:count] if len(self.logins) >= count else None
-
-        return self.wait_for(enough, timeout, f"{count} AUTH attempt(s)")
+        return self._wait_for_items(lambda: self.logins, count, timeout, "AUTH attempt(s)")
 
     def clear(self) -> None:
         """Forget the recorded messages, rejections and logins."""

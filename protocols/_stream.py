@@ -290,8 +290,7 @@ class StreamServer(StreamServerBase):
     def make_protocol(self, addr: Any) -> StreamConnection:
         stream = Stream(addr)
         if self.record:
-            with self._cond:
-                self.streams.append(stream)
+            self._record(self.streams, stream)
         return StreamConnection(self, stream)
 
     def _on_accept(self, sock: socket.socket, addr: Any) -> None:

@@ -497,9 +497,7 @@ class BaseServer:
         self._record_error(exc, context)
 
     def _record_error(self, exc: BaseException, context: str) -> None:
-        with self._cond:
-            self.errors.append(exc)
-            self._cond.notify_all()
+        self._record(self.errors, exc)
         if self.report_errors:
             try:
                 sys.stderr.write(
@@ -517,9 +515,7 @@ class BaseServer:
         Not a handler error: it goes to :attr:`accept_errors` and stderr, not
         to :attr:`errors`.  The listener retries by itself.
         """
-        with self._cond:
-            self.accept_errors.append(exc)
-            self._cond.notify_all()
+        self._record(self.accept_errors, exc)
         if self.report_errors:
             sys.stderr.write(
                 f"{type(self).__name__} {self.server_address!r}: accept() failed ({exc}); "
@@ -528,9 +524,7 @@ class BaseServer:
 
     def handle_tls_error(self, exc: BaseException, peer: object) -> None:
         """Record a failed TLS handshake in :attr:`tls_errors` (not fatal)."""
-        with self._cond:
-            self.tls_errors.append(exc)
-            self._cond.notify_all()
+        self._record(self.tls_errors, exc)
 
     # -- waiting for what arrives --------------------------------------------
 
@@ -538,6 +532,23 @@ class BaseServer:
         """Wake threads blocked in :meth:`wait_for` (call after recording)."""
         with self._cond:
             self._cond.notify_all()
+
+    def _record(self, records: list[T], item: T) -> None:
+        """Append ``item`` to one of the server's record lists and wake waiters."""
+        with self._cond:
+            records.append(item)
+            self._cond.notify_all()
+
+    def _wait_for_items(
+        self, records: Callable[[], list[T]], count: int, timeout: float | None, what: str
+    ) -> list[T]:
+        """Wait until ``records()`` holds ``count`` items; return the first ``count``."""
+
+        def enough() -> list[T] | None:
+            items = records()
+            return items[:count] if len(items) >= count else None
+
+        return self.wait_for(enough, timeout, f"{count} {what}")
 
     def wait_for(
         self,
