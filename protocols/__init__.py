@@ -33,6 +33,8 @@ from ._smtp_server import (
     add_smtp_sink,
 )
 from ._stream import (
+    MAX_LINE_LENGTH,
+    MAX_RECORDED_BYTES,
     Stream,
     StreamConnection,
     StreamRequest,
@@ -45,6 +47,8 @@ from ._stream import (
 from ._tls import localhost_contexts
 
 __all__ = [
+    "MAX_LINE_LENGTH",
+    "MAX_RECORDED_BYTES",
     "Datagram",
     "DatagramRequest",
     "DatagramServer",
