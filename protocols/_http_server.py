@@ -77,8 +77,10 @@ PIPELINE_BUFFER_LIMIT: Final = 1024 * 1024
 
 #: Events one connection may process in one reactor pass before it yields
 #: to the other sockets (a flood of pipelined requests or tiny chunks on one
-#: connection must not stall every other server on the reactor).
+#: connection must not stall every other server on the reactor) ...
 EVENTS_PER_PASS: Final = 64
+#: ... and the time it may spend doing so, whichever runs out first.
+PASS_TIME_BUDGET: Final = 0.002
 
 #: After an error response the server stops writing, keeps reading and
 #: discarding for up to this many seconds so the client can read the error
@@ -405,6 +407,7 @@ class _HTTPConnection:
         next_event = m.next_event
         draining = self.server._draining
         budget = EVENTS_PER_PASS if not draining else 1 << 62
+        deadline = time.monotonic() + PASS_TIME_BUDGET if not draining else float("inf")
         while self._pending is None and not self._closed:
             if self._write_paused and not draining:
                 break  # resume_writing() carries on once the client reads
@@ -416,7 +419,7 @@ class _HTTPConnection:
                 self._flush()
                 self._yield_turn()
                 return
-            if budget == 0:
+            if budget == 0 or time.monotonic() > deadline:
                 self._yield_turn()
                 break
             budget -= 1
