@@ -133,7 +133,13 @@ def _stdlib_threading_nodelay() -> Iterator[int]:
 
 @contextmanager
 def _stdlib_threading(handler: type[_StdlibHandler] = _StdlibHandler) -> Iterator[int]:
-    server = _QuietThreadingHTTPServer(("127.0.0.1", 0), handler)
+    with _serving(_QuietThreadingHTTPServer(("127.0.0.1", 0), handler)) as port:
+        yield port
+
+
+@contextmanager
+def _serving(server: http.server.HTTPServer) -> Iterator[int]:
+    """Run a stdlib server's serve_forever() on a thread; yield its port."""
     t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     t.start()
     try:
@@ -271,15 +277,8 @@ def _stdlib_threading_tls() -> Iterator[int]:
             # runs in the accept loop (once per keep-alive connection here).
             return server_ctx.wrap_socket(sock, server_side=True), addr
 
-    server = TLSServer(("127.0.0.1", 0), _StdlibHandlerNoDelay)
-    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    t.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        t.join(5)
+    with _serving(TLSServer(("127.0.0.1", 0), _StdlibHandlerNoDelay)) as port:
+        yield port
 
 
 #: HTTPS subjects (wrk only).
