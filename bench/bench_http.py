@@ -23,7 +23,7 @@ localhost certificate against ThreadingHTTPServer wrapping each accepted
 socket with the same context.  Each subject runs several times, interleaved; the
 table gives medians and the ratios to ThreadingHTTPServer and to the ceiling.
 
-The parser bench feeds :class:`~protocols._http11.HTTP11Machine` a typical
+The parser bench feeds :class:`~protocols.http._machine.HTTP11Machine` a typical
 request head with no sockets: one request per feed (keep-alive cycle:
 request, end of message, response), and 100 pipelined requests per feed.
 

@@ -173,8 +173,8 @@ WORKLOADS: list[tuple[str, Callable[[tuple[str, int], int], tuple[int, float]], 
 
 
 def _machine_rates(quick: bool, rounds: int) -> Table:
-    from protocols._smtp import SMTPServerConnection
-    from protocols._smtp_events import NEED_DATA, Proposal
+    from protocols.smtp._events import NEED_DATA, Proposal
+    from protocols.smtp._machine import SMTPServerConnection
 
     def pump(m: SMTPServerConnection) -> int:
         accepted = 0

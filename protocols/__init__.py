@@ -18,20 +18,6 @@ from ._datagram import (
     UDPServer,
     UnixDatagramServer,
 )
-from ._http11 import HTTP11Machine
-from ._http_compat import CompatRequest, TestHTTPServer
-from ._http_events import HTTPLimits
-from ._http_server import HTTPRequest, HTTPServer, NoResponseError, Reply, Responder
-from ._smtp import SMTPServerConnection
-from ._smtp_server import (
-    Envelope,
-    Login,
-    Rejection,
-    SMTPReject,
-    SMTPServer,
-    TestSMTPServer,
-    add_smtp_sink,
-)
 from ._stream import (
     MAX_LINE_LENGTH,
     MAX_RECORDED_BYTES,
@@ -45,6 +31,27 @@ from ._stream import (
     UnixStreamServer,
 )
 from ._tls import localhost_contexts
+from .http import (
+    CompatRequest,
+    HTTP11Machine,
+    HTTPLimits,
+    HTTPRequest,
+    HTTPServer,
+    NoResponseError,
+    Reply,
+    Responder,
+    TestHTTPServer,
+)
+from .smtp import (
+    Envelope,
+    Login,
+    Rejection,
+    SMTPReject,
+    SMTPServer,
+    SMTPServerConnection,
+    TestSMTPServer,
+    add_smtp_sink,
+)
 
 __all__ = [
     "MAX_LINE_LENGTH",

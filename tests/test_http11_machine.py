@@ -13,8 +13,7 @@ import time
 import unittest
 from collections.abc import Iterator
 
-from protocols._http11 import CHUNKS_PER_DATA_EVENT, HTTP11Machine, State
-from protocols._http_events import (
+from protocols.http._events import (
     MAX_BODY_SIZE,
     MAX_HEADER_BYTES,
     MAX_HEADER_FIELDS,
@@ -31,6 +30,7 @@ from protocols._http_events import (
     Request,
     Response,
 )
+from protocols.http._machine import CHUNKS_PER_DATA_EVENT, HTTP11Machine, State
 
 # Status codes named, not scattered.
 OK = 200

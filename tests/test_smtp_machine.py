@@ -1,4 +1,4 @@
-"""Tests of the sans-I/O SMTP server machine (protocols._smtp), no sockets.
+"""Tests of the sans-I/O SMTP server machine (protocols.smtp._machine), no sockets.
 
 Every dialogue is fed three ways: one command per feed, everything at once
 (pipelined), and one byte at a time; the replies must be identical.
@@ -14,8 +14,7 @@ import unittest
 import zlib
 from collections.abc import Callable, Iterable
 
-from protocols._smtp import TRANSITIONS, SMTPServerConnection, State
-from protocols._smtp_events import (
+from protocols.smtp._events import (
     AUTH_LINE_LIMIT,
     COMMAND_LINE_LIMIT,
     NEED_DATA,
@@ -37,6 +36,7 @@ from protocols._smtp_events import (
     SMTPProtocolError,
     StartTLSRequested,
 )
+from protocols.smtp._machine import TRANSITIONS, SMTPServerConnection, State
 
 
 class Code:

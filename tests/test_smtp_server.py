@@ -21,17 +21,15 @@ import time
 import unittest
 from typing import Any
 
-from protocols import HandlerErrors
-from protocols._smtp_server import (
+from protocols import HandlerErrors, localhost_contexts
+from protocols._cli import add_smtp_arguments, smtp_sink_from_args
+from protocols.smtp import (
     Envelope,
     SMTPReject,
     SMTPServer,
     TestSMTPServer,
-    add_smtp_arguments,
     add_smtp_sink,
-    smtp_sink_from_args,
 )
-from protocols._tls import localhost_contexts
 
 TIMEOUT = 10.0  # generous: the box is a noisy 2-core machine
 

@@ -1,6 +1,6 @@
 """Events, errors, sentinels and limits of the sans-I/O SMTP server machine.
 
-The machine itself lives in :mod:`protocols._smtp`; this module holds the
+The machine itself lives in :mod:`protocols.smtp._machine`; this module holds the
 vocabulary it speaks.  Events are small frozen dataclasses.  Some of them are
 *proposals* (:class:`MailFromProposed`, :class:`RecipientProposed`,
 :class:`MessageReceived`, :class:`StartTLSRequested`, :class:`AuthAttempt`):
@@ -71,7 +71,7 @@ TEXT_LINE_LIMIT = 1000
 
 #: Default fixed maximum message size (RFC 1870), in octets of unstuffed
 #: message content including CRLFs, except the CRLF that ends the last line
-#: (see :mod:`protocols._smtp_content`).  32 MiB is what CPython's smtpd used
+#: (see :mod:`protocols.smtp._content`).  32 MiB is what CPython's smtpd used
 #: (``DATA_SIZE_DEFAULT``); advertised as ``SIZE 33554432`` in EHLO.  The
 #: limit is always an int: it also bounds the memory one message may hold.
 DEFAULT_MAX_MESSAGE_SIZE = 33_554_432
@@ -85,7 +85,7 @@ MIN_RECIPIENTS = 100
 DEFAULT_MAX_RECIPIENTS = 1000
 
 #: After this many syntax or sequence error replies (500, 501, 502, 503, 504,
-#: 555: ``protocols._smtp.COUNTED_ERRORS``) on one connection, the machine
+#: 555: ``protocols.smtp._machine.COUNTED_ERRORS``) on one connection, the machine
 #: answers "421" and asks to close: a peer spewing garbage costs the server
 #: one bounded burst, not an endless dialogue.  Policy refusals of
 #: well-formed commands (452 too many recipients, 553, 530, 538, 552...) do

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from ._http_events import TOKEN_STR, VALUE_STR, Headers, LocalProtocolError
-from ._http_grammar import DIGITS, reason_phrase
+from ._events import TOKEN_STR, VALUE_STR, Headers, LocalProtocolError
+from ._grammar import DIGITS, reason_phrase
 
 __all__ = ["CHUNKED", "CLOSE", "LENGTH", "NONE", "head_bytes", "prepare_head"]
 

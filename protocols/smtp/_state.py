@@ -2,7 +2,7 @@
 
 Every change of dialogue state that a *command* causes is listed here, in one
 table: :data:`TRANSITIONS` maps ``(state, verb)`` to the name of the
-:class:`~protocols._smtp.SMTPServerConnection` method that handles the
+:class:`~protocols.smtp._machine.SMTPServerConnection` method that handles the
 command and the state entered when the command succeeds (for commands the
 consumer decides on, when it accepts).  A verb that appears in the table but
 not for the current state is answered 503 (bad sequence) by the dispatcher,

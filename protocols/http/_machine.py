@@ -10,7 +10,7 @@ bytes it received (``receive_data(b"")`` meaning EOF), pulls events with
 machine never touches a socket.
 
 The connection is two small state machines, one per direction, whose states,
-transitions and special cases are all in :mod:`protocols._http_state`:
+transitions and special cases are all in :mod:`protocols.http._state`:
 
 * *their* side (the client) goes IDLE -> SEND_BODY (a :class:`Request` was
   received) -> DONE (its :class:`EndOfMessage`);
@@ -60,7 +60,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from ._http_events import (
+from ._events import (
     DEFAULT_LIMITS,
     NEED_DATA,
     PAUSED,
@@ -79,8 +79,8 @@ from ._http_events import (
     Signal,
     check_reason,
 )
-from ._http_framing import CHUNKED, CLOSE, LENGTH, NONE, head_bytes, prepare_head
-from ._http_grammar import (
+from ._framing import CHUNKED, CLOSE, LENGTH, NONE, head_bytes, prepare_head
+from ._grammar import (
     ABSOLUTE_FORM,
     BARE_CR,
     CHUNK_LINE,
@@ -94,7 +94,7 @@ from ._http_grammar import (
     parse_section,
     reason_phrase,
 )
-from ._http_state import OUR_TRANSITIONS, THEIR_TRANSITIONS, State, settle, transition
+from ._state import OUR_TRANSITIONS, THEIR_TRANSITIONS, State, settle, transition
 
 # Module-level aliases of the states: ``State.X`` is a slow attribute lookup
 # on 3.11 (about 0.1 us), and the hot path names states a few dozen times.

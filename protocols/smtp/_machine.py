@@ -22,12 +22,12 @@ commands (RFC 2920) are answered strictly in order and the consumer may answer
 later, from another callback, with any reply code it likes.
 
 Commands are dispatched through :data:`TRANSITIONS`, the ``(state, verb) ->
-(handler, next state)`` table in :mod:`protocols._smtp_state`: a verb that
+(handler, next state)`` table in :mod:`protocols.smtp._state`: a verb that
 exists but is absent for the current state is a 503 (bad sequence) without
 any per-handler checks.  The next state is entered when the command succeeds
 (for proposals: when the consumer accepts).  Framing of message content lives
-in :mod:`protocols._smtp_content`, SASL in :mod:`protocols._smtp_auth`,
-parsing and reply formatting in :mod:`protocols._smtp_syntax`.
+in :mod:`protocols.smtp._content`, SASL in :mod:`protocols.smtp._auth`,
+parsing and reply formatting in :mod:`protocols.smtp._syntax`.
 
 Message content (``DATA``) is framed strictly: it ends only at
 ``CRLF . CRLF`` (a line holding a single dot).  Bare ``LF.LF``, ``CR.CR`` or
@@ -40,7 +40,7 @@ Over-long text lines (RFC 5321 §4.5.3.1.6) and content over the size limit
 (RFC 1870) are counted but not stored, and answered with 500/552 after the
 end of data; nothing is delivered.  The size limit counts the unstuffed
 content without the CRLF that ends its last line (that CRLF is the first
-half of the ``CRLF . CRLF`` terminator; see :mod:`protocols._smtp_content`).
+half of the ``CRLF . CRLF`` terminator; see :mod:`protocols.smtp._content`).
 
 Verbs are ASCII letters only (anything else is 500, so no Unicode case
 folding can turn ``MAıL`` into ``MAIL``), and arguments are split on the
@@ -66,9 +66,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._smtp_auth import SASLExchange
-from ._smtp_content import ContentReader
-from ._smtp_events import (
+from ._auth import SASLExchange
+from ._content import ContentReader
+from ._events import (
     AUTH_LINE_LIMIT,
     COMMAND_LINE_LIMIT,
     DEFAULT_MAX_ERRORS,
@@ -95,14 +95,14 @@ from ._smtp_events import (
     Sentinel,
     StartTLSRequested,
 )
-from ._smtp_state import (
+from ._state import (
     AUTH_MECHANISMS,
     KNOWN_VERBS,
     TRANSITIONS,
     UNIMPLEMENTED_VERBS,
     State,
 )
-from ._smtp_syntax import format_reply, parse_mail_parameters, parse_path, split_sp
+from ._syntax import format_reply, parse_mail_parameters, parse_path, split_sp
 
 __all__ = ["AUTH_MECHANISMS", "COUNTED_ERRORS", "TRANSITIONS", "SMTPServerConnection", "State"]
 

@@ -1,6 +1,6 @@
 """Events, errors, sentinels and limits of the sans-I/O HTTP/1.1 server machine.
 
-The machine itself lives in :mod:`protocols._http11`; this module holds the
+The machine itself lives in :mod:`protocols.http._machine`; this module holds the
 vocabulary it speaks.  Events are small frozen dataclasses.  What the client
 sends arrives as :class:`Request`, :class:`Data`, :class:`EndOfMessage` and
 :class:`ConnectionClosed`; what the server sends is given to the machine as
@@ -88,7 +88,7 @@ MAX_CHUNK_LINE: Final = 4096
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HTTPLimits:
-    """Per-connection limits of :class:`~protocols._http11.HTTP11Machine`.
+    """Per-connection limits of :class:`~protocols.http._machine.HTTP11Machine`.
 
     Every field must be a positive ``int``; ``ValueError`` otherwise.  The
     defaults are the module constants, whose comments give the reasons.
@@ -268,7 +268,7 @@ class Response:
 
     The machine adds the framing headers (``Content-Length`` or
     ``Transfer-Encoding: chunked``) and ``Connection`` as needed; see
-    :meth:`~protocols._http11.HTTP11Machine.send`.
+    :meth:`~protocols.http._machine.HTTP11Machine.send`.
     """
 
     status_code: int

@@ -1,9 +1,9 @@
 """HTTP/1.1 and HTTPS servers on the shared reactor.
 
 :class:`HTTPServer` is the native server; ``TestHTTPServer`` (in
-:mod:`protocols._http_compat`) is the drop-in for CPython test_logging's
+:mod:`protocols.http._compat`) is the drop-in for CPython test_logging's
 helper.  Both run every connection on the reactor thread through an
-:class:`~protocols._http11.HTTP11Machine`: no thread per connection or per
+:class:`~protocols.http._machine.HTTP11Machine`: no thread per connection or per
 server.
 
 Handlers run on the reactor thread, one request at a time per connection and
@@ -48,8 +48,7 @@ from reactor import (
     TimerHandle,
 )
 
-from ._http11 import HTTP11Machine
-from ._http_events import (
+from ._events import (
     DEFAULT_LIMITS,
     NEED_DATA,
     PAUSED,
@@ -61,7 +60,8 @@ from ._http_events import (
     RemoteProtocolError,
     Request,
 )
-from ._http_state import State
+from ._machine import HTTP11Machine
+from ._state import State
 
 __all__ = [
     "HTTPRequest",

@@ -46,7 +46,7 @@ partial line.
 
 from __future__ import annotations
 
-from ._smtp_events import TEXT_LINE_LIMIT
+from ._events import TEXT_LINE_LIMIT
 
 __all__ = ["FINAL_CRLF_ALLOWANCE", "ContentReader"]
 

@@ -1,6 +1,6 @@
 """SMTP servers on the shared reactor: :class:`SMTPServer` and :class:`TestSMTPServer`.
 
-Each connection runs one :class:`~protocols._smtp.SMTPServerConnection`
+Each connection runs one :class:`~protocols.smtp._machine.SMTPServerConnection`
 machine; this module is the glue between it, the reactor transport and the
 user's callbacks.  All callbacks (``handler``, ``on_mail_from``,
 ``on_rcpt``, ``auth``) run on the reactor thread: they must return quickly
@@ -16,7 +16,6 @@ for them with :meth:`SMTPServer.wait_for_messages` and friends.
 
 from __future__ import annotations
 
-import argparse
 import email
 import email.message
 import email.policy
@@ -30,8 +29,7 @@ from typing import Any, TextIO
 
 from reactor import DEFAULT_WAIT_TIMEOUT, StreamServerBase, StreamTransport
 
-from ._smtp import SMTPServerConnection
-from ._smtp_events import (
+from ._events import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_RECIPIENTS,
     NEED_DATA,
@@ -45,6 +43,7 @@ from ._smtp_events import (
     RecipientProposed,
     StartTLSRequested,
 )
+from ._machine import SMTPServerConnection
 
 __all__ = [
     "Envelope",
@@ -52,10 +51,7 @@ __all__ = [
     "Rejection",
     "SMTPReject",
     "SMTPServer",
-    "TestSMTPServer",
-    "add_smtp_arguments",
     "add_smtp_sink",
-    "smtp_sink_from_args",
 ]
 
 
@@ -513,46 +509,6 @@ class SMTPServer(StreamServerBase):
             self.logins.clear()
 
 
-class TestSMTPServer(SMTPServer):
-    """Drop-in for CPython test_logging's ``TestSMTPServer`` (an smtpd server).
-
-    ``handler(peer, mailfrom, rcpttos, data)`` is called for each message
-    with ``rcpttos`` a list and ``data`` a ``str``: the content decoded as
-    UTF-8 (undecodable bytes as surrogate escapes) with its lines joined by
-    ``"\\n"`` and no final newline, as
-    ``smtpd.SMTPChannel`` built it with ``decode_data=True``.  ``sockmap``
-    is accepted and ignored (there is no asyncore map: the reactor serves).
-
-    Like smtpd, it accepts bare CR and bare LF in the content and passes them
-    on unchanged (it is built with ``allow_bare_line_endings=True``); the
-    content still ends only at ``CRLF . CRLF``, so nothing can be smuggled.
-    """
-
-    __test__ = False
-
-    def __init__(
-        self,
-        addr: Any,
-        handler: Callable[[Any, str, list[str], str], object],
-        poll_interval: float,
-        sockmap: Any,
-    ) -> None:
-        self._compat_handler = handler
-        super().__init__(
-            addr,
-            self._process_message,
-            poll_interval=poll_interval,
-            allow_bare_line_endings=True,  # smtpd delivered them unchanged
-        )
-
-    def _process_message(self, envelope: Envelope) -> None:
-        text = envelope.data.decode("utf-8", "surrogateescape")
-        if text.endswith("\r\n"):
-            text = text[:-2]
-        data = text.replace("\r\n", "\n")
-        self._compat_handler(envelope.peer, envelope.mail_from, list(envelope.rcpt_tos), data)
-
-
 def add_smtp_sink(
     host: str = "127.0.0.1",
     port: int = 8025,
@@ -609,82 +565,3 @@ def add_smtp_sink(
     if start:
         server.start()
     return server
-
-
-def add_smtp_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the SMTP sink's options to the ``python -m protocols`` parser."""
-    group = parser.add_argument_group("SMTP sink")
-    group.add_argument(
-        "--smtp",
-        type=_cli_port,
-        default=8025,
-        metavar="PORT",
-        help="SMTP sink (like python -m smtpd -n -c DebuggingServer); default 8025",
-    )
-    group.add_argument(
-        "--smtp-tls",
-        choices=("off", "starttls", "implicit"),
-        default="off",
-        help="offer STARTTLS, or serve implicit TLS (SMTPS); default off",
-    )
-    group.add_argument(
-        "--smtp-cert",
-        metavar="PEM",
-        default=None,
-        help="certificate chain for --smtp-tls (default: the bundled localhost test certificate)",
-    )
-    group.add_argument(
-        "--smtp-key", metavar="PEM", default=None, help="private key for --smtp-cert"
-    )
-    group.add_argument(
-        "--smtp-auth",
-        metavar="USER:PASSWORD",
-        default=None,
-        help="offer AUTH PLAIN/LOGIN and accept these credentials (over TLS only unless "
-        "--smtp-tls is off, in which case plaintext AUTH is allowed)",
-    )
-
-
-def smtp_sink_from_args(
-    args: argparse.Namespace, out: TextIO | Callable[[str, str], object] | None = None
-) -> SMTPServer | None:
-    """Build (bound, not started) the sink :func:`add_smtp_arguments` describes.
-
-    Returns None when ``--smtp off``.  Raises ``OSError`` if the port is taken.
-    """
-    port = getattr(args, "smtp", None)
-    if port is None:
-        return None
-    ctx: ssl.SSLContext | None = None
-    tls = getattr(args, "smtp_tls", "off")
-    if tls != "off":
-        if args.smtp_cert:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(args.smtp_cert, args.smtp_key)
-        else:
-            from ._tls import localhost_contexts
-
-            ctx = localhost_contexts()[0]
-    kwargs: dict[str, Any] = {}
-    if getattr(args, "smtp_auth", None):
-        user, _, password = args.smtp_auth.partition(":")
-        kwargs["auth"] = {user: password}
-        kwargs["auth_over_plaintext"] = tls == "off"
-    return add_smtp_sink(
-        args.host,
-        port,
-        ssl_context=ctx if tls == "implicit" else None,
-        starttls_context=ctx if tls == "starttls" else None,
-        out=out,
-        start=False,
-        **kwargs,
-    )
-
-
-def _cli_port(value: str) -> int | None:
-    if value.lower() in ("off", "no", "none", "-"):
-        return None
-    port = int(value)
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {value}")
-    return port

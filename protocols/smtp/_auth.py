@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from ._smtp_events import AuthAttempt, RemoteProtocolError
+from ._events import AuthAttempt, RemoteProtocolError
 
 __all__ = ["SASLExchange", "decode_sasl", "decode_utf8", "parse_plain"]
 

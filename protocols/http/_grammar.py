@@ -1,6 +1,6 @@
 """Byte-level grammar of HTTP/1.1 requests (RFC 9110 §5.6.2, RFC 9112 §3, §5, §7.1).
 
-Compiled patterns and small helpers used by :mod:`protocols._http11`.  The
+Compiled patterns and small helpers used by :mod:`protocols.http._machine`.  The
 patterns are anchored with ``fullmatch`` by their users, so a match means
 every octet was checked.
 """
@@ -11,7 +11,7 @@ import re
 from http import HTTPStatus
 from typing import Final
 
-from ._http_events import Headers, RemoteProtocolError
+from ._events import Headers, RemoteProtocolError
 
 __all__ = [
     "ABSOLUTE_FORM",

@@ -2,7 +2,7 @@
 
 Its handler receives a :class:`CompatRequest` with the surface of
 ``http.server.BaseHTTPRequestHandler`` (which the server does not use: it
-runs on the reactor like :class:`~protocols._http_server.HTTPServer`).
+runs on the reactor like :class:`~protocols.http._server.HTTPServer`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._http_events import TOKEN_STR, VALUE_STR
-from ._http_grammar import CHUNK_LINE, reason_phrase
-from ._http_server import (
+from ._events import TOKEN_STR, VALUE_STR
+from ._grammar import CHUNK_LINE, reason_phrase
+from ._server import (
     SERVER_SOFTWARE,
     HTTPRequest,
     HTTPServer,

@@ -11,7 +11,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from ._smtp_events import RemoteProtocolError
+from ._events import RemoteProtocolError
 
 __all__ = [
     "MailParameters",

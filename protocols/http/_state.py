@@ -8,7 +8,7 @@ idea of h11's ``_state.py``): *their* side (the client sending requests) and
 beside them in :func:`settle`: a side that is DONE on a connection that will
 not be reused goes to MUST_CLOSE, and when both sides are DONE the next cycle
 starts (both IDLE).  Errors move their side to ERROR
-(:meth:`~protocols._http11.HTTP11Machine` does that in ``_fail``).
+(:meth:`~protocols.http._machine.HTTP11Machine` does that in ``_fail``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from typing import Final
 
-from ._http_events import (
+from ._events import (
     ConnectionClosed,
     Data,
     EndOfMessage,

@@ -1,0 +1,69 @@
+"""HTTP/1.1 and HTTPS: the sans-I/O machine, its vocabulary, and the servers.
+
+Modules: ``_events`` (events, sentinels, limits, errors), ``_state`` (the
+state enum and every transition), ``_grammar`` (RFC 9110/9112 token and field
+grammar), ``_framing`` (message framing and the serialized head),
+``_machine`` (:class:`HTTP11Machine`), ``_server`` (the native
+:class:`HTTPServer`) and ``_compat`` (``TestHTTPServer``, the drop-in for
+CPython's test_logging helper).
+"""
+
+from ._compat import CompatRequest, TestHTTPServer
+from ._events import (
+    DEFAULT_LIMITS,
+    MAX_BODY_SIZE,
+    MAX_CHUNK_LINE,
+    MAX_HEADER_BYTES,
+    MAX_HEADER_FIELDS,
+    MAX_REQUEST_LINE,
+    NEED_DATA,
+    PAUSED,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    Event,
+    Headers,
+    HTTPLimits,
+    HTTPProtocolError,
+    InformationalResponse,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Request,
+    Response,
+)
+from ._machine import CHUNKS_PER_DATA_EVENT, HTTP11Machine
+from ._server import HTTPRequest, HTTPServer, NoResponseError, Reply, Responder
+from ._state import State
+
+__all__ = [
+    "CHUNKS_PER_DATA_EVENT",
+    "DEFAULT_LIMITS",
+    "MAX_BODY_SIZE",
+    "MAX_CHUNK_LINE",
+    "MAX_HEADER_BYTES",
+    "MAX_HEADER_FIELDS",
+    "MAX_REQUEST_LINE",
+    "NEED_DATA",
+    "PAUSED",
+    "CompatRequest",
+    "ConnectionClosed",
+    "Data",
+    "EndOfMessage",
+    "Event",
+    "HTTP11Machine",
+    "HTTPLimits",
+    "HTTPProtocolError",
+    "HTTPRequest",
+    "HTTPServer",
+    "Headers",
+    "InformationalResponse",
+    "LocalProtocolError",
+    "NoResponseError",
+    "RemoteProtocolError",
+    "Reply",
+    "Request",
+    "Responder",
+    "Response",
+    "State",
+    "TestHTTPServer",
+]
