@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ast
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -43,24 +45,48 @@ class SinkProcess:
         )
         self.addresses: dict[str, object] = {}
         self.lines: list[str] = []
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"CLI exited: {self.proc.wait()} {self.proc.stderr.read()}")  # type: ignore[union-attr]
-            self.lines.append(line)
+        # A reader thread, so that every wait on the child's output is bounded.
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._reader.start()
+        self.wait_for_output("ready; Ctrl-C to stop")
+        for line in self.lines:
             m = re.search(r"(\w+) listening on (.*)$", line)
             if m:
                 self.addresses[m.group(1)] = ast.literal_eval(m.group(2))
-            if "ready; Ctrl-C to stop" in line:
-                return
-        raise RuntimeError("CLI never became ready")
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line)
+        self._queue.put(None)  # end of output
+
+    def wait_for_output(self, *needles: str, timeout: float = 30) -> None:
+        """Read the sink's output until every needle has been printed."""
+        deadline = time.monotonic() + timeout
+        while not all(n in "".join(self.lines) for n in needles):
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"never printed {needles!r}: {''.join(self.lines)!r}")
+            if line is None:
+                err = self.proc.stderr.read() if self.proc.stderr else ""
+                raise AssertionError(f"CLI exited before printing {needles!r}: {err}")
+            self.lines.append(line)
 
     def interrupt(self) -> tuple[int, str, str]:
         self.proc.send_signal(signal.SIGINT)
-        out, err = self.proc.communicate(timeout=30)
-        return self.proc.returncode, "".join(self.lines) + out, err
+        self.proc.wait(timeout=30)
+        self._reader.join(30)
+        while not self._queue.empty():  # the reader has ended: what is left is all there is
+            line = self._queue.get_nowait()
+            if line is not None:
+                self.lines.append(line)
+        err = self.proc.stderr.read() if self.proc.stderr else ""
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return self.proc.returncode, "".join(self.lines), err
 
 
 class CLITest(unittest.TestCase):
@@ -72,7 +98,7 @@ class CLITest(unittest.TestCase):
             c.sendall(b"<13>hello over tcp\n")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
             u.sendto(b"<13>hello over udp", udp)  # type: ignore[arg-type]
-        time.sleep(0.3)
+        sink.wait_for_output("<13>hello over tcp", "<13>hello over udp")
         t0 = time.monotonic()
         code, out, err = sink.interrupt()
         self.assertLess(time.monotonic() - t0, 10)
@@ -97,7 +123,7 @@ class CLITest(unittest.TestCase):
             f"http://{hhost}:{hport}/log?x=1", data=b"posted", timeout=10
         ) as resp:
             self.assertEqual(resp.status, 200)
-        time.sleep(0.3)
+        sink.wait_for_output("body line", "posted")
         code, out, err = sink.interrupt()
         self.assertEqual(code, 0, err)
         self.assertIn("X-Mail-From: alice@example.com", out)

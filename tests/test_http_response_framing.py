@@ -1,4 +1,4 @@
-"""Server-level regressions for the HTTP review (items 3, 4, 6, 8, 9), over real sockets.
+"""HTTP response framing on the wire: Connection: close, request-target form, compat framing.
 
 Each test speaks raw HTTP over loopback so that the exact header fields on
 the wire are checked.  Every socket is closed; every wait is bounded.
