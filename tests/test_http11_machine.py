@@ -292,7 +292,7 @@ class RequestParsingTests(unittest.TestCase):
             got += ev.data
         self.assertEqual(m.next_event(), EndOfMessage())
         self.assertEqual(bytes(got), body)
-        self.assertLess(len(m._buf), 2 * 65536 + 1000)  # compacted as it went
+        self.assertLess(len(m._rb.data), 2 * 65536 + 1000)  # compacted as it went
 
 
 class HostileInputTests(unittest.TestCase):

@@ -38,15 +38,18 @@ answers a bare LF with 400: that is where lenient and strict parsers
 disagree about where a body ends, which is the substance of request
 smuggling.  A bare CR anywhere is invalid (400), as RFC 9112 §2.2 allows.
 
-Buffering.  Received bytes go into one ``bytearray`` consumed by moving an
-offset; each search resumes where the previous one stopped, so feeding a
-request one byte at a time costs linear time, and the array is compacted
-when the consumed prefix is large.
+Buffering.  Received bytes go into one :class:`~protocols._buffer.ReceiveBuffer`
+(shared with the SMTP machine): a ``bytearray`` consumed by moving an
+offset, each search resuming where the previous one stopped, so feeding a
+request one byte at a time costs linear time; the array is compacted when
+the consumed prefix is large.
 
-Modules.  :mod:`._http_events` holds the vocabulary (events, errors,
-limits), :mod:`._http_state` the states and transitions,
-:mod:`._http_grammar` the request grammar and header-section parser, and
-:mod:`._http_framing` the response heads; this module drives them.
+Modules.  :mod:`._events` holds the vocabulary (events, errors, limits),
+:mod:`._state` the states and every transition, :mod:`._grammar` the
+request grammar and header-section parser, :mod:`._readers` the body
+readers (one object per framing, chunked decoding among them) and
+:mod:`._framing` the response heads and chunk encoding; this module drives
+them.
 
 Speed.  A complete head is decoded once (ISO-8859-1) and checked with a few
 anchored regular expressions; validated header sections and complete
@@ -60,6 +63,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
+from .._buffer import ReceiveBuffer
 from ._events import (
     DEFAULT_LIMITS,
     NEED_DATA,
@@ -83,17 +87,15 @@ from ._framing import CHUNKED, CLOSE, LENGTH, NONE, head_bytes, prepare_head
 from ._grammar import (
     ABSOLUTE_FORM,
     BARE_CR,
-    CHUNK_LINE,
     DIGITS,
-    FORBIDDEN_TRAILERS,
     HEAD_END,
     PARSED_SECTIONS,
     REQUEST_LINE_STR,
     Summary,
-    parse_fields,
     parse_section,
     reason_phrase,
 )
+from ._readers import CHUNKS_PER_DATA_EVENT, NO_BODY, BodyReader, make_reader
 from ._state import OUR_TRANSITIONS, THEIR_TRANSITIONS, State, settle, transition
 
 # Module-level aliases of the states: ``State.X`` is a slow attribute lookup
@@ -118,19 +120,8 @@ _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _PREPARED_HEADS: dict[tuple[object, ...], tuple[bytes, int, int, bool]] = {}
 _PREPARED_HEADS_MAX: Final = 512
 
-# Compact the receive buffer once this many consumed octets sit in front.
-_COMPACT_AT: Final = 65536
-
 # Body framing of a message (both directions): see _http_framing.
 _NONE, _LENGTH, _CHUNKED, _CLOSE = NONE, LENGTH, CHUNKED, CLOSE
-# At most this many chunks are merged into one Data event: the work of one
-# next_event() call stays bounded (about 0.2 ms), so a caller that budgets
-# events per turn (the server does) still bounds its turn when a client
-# sends a flood of tiny chunks.
-CHUNKS_PER_DATA_EVENT: Final = 64
-
-# Phases of a chunked request body.
-_C_SIZE, _C_DATA, _C_DATA_END, _C_TRAILER = 0, 1, 2, 3
 
 
 class HTTP11Machine:
@@ -151,10 +142,10 @@ class HTTP11Machine:
         self.request: Request | None = None
         #: The error that put the machine in ERROR, if any.
         self.error: HTTPProtocolError | None = None
-        self._buf = bytearray()
-        self._pos = 0  # start of the unconsumed bytes in _buf
-        self._scan = 0  # where the current search for a terminator resumes
-        self._line_end = -1  # end of the request line, once seen
+        self._rb = ReceiveBuffer()
+        # Length of the request line (from the buffer's pos), once its LF
+        # was seen; -1 before.  Relative, so a compaction keeps it valid.
+        self._line_len = -1
         self._eof = False
         self._out = bytearray()
         self._reset_cycle()
@@ -164,12 +155,7 @@ class HTTP11Machine:
         self._http11 = True
         self._is_head = False
         self._expect_pending = False  # a 100 Continue may still be owed
-        self._recv_mode = _NONE
-        self._recv_left = 0  # body octets left (length) / in this chunk
-        self._recv_total = 0  # decoded body octets received so far
-        self._chunk_phase = _C_SIZE
-        self._trailers: list[tuple[str, str]] = []
-        self._trailer_bytes = 0
+        self._reader: BodyReader = NO_BODY  # the request body's reader
         self._send_mode = _NONE
         self._send_left = 0
 
@@ -191,27 +177,12 @@ class HTTP11Machine:
             return
         if self._eof:
             raise LocalProtocolError("receive_data() after EOF")
-        buf = self._buf
-        pos = self._pos
-        if pos:
-            if pos == len(buf):
-                buf.clear()
-                self._shift(pos)
-            elif pos >= _COMPACT_AT and pos * 2 >= len(buf):
-                del buf[:pos]
-                self._shift(pos)
-        buf += data
-
-    def _shift(self, n: int) -> None:
-        self._pos -= n
-        self._scan = max(0, self._scan - n)
-        if self._line_end >= 0:
-            self._line_end -= n
+        self._rb.feed(data)
 
     @property
     def buffered(self) -> int:
         """Octets received and not yet consumed (e.g. pipelined requests)."""
-        return len(self._buf) - self._pos
+        return len(self._rb)
 
     @property
     def eof_received(self) -> bool:
@@ -251,8 +222,9 @@ class HTTP11Machine:
         return PAUSED  # DONE or MUST_CLOSE: waiting for (or past) our response
 
     def _read_head(self) -> Request | ConnectionClosed | Signal:
-        buf = self._buf
-        pos = self._pos
+        rb = self._rb
+        buf = rb.data
+        pos = rb.pos
         end = len(buf)
         if pos >= end and not self._eof:
             return NEED_DATA  # the common case between keep-alive requests
@@ -266,9 +238,9 @@ class HTTP11Machine:
                     pos += 2
                 else:
                     break
-            self._pos = pos
-            if self._scan < pos:
-                self._scan = pos
+            rb.pos = pos
+            if rb.scan < pos:
+                rb.scan = pos
         if pos >= end or (pos + 1 == end and buf[pos] == 0x0D):
             if self._eof:
                 if pos >= end:
@@ -277,31 +249,30 @@ class HTTP11Machine:
                 raise RemoteProtocolError("connection closed inside a request head")
             return NEED_DATA
         limits = self.limits
-        scan = self._scan
+        scan = rb.scan
         if scan < pos:
             scan = pos
-        if self._line_end < 0:
+        if self._line_len < 0:
             lf = buf.find(b"\n", scan)
             if lf < 0 or lf - pos > limits.max_request_line + 1:
                 # +1: the line may end in CR before its LF.
                 if end - pos > limits.max_request_line + 1:
                     raise RemoteProtocolError("request line too long", status_hint=414)
                 return self._need_head(scan, end)
-            self._line_end = lf
-        m = HEAD_END.search(buf, scan if scan > self._line_end else self._line_end)
+            self._line_len = lf - pos
+        line_end = pos + self._line_len
+        m = HEAD_END.search(buf, scan if scan > line_end else line_end)
         if m is None:
-            if end - self._line_end - 1 > limits.max_header_bytes:
+            if end - line_end - 1 > limits.max_header_bytes:
                 raise RemoteProtocolError("header section too large", status_hint=431)
             return self._need_head(scan, end)
         head_end = m.end()
-        line_end = self._line_end
         if head_end - line_end - 1 > limits.max_header_bytes:
             raise RemoteProtocolError("header section too large", status_hint=431)
         # One decode of the whole head; everything below is C-speed str work.
         text = buf[pos : m.start() + 1].decode("latin-1")
-        self._pos = head_end
-        self._scan = head_end
-        self._line_end = -1
+        rb.pos = rb.scan = head_end
+        self._line_len = -1
         nl = text.index("\n")
         fields = text[nl + 1 :]
         if fields.count("\n") > limits.max_header_fields:
@@ -331,12 +302,13 @@ class HTTP11Machine:
         # A CR not followed by LF can never be part of a valid head (RFC 9112
         # §2.2): answer at once instead of waiting for a limit.  Only the
         # octets not searched before are looked at.
-        if BARE_CR.search(self._buf, scan, end):
+        rb = self._rb
+        if BARE_CR.search(rb.data, scan, end):
             raise RemoteProtocolError("bare CR in the request head")
         if self._eof:
             raise RemoteProtocolError("connection closed inside a request head")
         # A terminator may straddle the next feed: rescan the last two octets.
-        self._scan = max(self._pos, end - 2)
+        rb.scan = max(rb.pos, end - 2)
         return NEED_DATA
 
     def _analyse(self, request: Request, summary: Summary) -> None:
@@ -372,8 +344,7 @@ class HTTP11Machine:
                 raise RemoteProtocolError("chunked transfer coding applied twice")
             if len(codings) > 1:
                 raise RemoteProtocolError("unsupported transfer coding", status_hint=501)
-            self._recv_mode = _CHUNKED
-            self._chunk_phase = _C_SIZE
+            framing, length = _CHUNKED, 0
         elif lengths:
             # RFC 9110 §8.6: a list of identical values may be taken as one.
             if not all(DIGITS.fullmatch(v) for v in lengths) or len(set(lengths)) != 1:
@@ -381,15 +352,17 @@ class HTTP11Machine:
             digits = lengths[0].lstrip("0") or "0"
             if len(digits) > 18 or int(digits) > self.limits.max_body_size:
                 raise RemoteProtocolError("request body too large", status_hint=413)
-            self._recv_left = int(digits)
-            self._recv_mode = _LENGTH if self._recv_left else _NONE
+            length = int(digits)
+            framing = _LENGTH if length else _NONE
         else:
-            self._recv_mode = _NONE  # RFC 9112 §6.3 item 7: no body
+            framing, length = _NONE, 0  # RFC 9112 §6.3 item 7: no body
         for value in expect:
             if value != "100-continue":
                 raise RemoteProtocolError("unsupported expectation", status_hint=417)
         # RFC 9110 §10.1.1: ignore 100-continue from HTTP/1.0 clients.
-        self._expect_pending = bool(expect) and http11 and self._recv_mode != _NONE
+        self._expect_pending = bool(expect) and http11 and framing != _NONE
+        if framing != _NONE:
+            self._reader = make_reader(framing, length, self.limits)
         # RFC 9112 §9.3: 1.1 persists unless "close"; 1.0 only with "keep-alive".
         if "close" in connection:
             self._keep_alive = False
@@ -399,138 +372,13 @@ class HTTP11Machine:
     def _read_body(self) -> Data | EndOfMessage | Signal:
         if self._expect_pending:
             self._expect_pending = False
-            if self.our_state is _SEND_RESPONSE and self._pos == len(self._buf):
+            if self.our_state is _SEND_RESPONSE and not self._rb:
                 self._out += _CONTINUE
-        if self._recv_mode == _CHUNKED:
-            return self._read_chunked()
-        if self._recv_left == 0:
-            return self._end_of_request(())
-        data = self._take()
-        if data is None:
-            return NEED_DATA
-        self._recv_left -= len(data)
-        return Data(data=data)
-
-    def _take(self) -> bytes | None:
-        """Up to ``_recv_left`` octets of body from the buffer, or None."""
-        buf = self._buf
-        pos = self._pos
-        avail = len(buf) - pos
-        if avail == 0:
-            if self._eof:
-                raise RemoteProtocolError("connection closed inside the request body")
-            return None
-        n = min(avail, self._recv_left)
-        if pos == 0 and n == avail:
-            data = bytes(buf)
-            buf.clear()
-            self._scan = 0
-        else:
-            data = bytes(buf[pos : pos + n])
-            self._pos = pos + n
-        return data
-
-    def _line(self, limit: int, what: str, status: int) -> bytearray | None:
-        """The next CRLF-terminated line (without CRLF), or None if incomplete.
-
-        A line longer than *limit* raises RemoteProtocolError with *status*.
-        """
-        buf = self._buf
-        lf = buf.find(b"\n", max(self._scan, self._pos))
-        if lf < 0:
-            if len(buf) - self._pos > limit + 1:
-                raise RemoteProtocolError(f"{what} too long", status_hint=status)
-            if self._eof:
-                raise RemoteProtocolError("connection closed inside the request body")
-            self._scan = len(buf)
-            return None
-        if lf - self._pos > limit + 1:
-            raise RemoteProtocolError(f"{what} too long", status_hint=status)
-        if lf == self._pos or buf[lf - 1] != 0x0D:
-            raise RemoteProtocolError(f"bare LF in {what} (chunked framing needs CRLF)")
-        line = buf[self._pos : lf - 1]
-        self._pos = self._scan = lf + 1
-        return line
-
-    def _read_chunked(self) -> Data | EndOfMessage | Signal:
-        """Decode chunked framing from the buffer.
-
-        The data of consecutive chunks already buffered is returned as one
-        :class:`Data` (at most what is buffered, and at most
-        :data:`CHUNKS_PER_DATA_EVENT` chunks: a read of many small chunks
-        costs a few events, not one per chunk); it is returned when the
-        buffer runs dry, that many chunks were merged or the last chunk is
-        reached.  Every chunk-size
-        line and chunk end is still checked, and an error found after some
-        data raises at once (the data is dropped with the request).
-        """
-        limits = self.limits
-        pieces: list[bytes] = []
-        while True:
-            phase = self._chunk_phase
-            if phase == _C_DATA:
-                data = self._take()
-                if data is None:
-                    break
-                self._recv_left -= len(data)
-                if self._recv_left == 0:
-                    self._chunk_phase = _C_DATA_END
-                pieces.append(data)
-                if self._pos >= len(self._buf) or len(pieces) >= CHUNKS_PER_DATA_EVENT:
-                    break  # nothing more buffered (and _take may have cleared it)
-            elif phase == _C_SIZE:
-                line = self._line(limits.max_chunk_line, "chunk-size line", 400)
-                if line is None:
-                    break
-                m = CHUNK_LINE.fullmatch(line)
-                if m is None:
-                    raise RemoteProtocolError("invalid chunk-size line")
-                size = int(m[1], 16)
-                if self._recv_total + size > limits.max_body_size:
-                    raise RemoteProtocolError("request body too large", status_hint=413)
-                self._recv_total += size
-                self._recv_left = size
-                self._chunk_phase = _C_DATA if size else _C_TRAILER
-                if not size and pieces:
-                    break  # the data first; the trailer section on the next call
-            elif phase == _C_DATA_END:
-                buf = self._buf
-                if len(buf) - self._pos < 2:
-                    if self._eof:
-                        raise RemoteProtocolError("connection closed inside the request body")
-                    break
-                if buf[self._pos : self._pos + 2] != b"\r\n":
-                    raise RemoteProtocolError("chunk data not followed by CRLF")
-                self._pos += 2
-                self._scan = self._pos
-                self._chunk_phase = _C_SIZE
-            else:  # _C_TRAILER: field lines, then an empty line (RFC 9112 §7.1.2)
-                if pieces:
-                    break  # unreachable (the size-0 line breaks first); kept for safety
-                start = self._pos
-                limit = limits.max_header_bytes - self._trailer_bytes
-                line = self._line(limit, "trailer section", 431)
-                if line is None:
-                    break
-                self._trailer_bytes += self._pos - start
-                if not line:
-                    return self._end_of_request(tuple(self._trailers))
-                if len(self._trailers) >= limits.max_header_fields:
-                    raise RemoteProtocolError("too many trailer fields", status_hint=431)
-                fields = parse_fields([line], 0)
-                if fields[0][0].lower() in FORBIDDEN_TRAILERS:
-                    # RFC 9110 §6.5.1: framing, routing, control and
-                    # authentication fields must not come as trailers.
-                    raise RemoteProtocolError(f"field not allowed in a trailer: {fields[0][0]}")
-                self._trailers.extend(fields)
-        if pieces:
-            return Data(data=pieces[0] if len(pieces) == 1 else b"".join(pieces))
-        return NEED_DATA
-
-    def _end_of_request(self, trailers: Headers) -> EndOfMessage:
-        self._their(EndOfMessage)
-        self._settle()
-        return EndOfMessage(trailers=trailers) if trailers else _END
+        event = self._reader.read(self._rb, self._eof)
+        if type(event) is EndOfMessage:
+            self._their(EndOfMessage)
+            self._settle()
+        return event
 
     # ------------------------------------------------------------------
     # Sending
@@ -780,5 +628,3 @@ class HTTP11Machine:
         elif self.our_state is _SEND_BODY:
             self.our_state = _ERROR
 
-
-_END: Final = EndOfMessage()
