@@ -17,9 +17,11 @@ from collections.abc import Callable, Iterable
 from protocols.smtp._events import (
     AUTH_LINE_LIMIT,
     COMMAND_LINE_LIMIT,
+    COMMANDS_PER_CALL,
     NEED_DATA,
     PAUSED,
     TEXT_LINE_LIMIT,
+    YIELD,
     AuthAttempt,
     ConnectionClosed,
     ConnectionClosedError,
@@ -74,9 +76,15 @@ Decide = Callable[[Proposal], "tuple[int, str] | None"]
 
 
 def pump(m: SMTPServerConnection, events: list[Event], decide: Decide | None) -> None:
-    """Drain events; answer proposals with ``decide`` (None = accept)."""
+    """Drain events; answer proposals with ``decide`` (None = accept).
+
+    A :data:`YIELD` is followed by another call at once, as a reactor would
+    do on its next pass.
+    """
     for _ in range(100_000):
         ev = m.next_event()
+        if ev is YIELD:
+            continue
         if ev is NEED_DATA or ev is PAUSED:
             return
         assert isinstance(ev, Event)
@@ -789,6 +797,8 @@ class TestFuzz(unittest.TestCase):
                 ev = m.next_event()
                 if ev is NEED_DATA:
                     break
+                if ev is YIELD:
+                    continue
                 if ev is PAUSED:
                     self.assertIs(m.state, State.TLS_PENDING)
                     m.tls_established()
@@ -821,6 +831,103 @@ class TestFuzz(unittest.TestCase):
             events, out = self.run_machine(pieces, rng)
             if b"STARTTLS" not in data:  # STARTTLS discards by design what was buffered
                 self.assertEqual((events, out), (events0, out0), data)
+
+
+class TestCommandBudget(MachineTestCase):
+    """One next_event() call answers at most COMMANDS_PER_CALL commands on
+    its own, then returns YIELD; the rest is answered by later calls, in
+    order, with nothing lost."""
+
+    def calls(self, m: SMTPServerConnection) -> list[tuple[object, list[int]]]:
+        """Call next_event() until NEED_DATA; (result, reply codes) per call."""
+        result: list[tuple[object, list[int]]] = []
+        for _ in range(10_000):
+            ev = m.next_event()
+            result.append((ev, codes(m.data_to_send())))
+            if ev is NEED_DATA:
+                return result
+        raise AssertionError("machine never needed data")
+
+    def test_flood_of_noops_is_answered_in_bounded_calls(self) -> None:
+        m = SMTPServerConnection()
+        m.data_to_send()
+        m.receive_data(b"NOOP\r\n" * 10_000)
+        calls = self.calls(m)
+        for _, reps in calls:
+            self.assertLessEqual(len(reps), COMMANDS_PER_CALL)
+        self.assertEqual([ev for ev, _ in calls[:-1]], [YIELD] * (len(calls) - 1))
+        self.assertEqual(sum(len(reps) for _, reps in calls), 10_000)
+        self.assertEqual({code for _, reps in calls for code in reps}, {Code.OK})
+        self.assertEqual(len(calls), -(-10_000 // COMMANDS_PER_CALL))  # the last one: NEED_DATA
+
+    def test_errors_and_bad_lines_count_too(self) -> None:
+        m = SMTPServerConnection(max_errors=100_000)
+        m.data_to_send()
+        lines = [b"FROB\r\n", b"NOOP\n", b"x" * 600 + b"\r\n", b"RCPT TO:<a@b>\r\n"]
+        m.receive_data(b"".join(lines) * 2_500)
+        calls = self.calls(m)
+        self.assertTrue(all(len(reps) <= COMMANDS_PER_CALL for _, reps in calls))
+        self.assertEqual([code for _, reps in calls for code in reps], [500, 500, 500, 503] * 2_500)
+
+    def test_sasl_challenges_count_too(self) -> None:
+        m = SMTPServerConnection(
+            auth_mechanisms=("LOGIN",), auth_over_plaintext=True, max_errors=100_000
+        )
+        m.receive_data(b"EHLO x\r\n" + b"AUTH LOGIN\r\n*\r\n" * 100)
+        self.assertIsInstance(m.next_event(), Hello)
+        m.data_to_send()
+        calls = self.calls(m)
+        self.assertTrue(all(len(reps) <= COMMANDS_PER_CALL for _, reps in calls))
+        self.assertEqual([c for _, reps in calls for c in reps], [334, 501] * 100)
+
+    def test_events_and_proposals_still_come_between_yields(self) -> None:
+        noops = [b"NOOP\r\n"] * 150
+        commands = [*noops, *MAIL, *noops, b"DATA\r\n", b"hi\r\n.\r\n", *noops, b"QUIT\r\n"]
+        events, reps = self.dialogue(commands)
+        self.assertEqual(
+            [type(e) for e in events],
+            [Hello, MailFromProposed, RecipientProposed, MessageReceived, Quit],
+        )
+        self.assertEqual(len(reps), 1 + 150 + 3 + 150 + 2 + 150 + 1)
+        self.assertEqual(reps[-1][0], Code.BYE)
+
+    def test_trailing_partial_command_after_a_flood(self) -> None:
+        m = SMTPServerConnection()
+        m.data_to_send()
+        m.receive_data(b"NOOP\r\n" * 200 + b"EHLO cli")
+        calls = self.calls(m)
+        self.assertEqual(sum(len(reps) for _, reps in calls), 200)
+        m.receive_data(b"ent\r\n")
+        self.assertEqual(m.next_event(), Hello(command="EHLO", name="client"))
+
+    def test_eof_behind_a_flood_is_seen_after_it(self) -> None:
+        m = SMTPServerConnection()
+        m.data_to_send()
+        m.receive_data(b"NOOP\r\n" * 200)
+        m.receive_data(b"")
+        results = []
+        for _ in range(100):
+            ev = m.next_event()
+            results.append(ev)
+            if isinstance(ev, ConnectionClosed):
+                break
+        self.assertEqual(results, [YIELD, YIELD, YIELD, ConnectionClosed(aborted=False)])
+        self.assertEqual(codes(m.data_to_send()), [Code.OK] * 200)
+
+    def test_pending_output_counts_queued_octets(self) -> None:
+        m = SMTPServerConnection()
+        self.assertEqual(m.pending_output, len(b"220 localhost ESMTP testservers\r\n"))
+        m.data_to_send()
+        self.assertEqual(m.pending_output, 0)
+        m.receive_data(b"NOOP\r\n" * 3)
+        m.next_event()
+        self.assertEqual(m.pending_output, 3 * len(b"250 OK\r\n"))
+
+    def test_public_names(self) -> None:
+        import protocols.smtp
+
+        self.assertIs(protocols.smtp.YIELD, YIELD)
+        self.assertEqual(protocols.smtp.COMMANDS_PER_CALL, COMMANDS_PER_CALL)
 
 
 class TestDecisions(MachineTestCase):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "AUTH_LINE_LIMIT",
+    "COMMANDS_PER_CALL",
     "COMMAND_LINE_LIMIT",
     "DEFAULT_MAX_ERRORS",
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -26,6 +27,7 @@ __all__ = [
     "NEED_DATA",
     "PAUSED",
     "TEXT_LINE_LIMIT",
+    "YIELD",
     "AuthAttempt",
     "ConnectionClosed",
     "ConnectionClosedError",
@@ -92,6 +94,14 @@ DEFAULT_MAX_RECIPIENTS = 1000
 #: not count: a client may meet any number of them and go on.
 DEFAULT_MAX_ERRORS = 50
 
+#: Command lines the machine answers on its own, with no event (NOOP, HELP,
+#: VRFY, the 354 to DATA, 334 challenges, syntax and sequence errors,
+#: over-long lines...), within one ``next_event()`` call.  Once this many
+#: were answered, the call returns :data:`YIELD`: a peer pipelining thousands
+#: of such commands in one read cannot hold the shared reactor thread for the
+#: whole batch (64 NOOPs take tens of microseconds; 43,690 took 138 ms).
+COMMANDS_PER_CALL = 64
+
 
 # --------------------------------------------------------------------------
 # Sentinels
@@ -107,6 +117,11 @@ class Sentinel(enum.Enum):
     #: ``accept()``/``reject()``, or finish the TLS handshake and call
     #: ``tls_established()``.
     PAUSED = "PAUSED"
+    #: Budget spent: the machine answered :data:`COMMANDS_PER_CALL` commands
+    #: on its own in this call.  Call ``next_event()`` again, typically on a
+    #: later reactor pass (after sending ``data_to_send()``); nothing is
+    #: lost, the unparsed input stays buffered.
+    YIELD = "YIELD"
 
     def __repr__(self) -> str:
         return self.value
@@ -114,6 +129,7 @@ class Sentinel(enum.Enum):
 
 NEED_DATA = Sentinel.NEED_DATA
 PAUSED = Sentinel.PAUSED
+YIELD = Sentinel.YIELD
 
 
 # --------------------------------------------------------------------------

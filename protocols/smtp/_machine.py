@@ -71,6 +71,7 @@ from ._content import ContentReader
 from ._events import (
     AUTH_LINE_LIMIT,
     COMMAND_LINE_LIMIT,
+    COMMANDS_PER_CALL,
     DEFAULT_MAX_ERRORS,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_RECIPIENTS,
@@ -78,6 +79,7 @@ from ._events import (
     MIN_RECIPIENTS,
     NEED_DATA,
     PAUSED,
+    YIELD,
     AuthAttempt,
     ConnectionClosed,
     ConnectionClosedError,
@@ -105,6 +107,10 @@ from ._state import (
 from ._syntax import format_reply, parse_mail_parameters, parse_path, split_sp
 
 __all__ = ["AUTH_MECHANISMS", "COUNTED_ERRORS", "TRANSITIONS", "SMTPServerConnection", "State"]
+
+#: What :meth:`SMTPServerConnection._read_line` returns for a line it
+#: consumed and answered itself (500 too long, 500 bare LF).
+_ANSWERED = b"\x00answered"
 
 #: Reply codes that count toward ``max_errors``: the client's syntax and
 #: sequence mistakes (RFC 5321 §4.2.1 "x0z Syntax" replies, and 555 for an
@@ -311,17 +317,30 @@ class SMTPServerConnection:
         self._out.clear()
         return out
 
+    @property
+    def pending_output(self) -> int:
+        """Octets queued for :meth:`data_to_send` and not yet taken (cheap).
+
+        An I/O layer whose transport stopped accepting writes can stop
+        calling :meth:`next_event` (and feeding) while this is large.
+        """
+        return len(self._out)
+
     def next_event(self) -> Event | Sentinel:
         """Parse buffered input and return the next event.
 
         Returns :data:`PAUSED` while a proposal awaits an answer or a STARTTLS
         upgrade awaits :meth:`tls_established`, :data:`NEED_DATA` when the
-        buffered bytes hold no complete command or message, and
-        :class:`ConnectionClosed` (repeatedly) once EOF has been processed.
-        Replies made along the way are queued for :meth:`data_to_send`.
+        buffered bytes hold no complete command or message, :data:`YIELD`
+        once :data:`COMMANDS_PER_CALL` commands were answered in this call
+        without an event (call again later; the rest of the input stays
+        buffered), and :class:`ConnectionClosed` (repeatedly) once EOF has
+        been processed.  Replies made along the way are queued for
+        :meth:`data_to_send`.
         """
         if self._pending is not None:
             return PAUSED
+        answered = 0  # command lines answered without an event, this call
         result: Event | Sentinel | None
         while True:  # each pass consumes one command, response line or content chunk
             state = self._state
@@ -330,24 +349,27 @@ class SMTPServerConnection:
                 return event
             if self._closed_event is not None:
                 return self._closed_event
-            if state is State.DATA:
-                result = self._read_content()
-            elif state is State.TLS_PENDING:
+            if state is State.TLS_PENDING:
                 if self._eof:
                     return self._connection_closed()
                 return PAUSED
-            elif state is State.CLOSED:
+            if state is State.CLOSED:
                 if self._eof:
                     return self._connection_closed()
                 return NEED_DATA
+            if answered >= COMMANDS_PER_CALL:
+                return YIELD
+            if state is State.DATA:
+                result = self._read_content()
             else:
                 line = self._read_line()
                 if line is None:
-                    if self._closing_event is not None:
-                        continue
                     if self._eof:
                         return self._connection_closed()
                     return NEED_DATA
+                if line is _ANSWERED:
+                    answered += 1
+                    continue
                 if state is State.AUTH:
                     result = self._auth_response(line)
                 else:
@@ -356,10 +378,12 @@ class SMTPServerConnection:
                 if self._eof:
                     return self._connection_closed()
                 return NEED_DATA
-            if result is not None:
-                if isinstance(result, Proposal):
-                    self._pending = result
-                return result
+            if result is None:
+                answered += 1
+                continue
+            if isinstance(result, Proposal):
+                self._pending = result
+            return result
 
     # ------------------------------------------------------------------
     # Consumer decisions
@@ -462,40 +486,34 @@ class SMTPServerConnection:
     def _read_line(self) -> bytes | None:
         """Return the next complete command/response line without its CRLF.
 
-        Over-long lines and lines not ending in CRLF are answered here (500)
-        and skipped; returns None when no complete line is buffered.
+        An over-long line, or one not ending in CRLF, is answered here (500)
+        and consumed: the result is then :data:`_ANSWERED`.  Returns None
+        when no complete line is buffered.
         """
         buf = self._in
-        while True:
-            pos = self._pos
-            end = buf.find(b"\n", self._scan)
-            if end < 0:
-                self._scan = len(buf)
-                if len(buf) - pos > AUTH_LINE_LIMIT:
-                    # No verb may be longer than this; drop the bytes now so
-                    # memory stays bounded, answer when the line ends.
-                    self._discarding = True
-                    self._pos = self._scan = len(buf)
-                return None
-            self._pos = self._scan = end + 1
-            if self._discarding:
-                self._discarding = False
-                self._error(500, "5.5.2", "Line too long")
-                if self._state is State.CLOSED:
-                    return None
-                continue
-            if end == pos or buf[end - 1] != 0x0D:
-                self._error(500, "5.5.2", "Syntax error: lines must end with CRLF")
-                if self._state is State.CLOSED:
-                    return None
-                continue
-            line = bytes(buf[pos : end - 1])
-            if len(line) + 2 > self._line_limit(line):
-                self._error(500, "5.5.2", "Line too long")
-                if self._state is State.CLOSED:
-                    return None
-                continue
-            return line
+        pos = self._pos
+        end = buf.find(b"\n", self._scan)
+        if end < 0:
+            self._scan = len(buf)
+            if len(buf) - pos > AUTH_LINE_LIMIT:
+                # No verb may be longer than this; drop the bytes now so
+                # memory stays bounded, answer when the line ends.
+                self._discarding = True
+                self._pos = self._scan = len(buf)
+            return None
+        self._pos = self._scan = end + 1
+        if self._discarding:
+            self._discarding = False
+            self._error(500, "5.5.2", "Line too long")
+            return _ANSWERED
+        if end == pos or buf[end - 1] != 0x0D:
+            self._error(500, "5.5.2", "Syntax error: lines must end with CRLF")
+            return _ANSWERED
+        line = bytes(buf[pos : end - 1])
+        if len(line) + 2 > self._line_limit(line):
+            self._error(500, "5.5.2", "Line too long")
+            return _ANSWERED
+        return line
 
     def _line_limit(self, line: bytes) -> int:
         if self._state is State.AUTH:

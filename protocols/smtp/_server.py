@@ -34,6 +34,7 @@ from ._events import (
     DEFAULT_MAX_RECIPIENTS,
     NEED_DATA,
     PAUSED,
+    YIELD,
     AuthAttempt,
     ConnectionClosed,
     MailFromProposed,
@@ -155,6 +156,7 @@ class _SMTPConnection:
         self.peer = peer
         self.transport: StreamTransport | None = None
         self.machine: SMTPServerConnection | None = None
+        self._resume_scheduled = False  # the machine yielded; _resume is queued
 
     # -- StreamProtocol --------------------------------------------------------
 
@@ -187,7 +189,9 @@ class _SMTPConnection:
         assert self.machine is not None
         self.machine.receive_data(b"")
         self._pump()
-        return None
+        # Commands still buffered behind a YIELD are answered on later
+        # passes; the connection closes when the machine reaches the EOF.
+        return True if self._resume_scheduled else None
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.transport = None
@@ -198,6 +202,7 @@ class _SMTPConnection:
     def shutdown(self) -> None:
         """Say 421 before the server closes the connection (RFC 5321 §3.8)."""
         if self.machine is not None:
+            self._pump(finish=True)  # answer what arrived before the stop
             self.machine.shutdown("Server stopping, closing connection")
             self._flush()
 
@@ -207,16 +212,24 @@ class _SMTPConnection:
         if out and self.transport is not None:
             self.transport.write(out)
 
-    def _pump(self) -> None:
+    def _pump(self, finish: bool = False) -> None:
         """Run the machine until it needs bytes; answer its proposals.
 
-        Replies produced by one batch of input go out in one write.
+        Replies produced by one batch of input go out in one write.  When
+        the machine yields (its per-call command budget is spent), reading
+        pauses and the rest is answered on a later reactor pass, unless
+        ``finish`` (the server is stopping).
         """
         m = self.machine
         assert m is not None
         try:
             while True:
                 event = m.next_event()
+                if event is YIELD:
+                    if finish:
+                        continue
+                    self._yield()
+                    return
                 if event is NEED_DATA or event is PAUSED:
                     return
                 if isinstance(event, MailFromProposed):
@@ -246,9 +259,27 @@ class _SMTPConnection:
                         self.transport.close()
                     return
                 elif isinstance(event, ConnectionClosed):
+                    if self.transport is not None:
+                        self.transport.close()
                     return
         finally:
             self._flush()
+
+    def _yield(self) -> None:
+        t = self.transport
+        if t is None or self._resume_scheduled:
+            return
+        self._resume_scheduled = True
+        t.pause_reading()  # the machine holds a backlog: read no more for now
+        t._reactor.call_soon(self._resume)
+
+    def _resume(self) -> None:
+        self._resume_scheduled = False
+        if self.transport is None or self.machine is None:
+            return
+        self._pump()
+        if not self._resume_scheduled and self.transport is not None:
+            self.transport.resume_reading()
 
     def _call(self, fn: Callable[..., object], *args: Any) -> int | None:
         """Run a user callback; answer the pending proposal from its outcome.
