@@ -234,7 +234,7 @@ class CompatServerTests(unittest.TestCase):
                 server = self.start(handler)
                 with contextlib.redirect_stderr(io.StringIO()) as err:
                     out = exchange(server.port, b"GET / HTTP/1.0\r\n\r\n")
-                self.assertIn("ValueError", err.getvalue())
+                self.assertIn("InvalidReplyError", err.getvalue())
                 self.assertTrue(out.startswith(b"HTTP/1.1 500 "), out)
                 self.assertNotIn(b"\r\nInjected", out)
                 self.assertEqual(len(server.errors), 1)

@@ -1,6 +1,7 @@
 """HTTP/1.1 and HTTPS: the sans-I/O machine, its vocabulary, and the servers.
 
-Modules: ``_events`` (events, sentinels, limits, errors), ``_state`` (the
+Modules: ``_errors`` (the error classes, one base: :class:`HTTPProtocolError`),
+``_events`` (events, sentinels, limits), ``_state`` (the
 state enum and every transition), ``_grammar`` (RFC 9110/9112 token and field
 grammar), ``_framing`` (message framing and the serialized head),
 ``_machine`` (:class:`HTTP11Machine`), ``_server`` (the native
@@ -9,6 +10,7 @@ CPython's test_logging helper).
 """
 
 from ._compat import CompatRequest, TestHTTPServer
+from ._errors import AlreadyAnsweredError, InvalidReplyError
 from ._events import (
     DEFAULT_LIMITS,
     MAX_BODY_SIZE,
@@ -37,6 +39,7 @@ from ._state import State
 
 __all__ = [
     "CHUNKS_PER_DATA_EVENT",
+    "AlreadyAnsweredError",
     "DEFAULT_LIMITS",
     "MAX_BODY_SIZE",
     "MAX_CHUNK_LINE",
@@ -57,6 +60,7 @@ __all__ = [
     "HTTPServer",
     "Headers",
     "InformationalResponse",
+    "InvalidReplyError",
     "LocalProtocolError",
     "NoResponseError",
     "RemoteProtocolError",

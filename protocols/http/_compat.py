@@ -16,8 +16,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._events import TOKEN_STR, VALUE_STR
-from ._grammar import CHUNK_LINE, reason_phrase
+from ._errors import InvalidReplyError, RemoteProtocolError
+from ._events import DEFAULT_LIMITS
+from ._framing import field_lines, head_bytes, write_chunk, write_last_chunk
+from ._grammar import TOKEN_STR, VALUE_STR, reason_phrase
+from ._readers import decode_chunked
 from ._server import (
     SERVER_SOFTWARE,
     HTTPRequest,
@@ -99,7 +102,7 @@ class CompatRequest:
     def headers(self) -> http.client.HTTPMessage:
         """The request's header fields as an ``http.client.HTTPMessage`` (built on first use)."""
         if self._headers is None:
-            raw = "".join(f"{n}: {v}\r\n" for n, v in self.native.headers) + "\r\n"
+            raw = field_lines(self.native.headers) + "\r\n"
             self._headers = http.client.parse_headers(io.BytesIO(raw.encode("latin-1")))
         return self._headers
 
@@ -230,64 +233,40 @@ class CompatRequest:
     ) -> bytes:
         """A whole response from a handler that wrote its own chunked body.
 
-        The body is decoded (``ValueError`` if it is not valid chunked
-        framing: the server answers 500) and sent close-delimited without
+        The body is decoded by the machine's own
+        :class:`~protocols.http._readers.ChunkedReader`
+        (:class:`InvalidReplyError` if it is not valid chunked framing: the
+        server answers 500; a writer that stopped after the last chunk,
+        before the empty line, is accepted) and sent close-delimited without
         Transfer-Encoding to an HTTP/1.0 client (RFC 9112 §6.1), as one
         chunk to an HTTP/1.1 client; no body octets for HEAD, 1xx, 204 and
         304; one ``Connection: close`` field; header fields are checked
-        (``ValueError``).
+        (:class:`InvalidReplyError`).  Trailers are dropped.
         """
         for name, value in headers:
             if not TOKEN_STR.fullmatch(name) or not VALUE_STR.fullmatch(value):
-                raise ValueError(f"invalid header field {name!r}: {value!r}")
+                raise InvalidReplyError(f"invalid header field {name!r}: {value!r}")
         http11 = self.request_version == "HTTP/1.1"
         chunked = http11 and not (status < 200 or status == 204)
-        body = b"" if no_body else _decode_chunked(raw)
+        body = b""
+        if not no_body:
+            try:
+                body, _ = decode_chunked(raw, DEFAULT_LIMITS)
+            except RemoteProtocolError as exc:
+                raise InvalidReplyError(f"handler's chunked body: {exc}") from exc
         drop = {"connection", "content-length", "transfer-encoding"}
-        head = [f"HTTP/1.1 {status} {self.reason}\r\n"]
-        head += [f"{n}: {v}\r\n" for n, v in headers if n.lower() not in drop]
+        fields = [(n, v) for n, v in headers if n.lower() not in drop]
         if chunked:
-            head.append("Transfer-Encoding: chunked\r\n")
-        head.append("Connection: close\r\n\r\n")
-        out = "".join(head).encode("latin-1")
+            fields.append(("Transfer-Encoding", "chunked"))
+        fields.append(("Connection", "close"))
+        out = bytearray(head_bytes(status, self.reason, tuple(fields)))
         if no_body:
-            return out
+            return bytes(out)
         if not chunked:
-            return out + body
-        if body:
-            out += b"%x\r\n%s\r\n" % (len(body), body)
-        return out + b"0\r\n\r\n"
-
-
-def _decode_chunked(raw: bytes) -> bytes:
-    """Decode a complete chunked body (trailers are dropped); ``ValueError`` if invalid."""
-    parts = []
-    pos = 0
-    while True:
-        eol = raw.find(b"\r\n", pos)
-        if eol < 0:
-            raise ValueError("handler's chunked body: missing chunk-size line")
-        m = CHUNK_LINE.fullmatch(raw, pos, eol)
-        if m is None:
-            raise ValueError("handler's chunked body: invalid chunk-size line")
-        size = int(m[1], 16)
-        pos = eol + 2
-        if size == 0:
-            break
-        if raw[pos + size : pos + size + 2] != b"\r\n":
-            raise ValueError("handler's chunked body: chunk data not followed by CRLF")
-        parts.append(raw[pos : pos + size])
-        pos += size + 2
-    # Trailer section: field lines up to an empty line (or the end of what
-    # was written).
-    while pos < len(raw):
-        eol = raw.find(b"\r\n", pos)
-        if eol < 0:
-            raise ValueError("handler's chunked body: unterminated trailer section")
-        if eol == pos:
-            break
-        pos = eol + 2
-    return b"".join(parts)
+            return bytes(out) + body
+        write_chunk(out, body)
+        write_last_chunk(out)
+        return bytes(out)
 
 
 class TestHTTPServer(HTTPServer):

@@ -16,10 +16,12 @@ are decoded as ISO-8859-1 so that every octet (including RFC 9110 §5.5
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
+
+from ._errors import HTTPProtocolError, LocalProtocolError, RemoteProtocolError
+from ._grammar import TARGET_STR, TOKEN_STR, VALUE_STR, Headers
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -47,8 +49,6 @@ __all__ = [
     "VALUE_STR",
     "check_reason",
 ]
-
-Headers = tuple[tuple[str, str], ...]
 
 # --------------------------------------------------------------------------
 # Limits.  Every buffer of the machine is bounded by one of these.
@@ -110,48 +110,6 @@ class HTTPLimits:
 DEFAULT_LIMITS: Final = HTTPLimits()
 
 # --------------------------------------------------------------------------
-# Errors.
-# --------------------------------------------------------------------------
-
-
-class HTTPProtocolError(Exception):
-    """Base class of the machine's errors.
-
-    ``status_hint`` is the HTTP status a server should answer with (400, 413,
-    414, 431, 501, 505 for a peer's fault; 500 for a local one).
-    """
-
-    status_hint: int
-
-    def __init__(self, message: str, *, status_hint: int = 400) -> None:
-        super().__init__(message)
-        self.status_hint = status_hint
-
-
-class RemoteProtocolError(HTTPProtocolError):
-    """The peer broke the protocol (malformed, hostile or oversize input).
-
-    Raised by ``next_event()``.  When it is raised the machine is in the ERROR
-    state and, if no response had been started, an error response with status
-    ``status_hint`` and ``Connection: close`` is already queued in
-    ``data_to_send()``; the caller sends it and closes the connection.
-    """
-
-
-class LocalProtocolError(HTTPProtocolError):
-    """The caller misused the machine (wrong state, bad header, wrong length).
-
-    Raised by the ``send*`` methods, by ``receive_data()`` after EOF, and by
-    ``next_event()`` once the machine is in the ERROR state.  A misuse by
-    ``send*`` leaves the machine unchanged, so the caller may still send a
-    correct response (for example a 500).
-    """
-
-    def __init__(self, message: str, *, status_hint: int = 500) -> None:
-        super().__init__(message, status_hint=status_hint)
-
-
-# --------------------------------------------------------------------------
 # Sentinels.
 # --------------------------------------------------------------------------
 
@@ -173,13 +131,6 @@ PAUSED: Final = Signal.PAUSED
 # Events.
 # --------------------------------------------------------------------------
 
-TOKEN_STR = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_TARGET_STR = re.compile(r"[\x21-\x7e]+")
-# RFC 9110 §5.5: field-value = *field-content; no CR, LF, NUL or other CTLs
-# except HTAB, and no leading or trailing whitespace.
-VALUE_STR = re.compile(
-    r"(?:[\x21-\x7e\x80-\xff](?:[\t \x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
-)
 
 
 def _check_headers(headers: Iterable[tuple[str, str]]) -> Headers:
@@ -220,7 +171,7 @@ class Request:
     def __post_init__(self) -> None:
         if not TOKEN_STR.fullmatch(self.method):
             raise LocalProtocolError(f"invalid method {self.method!r}")
-        if not _TARGET_STR.fullmatch(self.target):
+        if not TARGET_STR.fullmatch(self.target):
             raise LocalProtocolError(f"invalid request-target {self.target!r}")
         if self.http_version not in ("1.0", "1.1"):
             raise LocalProtocolError(f"unsupported HTTP version {self.http_version!r}")

@@ -1,8 +1,11 @@
-"""Response framing for the HTTP/1.1 machine: checked head bytes and body mode.
+"""Response framing for the HTTP/1.1 machine: checked head bytes, body mode, chunks.
 
-Pure functions of their arguments (no machine state), so that complete
-response heads can be memoized: a test server answers with the same few
-responses, and each head is then built and checked once.
+The status line (:func:`status_line`), field lines (:func:`field_lines`) and
+chunk encoding (:func:`write_chunk`, :func:`write_last_chunk`) are written
+here once; the machine and the compat server use them.  Pure functions of
+their arguments (no machine state), so that complete response heads can be
+memoized: a test server answers with the same few responses, and each head
+is then built and checked once.
 """
 
 from __future__ import annotations
@@ -10,10 +13,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from ._events import TOKEN_STR, VALUE_STR, Headers, LocalProtocolError
-from ._grammar import DIGITS, reason_phrase
+from ._errors import LocalProtocolError
+from ._grammar import DIGITS, TOKEN_STR, VALUE_STR, Headers, reason_phrase
 
-__all__ = ["CHUNKED", "CLOSE", "LENGTH", "NONE", "head_bytes", "prepare_head"]
+__all__ = [
+    "CHUNKED",
+    "CLOSE",
+    "LENGTH",
+    "NONE",
+    "field_lines",
+    "head_bytes",
+    "prepare_head",
+    "status_line",
+    "write_chunk",
+    "write_last_chunk",
+]
 
 # How a message body is delimited (both directions).
 NONE, LENGTH, CHUNKED, CLOSE = 0, 1, 2, 3
@@ -27,13 +41,41 @@ _CHECKED_FIELDS: dict[tuple[str, str], str] = {}
 _CHECKED_FIELDS_MAX: Final = 1024
 
 
+def status_line(status: int, reason: str) -> str:
+    """``HTTP/1.1 <status> <reason>`` and CRLF (RFC 9112 §4).
+
+    An empty *reason* is replaced by the standard phrase.
+    """
+    return f"HTTP/1.1 {status} {reason or reason_phrase(status)}\r\n"
+
+
+def field_lines(headers: Headers) -> str:
+    """Already validated fields as ``name: value`` lines, each ending in CRLF."""
+    return "".join([f"{name}: {value}\r\n" for name, value in headers])
+
+
 def head_bytes(status: int, reason: str, headers: Headers) -> bytes:
     """A status line and already validated fields, as bytes."""
-    parts = [f"HTTP/1.1 {status} {reason or reason_phrase(status)}\r\n"]
-    for name, value in headers:
-        parts.append(f"{name}: {value}\r\n")
-    parts.append("\r\n")
-    return "".join(parts).encode("latin-1")
+    return (status_line(status, reason) + field_lines(headers) + "\r\n").encode("latin-1")
+
+
+def write_chunk(out: bytearray, data: bytes) -> None:
+    """Append *data* as one chunk (RFC 9112 §7.1); nothing for empty data.
+
+    (An empty chunk would be the last chunk.)
+    """
+    if data:
+        out += b"%x\r\n" % len(data)
+        out += data
+        out += b"\r\n"
+
+
+def write_last_chunk(out: bytearray, trailers: Headers = ()) -> None:
+    """Append the last chunk, the (validated) *trailers* and the final CRLF (RFC 9112 §7.1.2)."""
+    if trailers:
+        out += b"0\r\n" + field_lines(trailers).encode("latin-1") + b"\r\n"
+    else:
+        out += b"0\r\n\r\n"
 
 
 def prepare_head(
@@ -67,7 +109,7 @@ def prepare_head(
     Returns ``(head bytes, framing mode, Content-Length, keep_alive)``.
     Raises :class:`LocalProtocolError`.
     """
-    out = [f"HTTP/1.1 {status} {reason or reason_phrase(status)}\r\n"]
+    out = [status_line(status, reason)]
     length = -1
     chunked = False
     # Connection fields are merged into one, written where the first was:

@@ -1,8 +1,12 @@
-"""Byte-level grammar of HTTP/1.1 requests (RFC 9110 §5.6.2, RFC 9112 §3, §5, §7.1).
+"""The HTTP/1.1 grammar, written once (RFC 9110 §5.5, §5.6.2, RFC 9112 §3, §5, §7.1).
 
-Compiled patterns and small helpers used by :mod:`protocols.http._machine`.  The
-patterns are anchored with ``fullmatch`` by their users, so a match means
-every octet was checked.
+Each rule (token, field value, request-target, request line, chunk-size
+line) is written here once, as the text of a regular expression, and
+compiled both for ``str`` (events, response fields, the decoded request
+head) and for ``bytes`` (the receive buffer) where both are needed.  The
+machine, the events, the response framing, the body readers and the compat
+server all use these.  The patterns are anchored with ``fullmatch`` by their
+users, so a match means every octet was checked.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import re
 from http import HTTPStatus
 from typing import Final
 
-from ._events import Headers, RemoteProtocolError
+from ._errors import RemoteProtocolError
 
 __all__ = [
     "ABSOLUTE_FORM",
@@ -23,9 +27,12 @@ __all__ = [
     "FIELD_LINE",
     "FIELD_PAIRS_STR",
     "HEAD_END",
-    "REQUEST_LINE",
+    "Headers",
     "REQUEST_LINE_STR",
+    "TARGET_STR",
     "TOKEN_RE",
+    "TOKEN_STR",
+    "VALUE_STR",
     "field_error",
     "PARSED_SECTIONS",
     "Summary",
@@ -34,16 +41,33 @@ __all__ = [
     "reason_phrase",
 ]
 
+#: Header fields (or trailers): ``(name, value)`` pairs in order, names in
+#: their original case, values decoded as ISO-8859-1.
+Headers = tuple[tuple[str, str], ...]
+
+# The rules, as pattern text.  Octets 0x80-0xff are written as \x80-\xff,
+# which means the same octets in a bytes pattern and the same ISO-8859-1
+# characters in a str pattern: one text serves both.
 # RFC 9110 §5.6.2: token = 1*tchar.
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-# RFC 9112 §3: method SP request-target SP HTTP-version, single spaces only;
-# the target is any visible ASCII here; its form (RFC 9112 §3.2) is checked
-# by HTTP11Machine._analyse with ABSOLUTE_FORM below.
-REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
-# RFC 9110 §5.5: field-content; no CTL but HTAB, trimmed of OWS (RFC 9112 §5).
-_VALUE = rb"(?:[\x21-\x7e\x80-\xff](?:[\t \x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
-FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb")[ \t]*")
+_TOKEN_S = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# RFC 9110 §5.5: field-value = *field-content; no CR, LF, NUL or other CTLs
+# except HTAB, and no leading or trailing whitespace.
+_VALUE_S = r"(?:[\x21-\x7e\x80-\xff](?:[\t \x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
+# The request-target: any visible ASCII here; its form (RFC 9112 §3.2) is
+# checked by HTTP11Machine._analyse with ABSOLUTE_FORM below.
+_TARGET_S = r"[\x21-\x7e]+"
+
+_TOKEN = _TOKEN_S.encode("latin-1")
+_VALUE = _VALUE_S.encode("latin-1")
+#: A token (method, field name, chunk-extension name), as str.
+TOKEN_STR = re.compile(_TOKEN_S)
+#: A field value (and, trimmed, a reason phrase), as str.
+VALUE_STR = re.compile(_VALUE_S)
+#: A request-target, as str.
+TARGET_STR = re.compile(_TARGET_S)
 TOKEN_RE = re.compile(_TOKEN)
+# RFC 9112 §5: field-line = field-name ":" OWS field-value OWS.
+FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb")[ \t]*")
 # RFC 9112 §7.1.1: chunk-size [ chunk-ext ], chunk-ext = *( BWS ";" BWS
 # ext-name [ BWS "=" BWS ext-val ] ), ext-val = token / quoted-string.  16
 # hex digits bound the size before it is compared with the body limit.
@@ -56,11 +80,11 @@ CHUNK_LINE = re.compile(
 # then C-speed matching): a whole header section is validated with one
 # fullmatch, and its (name, value) pairs taken with one findall.  Lines end in
 # LF with an optional CR (the documented bare-LF policy).
-_TOKEN_S = _TOKEN.decode()
 # The value class is field-content plus OWS (no NUL, CR, LF or other CTL but
 # HTAB); the pairs' values still carry their OWS, which the machine strips.
 # Neither pattern can backtrack more than one octet (the optional CR).
-REQUEST_LINE_STR = re.compile(rf"({_TOKEN_S}) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
+# RFC 9112 §3: method SP request-target SP HTTP-version, single spaces only.
+REQUEST_LINE_STR = re.compile(rf"({_TOKEN_S}) ({_TARGET_S}) HTTP/([0-9])\.([0-9])")
 FIELD_BLOCK_STR = re.compile(rf"(?:{_TOKEN_S}:[\t\x20-\x7e\x80-\xff]*\r?\n)*")
 FIELD_PAIRS_STR = re.compile(rf"({_TOKEN_S}):([\t\x20-\x7e\x80-\xff]*)\r?\n")
 # The end of a header section: a line end followed by an empty line.

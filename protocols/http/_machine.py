@@ -83,7 +83,16 @@ from ._events import (
     Signal,
     check_reason,
 )
-from ._framing import CHUNKED, CLOSE, LENGTH, NONE, head_bytes, prepare_head
+from ._framing import (
+    CHUNKED,
+    CLOSE,
+    LENGTH,
+    NONE,
+    head_bytes,
+    prepare_head,
+    write_chunk,
+    write_last_chunk,
+)
 from ._grammar import (
     ABSOLUTE_FORM,
     BARE_CR,
@@ -111,7 +120,7 @@ _ERROR: Final = State.ERROR
 __all__ = ["CHUNKS_PER_DATA_EVENT", "HTTP11Machine", "State"]
 
 
-_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CONTINUE: Final = head_bytes(100, "Continue", ())
 
 # Complete response heads by everything that decides their bytes and framing
 # (status, reason, fields, body length, persistence, version, HEAD): a test
@@ -484,11 +493,8 @@ class HTTP11Machine:
         if mode == _LENGTH or mode == _CLOSE:
             out += body
         elif mode == _CHUNKED:
-            if body:
-                out += b"%x\r\n" % len(body)
-                out += body
-                out += b"\r\n"
-            out += b"0\r\n\r\n"
+            write_chunk(out, body)
+            write_last_chunk(out)
         self._expect_pending = False
         self._send_mode = mode
         self._keep_alive = keep_alive  # False (and said so) if the request body is unread
@@ -562,10 +568,7 @@ class HTTP11Machine:
             self._send_left -= len(data)
             self._out += data
         elif mode == _CHUNKED:
-            if data:
-                self._out += b"%x\r\n" % len(data)
-                self._out += data
-                self._out += b"\r\n"
+            write_chunk(self._out, data)
         elif mode == _CLOSE:
             self._out += data
         # _NONE: HEAD, 204, 304: the body is dropped.
@@ -575,10 +578,7 @@ class HTTP11Machine:
         if mode == _LENGTH and self._send_left:
             raise LocalProtocolError(f"{self._send_left} body octets missing (Content-Length)")
         if mode == _CHUNKED:
-            self._out += b"0\r\n"
-            for name, value in trailers:
-                self._out += f"{name}: {value}\r\n".encode("latin-1")
-            self._out += b"\r\n"
+            write_last_chunk(self._out, trailers)
         elif trailers:
             raise LocalProtocolError("trailers need a chunked response")
         if self.their_state is _SEND_BODY or mode == _CLOSE:

@@ -48,6 +48,7 @@ from reactor import (
     TimerHandle,
 )
 
+from ._errors import AlreadyAnsweredError, InvalidReplyError, NoResponseError
 from ._events import (
     DEFAULT_LIMITS,
     NEED_DATA,
@@ -95,10 +96,7 @@ _TEXT_PLAIN: Final = ("Content-Type", "text/plain; charset=utf-8")
 # Lowered field names of the handlers' header tuples (handlers return the
 # same few tuples again and again); bounded.
 _FIELD_NAMES: dict[tuple[tuple[str, str], ...], frozenset[str]] = {}
-
-
-class NoResponseError(RuntimeError):
-    """A handler finished without producing a response (the client got 500)."""
+_FIELD_NAMES_MAX: Final = 256
 
 
 _date_second = -1
@@ -271,14 +269,15 @@ class Responder:
     ) -> None:
         """Send the response: a :class:`Reply`, or a status with body and headers.
 
-        :raises RuntimeError: if this responder already sent.
+        :raises AlreadyAnsweredError: if this responder already sent (also a
+            ``RuntimeError``).
         A connection that closed meanwhile silently drops the response.
         """
         if not isinstance(reply, Reply):
             reply = Reply(reply, body, tuple(headers))
         with self._lock:
             if self._sent:
-                raise RuntimeError(f"{self.request!r} was already answered")
+                raise AlreadyAnsweredError(f"{self.request!r} was already answered")
             self._sent = True
         conn = self.request._conn
         if conn is not None:
@@ -505,6 +504,7 @@ class _HTTPConnection:
         """Send *reply* for the pending request if *token* owns it (reactor thread)."""
         if self._closed or self._pending is not token:
             return
+        reply = _checked_reply(reply, self.server)
         if reply.delay is not None and reply.delay > 0:
             t = self.transport
             assert t is not None
@@ -556,34 +556,7 @@ class _HTTPConnection:
             request._conn = None
 
     def _send_reply(self, reply: Reply) -> None:
-        m = self.machine
-        status, body, given, reason, _ = reply
-        headers = tuple(given)
-        try:
-            names = _FIELD_NAMES.get(headers)
-        except TypeError:  # unhashable pairs: the machine will refuse them
-            names = frozenset()
-        if names is None:
-            names = frozenset(
-                p[0].lower() for p in headers if isinstance(p, tuple) and isinstance(p[0], str)
-            )
-            if len(_FIELD_NAMES) >= 256:
-                _FIELD_NAMES.clear()
-            _FIELD_NAMES[headers] = names
-        if "date" not in names:
-            headers += (date_field(),)
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-            if "content-type" not in names:
-                headers += (_TEXT_PLAIN,)
-        try:
-            m.send_response(status, headers, body, reason=reason)
-        except LocalProtocolError as exc:
-            # A bad reply (invalid header, wrong Content-Length...): the
-            # machine is unchanged, so the client still gets a clean 500.
-            self.server.handle_error(exc, "sending the handler's reply")
-            err = f"500 Internal Server Error: invalid reply: {exc}\n".encode()
-            m.send_response(500, [_TEXT_PLAIN, date_field()], err)
+        _serialize_reply(self.machine, reply, self.server)
         if not self._in_process:
             self._flush()  # else _process_events flushes once at its end
 
@@ -780,6 +753,129 @@ class HTTPServer(StreamServerBase):
             return None
 
         return self.wait_for(found, timeout, "a matching HTTP request")
+
+
+# --------------------------------------------------------------------------
+# Reply validation and serialization
+# --------------------------------------------------------------------------
+
+
+def _checked_reply(reply: Reply, server: HTTPServer) -> Reply:
+    """*reply* with its headers as a tuple, or the 500 that replaces an invalid one.
+
+    An invalid reply (see :class:`InvalidReplyError`) is recorded with
+    ``server.handle_error`` and answered ``500`` now (never delayed).  The
+    field contents (token names, no CR/LF in values) are checked by the
+    machine when the reply is serialized (:func:`_serialize_reply`).
+    """
+    status, body, headers, reason, delay = reply
+    if (
+        type(status) is int
+        and 200 <= status <= 999
+        and type(body) is bytes
+        and type(headers) is tuple
+        and delay is None
+        and (not headers or headers in _FIELD_NAMES)
+    ):
+        return reply  # the common case: nothing to convert
+    try:
+        if type(status) is not int or not 200 <= status <= 999:
+            raise InvalidReplyError(f"Reply status must be an int from 200 to 999, not {status!r}")
+        if not isinstance(body, (bytes, str, bytearray, memoryview)):
+            raise InvalidReplyError(
+                f"Reply body must be bytes or str, not {type(body).__name__}: {body!r:.60}"
+            )
+        if not isinstance(reason, str):
+            raise InvalidReplyError(f"Reply reason must be a str, not {type(reason).__name__}")
+        if delay is not None and (
+            type(delay) not in (int, float) or not 0 <= delay < float("inf")
+        ):
+            raise InvalidReplyError(
+                f"Reply delay must be None or a finite number of seconds >= 0, not {delay!r}"
+            )
+        fields, _ = _reply_fields(headers)
+    except InvalidReplyError as exc:
+        server.handle_error(exc, "checking the handler's reply")
+        return _invalid_reply(exc)
+    if type(body) is not bytes and not isinstance(body, str):
+        body = bytes(body)
+    return Reply(status, body, fields, reason, delay)
+
+
+def _reply_fields(given: object) -> tuple[Headers, frozenset[str]]:
+    """A reply's fields as a tuple of pairs, and their lowered names (memoized).
+
+    :raises InvalidReplyError: *given* is not an iterable of ``(name,
+        value)`` pairs (tuples or lists) of ``str``.
+    """
+    if isinstance(given, (str, bytes, bytearray, memoryview)):
+        raise InvalidReplyError(
+            f"Reply headers must be (name, value) pairs, not {type(given).__name__} {given!r:.60}"
+        )
+    try:
+        headers: Headers = tuple(given)  # type: ignore[arg-type]
+    except TypeError:
+        raise InvalidReplyError(
+            f"Reply headers must be (name, value) pairs, not {type(given).__name__}"
+        ) from None
+    try:
+        names = _FIELD_NAMES.get(headers)
+        hashable = True
+    except TypeError:  # list pairs: checked every time
+        names, hashable = None, False
+    if names is None:
+        for pair in headers:
+            if (
+                type(pair) not in (tuple, list)
+                or len(pair) != 2
+                or not isinstance(pair[0], str)
+                or not isinstance(pair[1], str)
+            ):
+                raise InvalidReplyError(
+                    f"Reply headers must be (name, value) pairs of str, not {pair!r:.60}"
+                )
+        names = frozenset(p[0].lower() for p in headers)
+        if hashable:
+            # Only well-shaped tuples are remembered; their contents are
+            # still checked by the machine on every send (and its own memo).
+            if len(_FIELD_NAMES) >= _FIELD_NAMES_MAX:
+                _FIELD_NAMES.clear()
+            _FIELD_NAMES[headers] = names
+    return headers, names
+
+
+def _serialize_reply(m: HTTP11Machine, reply: Reply, server: HTTPServer) -> None:
+    """Queue *reply* (checked by :func:`_checked_reply`) in machine *m*.
+
+    Adds ``Date`` when absent, and ``Content-Type: text/plain; charset=utf-8``
+    for a ``str`` body without one.  A reply the machine refuses (an invalid
+    field name or value, a wrong Content-Length...) becomes an
+    :class:`InvalidReplyError` in ``server.errors`` and a 500: the machine is
+    unchanged by the refusal, so the 500 goes out cleanly.
+    """
+    status, body, given, reason, _ = reply
+    headers, names = _reply_fields(given)
+    if "date" not in names:
+        headers += (date_field(),)
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+        if "content-type" not in names:
+            headers += (_TEXT_PLAIN,)
+    try:
+        m.send_response(status, headers, body, reason=reason)
+    except LocalProtocolError as exc:
+        err = InvalidReplyError(f"invalid reply: {exc}")
+        err.__cause__ = exc
+        server.handle_error(err, "sending the handler's reply")
+        m.send_response(500, [_TEXT_PLAIN, date_field()], _invalid_body(err))
+
+
+def _invalid_body(exc: InvalidReplyError) -> bytes:
+    return f"500 Internal Server Error: {exc}\n".encode("utf-8", "replace")
+
+
+def _invalid_reply(exc: InvalidReplyError) -> Reply:
+    return Reply(500, _invalid_body(exc), (_TEXT_PLAIN,))
 
 
 def _error_reply(exc: BaseException) -> Reply:
