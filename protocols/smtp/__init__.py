@@ -1,9 +1,9 @@
 """SMTP (RFC 5321) with STARTTLS (RFC 3207) and AUTH (RFC 4954).
 
 Modules: ``_events`` (events, sentinels, limits, errors), ``_state`` (the
-state enum and the (state, verb) table), ``_syntax`` (paths, parameters,
-reply formatting), ``_content`` (the DATA reader), ``_auth`` (SASL
-exchanges), ``_machine`` (:class:`SMTPServerConnection`), ``_server`` (the
+state enum, the (state, verb) and trigger tables, session and transaction),
+``_syntax`` (paths, parameters, reply formatting), ``_content`` (the DATA
+reader), ``_auth`` (SASL exchanges), ``_machine`` (:class:`SMTPServerConnection`), ``_server`` (the
 native :class:`SMTPServer` and the debugging sink) and ``_compat``
 (``TestSMTPServer``, the drop-in for CPython's test_logging helper).
 """
@@ -40,6 +40,7 @@ from ._events import (
 )
 from ._machine import AUTH_MECHANISMS, TRANSITIONS, SMTPServerConnection, State
 from ._server import Envelope, Login, Rejection, SMTPReject, SMTPServer, add_smtp_sink
+from ._state import TRIGGERS, Trigger
 
 __all__ = [
     "AUTH_LINE_LIMIT",
@@ -54,6 +55,7 @@ __all__ = [
     "PAUSED",
     "TEXT_LINE_LIMIT",
     "TRANSITIONS",
+    "TRIGGERS",
     "YIELD",
     "AuthAttempt",
     "ConnectionClosed",
@@ -79,5 +81,6 @@ __all__ = [
     "StartTLSRequested",
     "State",
     "TestSMTPServer",
+    "Trigger",
     "add_smtp_sink",
 ]

@@ -24,10 +24,15 @@ later, from another callback, with any reply code it likes.
 Commands are dispatched through :data:`TRANSITIONS`, the ``(state, verb) ->
 (handler, next state)`` table in :mod:`protocols.smtp._state`: a verb that
 exists but is absent for the current state is a 503 (bad sequence) without
-any per-handler checks.  The next state is entered when the command succeeds
-(for proposals: when the consumer accepts).  Framing of message content lives
-in :mod:`protocols.smtp._content`, SASL in :mod:`protocols.smtp._auth`,
-parsing and reply formatting in :mod:`protocols.smtp._syntax`.
+any per-handler checks.  The dispatcher, not the handler, enters the next
+state once the command succeeds (for proposals: :meth:`accept` does, when
+the consumer accepts); every other change of state (end of content, end of
+an AUTH exchange, end of a TLS handshake, EOF, 421) is a lookup in
+:data:`~protocols.smtp._state.TRIGGERS`.  No code sets a state of its own.
+HELP lists the verbs the table and the configuration allow right now.
+Framing of message content lives in :mod:`protocols.smtp._content`, SASL
+in :mod:`protocols.smtp._auth`, parsing and reply formatting in
+:mod:`protocols.smtp._syntax`.
 
 Message content (``DATA``) is framed strictly: it ends only at
 ``CRLF . CRLF`` (a line holding a single dot).  Bare ``LF.LF``, ``CR.CR`` or
@@ -99,10 +104,16 @@ from ._events import (
 )
 from ._state import (
     AUTH_MECHANISMS,
+    HELP_ORDER,
+    INITIAL_STATE,
     KNOWN_VERBS,
     TRANSITIONS,
+    TRIGGERS,
     UNIMPLEMENTED_VERBS,
+    Session,
     State,
+    Transaction,
+    Trigger,
 )
 from ._syntax import format_reply, parse_mail_parameters, parse_path, split_sp
 
@@ -128,7 +139,7 @@ _DEFAULT_REJECTS: dict[type[Proposal], tuple[int, str, str]] = {
     AuthAttempt: (535, "5.7.8", "Authentication credentials invalid"),
 }
 
-_Handler = Callable[["SMTPServerConnection", str, State], "Event | None"]
+_Handler = Callable[["SMTPServerConnection", str], "Event | None"]
 
 
 class SMTPServerConnection:
@@ -203,7 +214,7 @@ class SMTPServerConnection:
         self.tls_required = tls_required
         self.allow_bare_line_endings = allow_bare_line_endings
 
-        self._state = State.GREETED
+        self._state = INITIAL_STATE
         self._in = bytearray()
         self._pos = 0  # start of unconsumed input in self._in
         self._scan = 0  # where the search for the next LF resumes
@@ -212,25 +223,16 @@ class SMTPServerConnection:
         self._closed_event: ConnectionClosed | None = None
         self._out = bytearray()
         self._pending: Proposal | None = None
+        # The state accept() enters for the pending proposal, when the
+        # command that made it has one in TRANSITIONS.
+        self._pending_next: State | None = None
         self._errors = 0
         self._closing_event: Quit | None = None  # 421 after too many errors
 
-        # Session facts.
-        self._tls_active = tls_active
-        self._helo_name: str | None = None
-        self._esmtp = False
-        self._auth_user: str | None = None
-        self._sasl: SASLExchange | None = None  # AUTH exchange in progress
-
-        # Transaction.
-        self._mail_from: str | None = None
-        self._mail_options: tuple[str, ...] = ()
-        self._smtputf8 = False
-        self._recipients: list[str] = []
-        self._recipient_options: list[tuple[str, ...]] = []
-
-        # Content being received (State.DATA).
-        self._content: ContentReader | None = None
+        self._session = Session(tls_active=tls_active)
+        self._txn: Transaction | None = None  # the mail transaction, once MAIL is accepted
+        self._sasl: SASLExchange | None = None  # the AUTH exchange in progress
+        self._sasl_initial: str | None = None  # its initial response, not yet judged
 
         # format_reply turns a multi-line greeting into 220- lines (and drops
         # CRs), so no greeting text can forge another reply.
@@ -253,32 +255,41 @@ class SMTPServerConnection:
     @property
     def helo_name(self) -> str | None:
         """The HELO/EHLO argument of this session (None before, and after STARTTLS)."""
-        return self._helo_name
+        return self._session.helo_name
 
     @property
     def esmtp(self) -> bool:
         """True when the session started with EHLO."""
-        return self._esmtp
+        return self._session.esmtp
 
     @property
     def tls_active(self) -> bool:
         """True once TLS is in effect (implicit TLS or after STARTTLS)."""
-        return self._tls_active
+        return self._session.tls_active
 
     @property
     def authenticated_as(self) -> str | None:
         """The username of a successful AUTH, or None."""
-        return self._auth_user
+        return self._session.auth_user
 
     @property
     def auth_offered(self) -> bool:
         """True when EHLO currently advertises AUTH."""
-        return bool(self.auth_mechanisms) and (self._tls_active or self.auth_over_plaintext)
+        return bool(self.auth_mechanisms) and (self._session.tls_active or self.auth_over_plaintext)
 
     @property
     def starttls_offered(self) -> bool:
         """True when EHLO currently advertises STARTTLS."""
-        return self.starttls_available and not self._tls_active
+        return self.starttls_available and not self._session.tls_active
+
+    @property
+    def pending_output(self) -> int:
+        """Octets queued for :meth:`data_to_send` and not yet taken (cheap).
+
+        An I/O layer whose transport stopped accepting writes can stop
+        calling :meth:`next_event` (and feeding) while this is large.
+        """
+        return len(self._out)
 
     # ------------------------------------------------------------------
     # I/O side
@@ -317,15 +328,6 @@ class SMTPServerConnection:
         self._out.clear()
         return out
 
-    @property
-    def pending_output(self) -> int:
-        """Octets queued for :meth:`data_to_send` and not yet taken (cheap).
-
-        An I/O layer whose transport stopped accepting writes can stop
-        calling :meth:`next_event` (and feeding) while this is large.
-        """
-        return len(self._out)
-
     def next_event(self) -> Event | Sentinel:
         """Parse buffered input and return the next event.
 
@@ -361,6 +363,9 @@ class SMTPServerConnection:
                 return YIELD
             if state is State.DATA:
                 result = self._read_content()
+            elif state is State.AUTH and self._sasl_initial is not None:
+                response, self._sasl_initial = self._sasl_initial, None
+                result = self._sasl_step(response)
             else:
                 line = self._read_line()
                 if line is None:
@@ -394,17 +399,19 @@ class SMTPServerConnection:
 
         Raises :class:`LocalProtocolError` if nothing is pending.
         """
-        proposal = self._take_pending()
+        proposal, next_state = self._take_pending()
         if isinstance(proposal, MailFromProposed):
-            self._mail_from = proposal.address
-            self._mail_options = proposal.options
-            self._smtputf8 = proposal.smtputf8
-            self._state = State.MAIL
+            self._txn = Transaction(
+                mail_from=proposal.address,
+                mail_options=proposal.options,
+                smtputf8=proposal.smtputf8,
+            )
             self._reply(250, "2.1.0", "OK")
         elif isinstance(proposal, RecipientProposed):
-            self._recipients.append(proposal.address)
-            self._recipient_options.append(proposal.options)
-            self._state = State.RCPT
+            txn = self._txn
+            assert txn is not None  # RCPT is only in the table after MAIL
+            txn.recipients.append(proposal.address)
+            txn.recipient_options.append(proposal.options)
             self._reply(250, "2.1.5", "OK")
         elif isinstance(proposal, MessageReceived):
             self._reply(250, "2.0.0", "OK: message accepted")
@@ -412,15 +419,15 @@ class SMTPServerConnection:
             self._reply(220, "2.0.0", "Ready to start TLS")
             # RFC 3207 §4.2 / PIPELINING: whatever followed STARTTLS in
             # plaintext is dropped, never executed after the upgrade.
-            self._in.clear()
-            self._pos = self._scan = 0
-            self._state = State.TLS_PENDING
+            self._drop_input()
         elif isinstance(proposal, AuthAttempt):
-            self._auth_user = proposal.username
-            self._state = State.READY
+            self._session.auth_user = proposal.username
+            self._end_sasl()
             self._reply(235, "2.7.0", "Authentication successful")
         else:  # pragma: no cover - every Proposal subclass is handled above
             raise AssertionError(proposal)
+        if next_state is not None:
+            self._state = next_state  # from TRANSITIONS, kept by _command
 
     def reject(
         self, code: int | None = None, text: str | None = None, *, enhanced: str | None = None
@@ -444,9 +451,9 @@ class SMTPServerConnection:
             enhanced = enhanced or default_enhanced
         if not 400 <= code <= 599:
             raise ValueError(f"a rejection needs a 4xx or 5xx code, not {code}")
-        proposal = self._take_pending()
+        proposal, _ = self._take_pending()
         if isinstance(proposal, AuthAttempt):
-            self._state = State.READY
+            self._end_sasl()
         self._reply(code, enhanced, default_text if text is None else text)
 
     def tls_established(self) -> None:
@@ -458,14 +465,10 @@ class SMTPServerConnection:
         """
         if self._state is not State.TLS_PENDING:
             raise LocalProtocolError("tls_established() without an accepted STARTTLS")
-        self._tls_active = True
-        self._helo_name = None
-        self._esmtp = False
-        self._auth_user = None
-        self._reset_transaction()
-        self._in.clear()
-        self._pos = self._scan = 0
-        self._state = State.GREETED
+        self._session = Session(tls_active=True)
+        self._txn = None
+        self._drop_input()
+        self._advance(Trigger.TLS_ESTABLISHED)
 
     def shutdown(self, text: str = "Service closing transmission channel") -> None:
         """Queue ``421 <text>`` and stop reading (e.g. the server is stopping).
@@ -475,9 +478,9 @@ class SMTPServerConnection:
         """
         if self._state is State.CLOSED:
             return
-        self._pending = None
+        self._pending = self._pending_next = None
         self._reply(421, "4.3.0", text)
-        self._state = State.CLOSED
+        self._advance(Trigger.SHUTDOWN)
 
     # ------------------------------------------------------------------
     # Input framing
@@ -526,34 +529,27 @@ class SMTPServerConnection:
         return COMMAND_LINE_LIMIT
 
     def _read_content(self) -> Event | Sentinel:
-        content = self._content
-        assert content is not None
-        self._pos, finished = content.read(self._in, self._pos)
+        txn = self._txn
+        assert txn is not None and txn.content is not None
+        self._pos, finished = txn.content.read(self._in, self._pos)
         self._scan = self._pos
         if not finished:
             return NEED_DATA
-        return self._end_of_content(content)
+        return self._end_of_content(txn, txn.content)
 
-    def _end_of_content(self, content: ContentReader) -> Event:
-        mail_from = self._mail_from or ""
-        recipients = tuple(self._recipients)
+    def _end_of_content(self, txn: Transaction, content: ContentReader) -> Event:
+        recipients = tuple(txn.recipients)
         error = content.error
-        message = (
-            MessageReceived(
-                mail_from=mail_from,
+        self._txn = None
+        self._advance(Trigger.CONTENT_END)
+        if error is None:
+            return MessageReceived(
+                mail_from=txn.mail_from,
                 recipients=recipients,
                 data=content.content(),
-                mail_options=self._mail_options,
-                recipient_options=tuple(self._recipient_options),
+                mail_options=txn.mail_options,
+                recipient_options=tuple(txn.recipient_options),
             )
-            if error is None
-            else None
-        )
-        self._reset_transaction()
-        self._state = State.READY
-        if message is not None:
-            return message
-        assert error is not None
         if error == "size":
             code, enhanced, text = 552, "5.3.4", "Message size exceeds fixed maximum message size"
         elif error == "line-length":
@@ -562,7 +558,7 @@ class SMTPServerConnection:
             code, enhanced, text = 554, "5.6.0", "Bare CR or LF in message (RFC 5321 section 2.3.8)"
         self._reply(code, enhanced, text)
         return MessageRefused(
-            reason=error, reply_code=code, mail_from=mail_from, recipients=recipients
+            reason=error, reply_code=code, mail_from=txn.mail_from, recipients=recipients
         )
 
     # ------------------------------------------------------------------
@@ -574,7 +570,9 @@ class SMTPServerConnection:
 
         Handlers either queue a reply and return an informational event or
         None, return a proposal, or raise :class:`RemoteProtocolError`, whose
-        reply is sent here.
+        reply is sent here.  The next state from the table is entered here
+        when the handler succeeds, or kept for :meth:`accept` when it made a
+        proposal.
         """
         try:
             line = raw.decode("utf-8")
@@ -587,41 +585,84 @@ class SMTPServerConnection:
         verb = verb.upper()
         entry = _DISPATCH.get((self._state, verb))
         if entry is None:
-            if verb in KNOWN_VERBS:
-                return self._error(503, "5.5.1", self._sequence_hint(verb))
+            return self._refuse(verb)
+        handler, next_state = entry
+        try:
+            gate = self._gate(verb)
+            if gate is not None:
+                raise gate
+            result = handler(self, arg)
+        except RemoteProtocolError as exc:
+            return self._error(exc.reply_code, exc.enhanced_code, exc.text)
+        if isinstance(result, Proposal):
+            self._pending_next = next_state
+        else:
+            self._state = next_state
+        return result
+
+    def _refuse(self, verb: str) -> Event | None:
+        """Answer a verb the table does not have for the current state."""
+        if verb not in KNOWN_VERBS:
             if verb in UNIMPLEMENTED_VERBS:
                 return self._error(502, "5.5.1", "Command not implemented")
             return self._error(500, "5.5.2", "Command unrecognized")
-        handler, next_state = entry
-        try:
-            return handler(self, arg, next_state)
-        except RemoteProtocolError as exc:
-            return self._error(exc.reply_code, exc.enhanced_code, exc.text)
-
-    def _sequence_hint(self, verb: str) -> str:
+        if verb == "DATA" and self._state is State.MAIL:
+            return self._error(554, "5.5.1", "No valid recipients")
         if self._state is State.GREETED:
-            return "Bad sequence of commands: send HELO/EHLO first"
-        if verb in ("MAIL", "STARTTLS", "AUTH"):
-            return "Bad sequence of commands: mail transaction in progress"
-        if verb == "RCPT":
-            return "Bad sequence of commands: need MAIL first"
-        return "Bad sequence of commands: need RCPT first"
+            hint = "send HELO/EHLO first"
+        elif verb in ("MAIL", "STARTTLS", "AUTH"):
+            hint = "mail transaction in progress"
+        elif verb == "RCPT":
+            hint = "need MAIL first"
+        else:
+            hint = "need RCPT first"
+        return self._error(503, "5.5.1", f"Bad sequence of commands: {hint}")
 
-    def _helo(self, arg: str, next_state: State) -> Event | None:
-        return self._greet("HELO", arg, next_state)
+    def _gate(self, verb: str) -> RemoteProtocolError | None:
+        """Why the configuration or the session refuses ``verb`` before its
+        arguments are looked at, or None.  HELP lists a verb only when the
+        table has it for the current state and this returns None."""
+        session = self._session
+        if verb == "STARTTLS":
+            if session.tls_active:
+                return RemoteProtocolError("TLS already active", 503, "5.5.1")
+            if not self.starttls_available:
+                return RemoteProtocolError("STARTTLS not available", 502, "5.5.1")
+        elif verb == "AUTH":
+            if not self.auth_mechanisms:
+                return RemoteProtocolError("AUTH not available", 502, "5.5.1")
+            if not session.esmtp:
+                return RemoteProtocolError(
+                    "Bad sequence of commands: send EHLO first", 503, "5.5.1"
+                )
+            if session.auth_user is not None:
+                return RemoteProtocolError("Already authenticated", 503, "5.5.1")
+            if not self.auth_offered:
+                return RemoteProtocolError(  # RFC 4954 §6
+                    "Encryption required for requested authentication mechanism", 538, "5.7.11"
+                )
+        elif verb == "MAIL":
+            if self.tls_required and not session.tls_active:
+                return RemoteProtocolError("Must issue a STARTTLS command first", 530, "5.7.0")
+            if self.auth_required and session.auth_user is None:
+                return RemoteProtocolError("Authentication required", 530, "5.7.0")
+        return None
 
-    def _ehlo(self, arg: str, next_state: State) -> Event | None:
-        return self._greet("EHLO", arg, next_state)
+    def _helo(self, arg: str) -> Event | None:
+        return self._greet("HELO", arg)
 
-    def _greet(self, command: str, arg: str, next_state: State) -> Event | None:
+    def _ehlo(self, arg: str) -> Event | None:
+        return self._greet("EHLO", arg)
+
+    def _greet(self, command: str, arg: str) -> Event | None:
         name = arg.strip()
         if not name:
             raise RemoteProtocolError(f"Syntax: {command} hostname", 501, "5.5.4")
-        self._reset_transaction()
-        self._helo_name = name
-        self._esmtp = command == "EHLO"
-        self._state = next_state
-        if not self._esmtp:
+        self._txn = None
+        session = self._session
+        session.helo_name = name
+        session.esmtp = command == "EHLO"
+        if not session.esmtp:
             self._reply(250, None, f"{self.hostname} Hello {name}")
             return Hello(command=command, name=name)
         lines = [
@@ -644,50 +685,43 @@ class SMTPServerConnection:
             self._out += f"250{' ' if i == last else '-'}{line}\r\n".encode()
         return Hello(command=command, name=name)
 
-    def _noop(self, arg: str, next_state: State) -> Event | None:
+    def _noop(self, arg: str) -> Event | None:
         self._reply(250, "2.0.0", "OK")
         return None
 
-    def _help(self, arg: str, next_state: State) -> Event | None:
-        verbs = "HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH"
+    def _help(self, arg: str) -> Event | None:
+        state = self._state
+        verbs = " ".join(
+            verb for verb in HELP_ORDER if (state, verb) in TRANSITIONS and self._gate(verb) is None
+        )
         self._reply(214, "2.0.0", f"Commands: {verbs}")
         return None
 
-    def _vrfy(self, arg: str, next_state: State) -> Event | None:
+    def _vrfy(self, arg: str) -> Event | None:
         _no_more_than(arg, "VRFY <address>", required=True)
         # RFC 5321 §3.5.3: 252 when the server will not verify but would try.
         self._reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")
         return None
 
-    def _quit(self, arg: str, next_state: State) -> Event | None:
+    def _quit(self, arg: str) -> Event | None:
         _no_more_than(arg, "QUIT")
         self._reply(221, "2.0.0", f"{self.hostname} closing connection")
-        self._state = next_state
         self._drop_input()
         return Quit(reply_code=221)
 
-    def _rset(self, arg: str, next_state: State) -> Event | None:
+    def _rset(self, arg: str) -> Event | None:
         _no_more_than(arg, "RSET")
-        self._reset_transaction()
-        self._state = next_state
+        self._txn = None
         self._reply(250, "2.0.0", "OK")
         return Reset()
 
-    def _starttls(self, arg: str, next_state: State) -> Event | None:
-        if self._tls_active:
-            raise RemoteProtocolError("TLS already active", 503, "5.5.1")
-        if not self.starttls_available:
-            raise RemoteProtocolError("STARTTLS not available", 502, "5.5.1")
+    def _starttls(self, arg: str) -> Event | None:
         _no_more_than(arg, "STARTTLS")
         return StartTLSRequested()
 
-    def _mail(self, arg: str, next_state: State) -> Event | None:
-        if self.tls_required and not self._tls_active:
-            raise RemoteProtocolError("Must issue a STARTTLS command first", 530, "5.7.0")
-        if self.auth_required and self._auth_user is None:
-            raise RemoteProtocolError("Authentication required", 530, "5.7.0")
+    def _mail(self, arg: str) -> Event | None:
         address, params = parse_path(arg, "FROM:")
-        if params and not self._esmtp:
+        if params and not self._session.esmtp:
             raise RemoteProtocolError("MAIL FROM parameters need EHLO", 555, "5.5.4")
         parsed = parse_mail_parameters(params)
         if parsed.size is not None and parsed.size > self.max_message_size:
@@ -706,63 +740,53 @@ class SMTPServerConnection:
             smtputf8=parsed.smtputf8,
         )
 
-    def _rcpt(self, arg: str, next_state: State) -> Event | None:
+    def _rcpt(self, arg: str) -> Event | None:
+        txn = self._txn
+        assert txn is not None  # RCPT is only in the table after MAIL
         address, params = parse_path(arg, "TO:")
         if not address:
             raise RemoteProtocolError("Syntax: RCPT TO:<address>", 501, "5.5.4")
         if params:
             raise RemoteProtocolError("RCPT TO parameters not recognized", 555, "5.5.4")
-        if not address.isascii() and not self._smtputf8:
+        if not address.isascii() and not txn.smtputf8:
             raise RemoteProtocolError("Non-ASCII address needs SMTPUTF8", 553, "5.6.7")
-        if len(self._recipients) >= self.max_recipients:
+        if len(txn.recipients) >= self.max_recipients:
             # RFC 5321 §4.5.3.1.10
             raise RemoteProtocolError("Too many recipients", 452, "4.5.3")
         return RecipientProposed(address=address, options=tuple(params))
 
-    def _no_recipients(self, arg: str, next_state: State) -> Event | None:
-        raise RemoteProtocolError("No valid recipients", 554, "5.5.1")
-
-    def _data(self, arg: str, next_state: State) -> Event | None:
+    def _data(self, arg: str) -> Event | None:
         _no_more_than(arg, "DATA")
-        self._content = ContentReader(self.max_message_size, self.allow_bare_line_endings)
-        self._state = next_state
+        txn = self._txn
+        assert txn is not None  # DATA is only in the table after RCPT
+        txn.content = ContentReader(self.max_message_size, self.allow_bare_line_endings)
         self._out += b"354 End data with <CR><LF>.<CR><LF>\r\n"
         return None
 
     # ------------------------------------------------------------------
     # AUTH (RFC 4954).  State.AUTH covers the exchange: the machine is in it
-    # after a 334 and while an AuthAttempt awaits its answer; a failure of
-    # any step returns it to READY.
+    # from the accepted AUTH command until Trigger.SASL_END (credentials
+    # accepted or rejected, cancel, a malformed response).
     # ------------------------------------------------------------------
 
-    def _auth(self, arg: str, next_state: State) -> Event | None:
-        if not self.auth_mechanisms:
-            raise RemoteProtocolError("AUTH not available", 502, "5.5.1")
-        if not self._esmtp:
-            raise RemoteProtocolError("Bad sequence of commands: send EHLO first", 503, "5.5.1")
-        if self._auth_user is not None:
-            raise RemoteProtocolError("Already authenticated", 503, "5.5.1")
+    def _auth(self, arg: str) -> Event | None:
         parts = split_sp(arg)
         if not 1 <= len(parts) <= 2:
             raise RemoteProtocolError("Syntax: AUTH mechanism [initial-response]", 501, "5.5.4")
         mechanism = parts[0].upper() if parts[0].isascii() else ""
         if mechanism not in self.auth_mechanisms:
             raise RemoteProtocolError("Unrecognized authentication type", 504, "5.5.4")
-        if not self.auth_offered:
-            raise RemoteProtocolError(  # RFC 4954 §6
-                "Encryption required for requested authentication mechanism", 538, "5.7.11"
-            )
         self._sasl = SASLExchange(mechanism)
-        self._state = next_state
         if len(parts) == 2:
-            return self._sasl_step(parts[1])
-        self._out += self._sasl.first_challenge()
+            # Judged in State.AUTH, like any response (next_event takes it).
+            self._sasl_initial = parts[1]
+        else:
+            self._out += self._sasl.first_challenge()
         return None
 
     def _auth_response(self, raw: bytes) -> Event | None:
         if raw == b"*":  # RFC 4954 §4: the client cancels
-            self._state = State.READY
-            self._sasl = None
+            self._end_sasl()
             return self._error(501, "5.0.0", "Authentication cancelled")
         return self._sasl_step(raw.decode("ascii", "replace"))
 
@@ -774,33 +798,33 @@ class SMTPServerConnection:
         try:
             result = sasl.respond(response)
         except RemoteProtocolError as exc:
-            self._state = State.READY
-            self._sasl = None
+            self._end_sasl()
             return self._error(exc.reply_code, exc.enhanced_code, exc.text)
         if isinstance(result, bytes):
             self._out += result
             return None
+        return result  # the exchange ends with the consumer's answer
+
+    def _end_sasl(self) -> None:
         self._sasl = None
-        return result
+        self._sasl_initial = None
+        self._advance(Trigger.SASL_END)
 
     # ------------------------------------------------------------------
     # Helpers
     # ------------------------------------------------------------------
 
-    def _take_pending(self) -> Proposal:
+    def _advance(self, trigger: Trigger) -> None:
+        """Enter the state :data:`TRIGGERS` gives for ``trigger`` now."""
+        self._state = TRIGGERS[(self._state, trigger)]
+
+    def _take_pending(self) -> tuple[Proposal, State | None]:
         proposal = self._pending
         if proposal is None:
             raise LocalProtocolError("no proposal is pending")
-        self._pending = None
-        return proposal
-
-    def _reset_transaction(self) -> None:
-        self._mail_from = None
-        self._mail_options = ()
-        self._smtputf8 = False
-        self._recipients = []
-        self._recipient_options = []
-        self._content = None
+        next_state = self._pending_next
+        self._pending = self._pending_next = None
+        return proposal, next_state
 
     def _drop_input(self) -> None:
         self._in.clear()
@@ -809,16 +833,16 @@ class SMTPServerConnection:
     def _connection_closed(self) -> ConnectionClosed:
         if self._closed_event is None:
             aborted = self._state in (State.MAIL, State.RCPT, State.DATA)
-            self._reset_transaction()
+            self._txn = None
             self._drop_input()
-            self._state = State.CLOSED
+            self._advance(Trigger.EOF)
             self._closed_event = ConnectionClosed(aborted=aborted)
         return self._closed_event
 
     def _reply(self, code: int, enhanced: str | None, text: str) -> None:
         """Queue one reply; ``text`` may span lines.  RFC 2034 enhanced codes
         go on every line, only in EHLO sessions."""
-        self._out += format_reply(code, enhanced, text, esmtp=self._esmtp)
+        self._out += format_reply(code, enhanced, text, esmtp=self._session.esmtp)
 
     def _error(self, code: int, enhanced: str, text: str) -> Event | None:
         """Reply to a refused command.  Replies in :data:`COUNTED_ERRORS`
@@ -831,9 +855,10 @@ class SMTPServerConnection:
         self._errors += 1
         if self._errors >= self.max_errors and self._state is not State.CLOSED:
             self._reply(421, "4.7.0", "Too many errors, closing connection")
-            self._state = State.CLOSED
             self._drop_input()
-            self._pending = None
+            self._pending = self._pending_next = None
+            self._sasl = self._sasl_initial = None
+            self._advance(Trigger.GIVE_UP)
             self._closing_event = Quit(reply_code=421)
         return None
 
