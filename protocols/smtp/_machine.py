@@ -115,7 +115,13 @@ from ._state import (
     Transaction,
     Trigger,
 )
-from ._syntax import format_reply, parse_mail_parameters, parse_path, split_sp
+from ._syntax import (
+    check_no_controls,
+    format_reply,
+    parse_mail_parameters,
+    parse_path,
+    split_sp,
+)
 
 __all__ = ["AUTH_MECHANISMS", "COUNTED_ERRORS", "TRANSITIONS", "SMTPServerConnection", "State"]
 
@@ -374,6 +380,10 @@ class SMTPServerConnection:
                     return NEED_DATA
                 if line is _ANSWERED:
                     answered += 1
+                    if self._state is State.AUTH:
+                        # RFC 4954 §4: a refused response line ends the
+                        # exchange; the next line is a command again.
+                        self._end_sasl()
                     continue
                 if state is State.AUTH:
                     result = self._auth_response(line)
@@ -588,6 +598,7 @@ class SMTPServerConnection:
             return self._refuse(verb)
         handler, next_state = entry
         try:
+            check_no_controls(arg)
             gate = self._gate(verb)
             if gate is not None:
                 raise gate

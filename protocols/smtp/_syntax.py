@@ -15,6 +15,7 @@ from ._events import RemoteProtocolError
 
 __all__ = [
     "MailParameters",
+    "check_no_controls",
     "format_reply",
     "parse_mail_parameters",
     "parse_path",
@@ -23,6 +24,20 @@ __all__ = [
 
 _ENHANCED_RE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?= |$)")
 _SIZE_RE = re.compile(r"[0-9]{1,20}")  # RFC 1870 §3: size-value ::= 1*20DIGIT (ASCII)
+
+
+#: ASCII control characters (C0 and DEL).  No argument in RFC 5321's
+#: command grammar may hold one: domains, paths, parameters and strings are
+#: printable ASCII (or UTF-8 with SMTPUTF8) and SP only.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_no_controls(arg: str) -> None:
+    """Raise :class:`RemoteProtocolError` (501) if ``arg`` holds an ASCII
+    control character: a NUL that other software would cut the argument at,
+    a bare CR that would forge a reply line if echoed, a TAB, ESC or DEL."""
+    if _CONTROL_RE.search(arg):
+        raise RemoteProtocolError("Syntax error: control character in argument", 501, "5.5.2")
 
 
 def parse_path(arg: str, prefix: str) -> tuple[str, list[str]]:
