@@ -14,6 +14,7 @@ import unittest
 import zlib
 from collections.abc import Callable, Iterable
 
+from protocols._buffer import COMPACT_AT
 from protocols.smtp._events import (
     AUTH_LINE_LIMIT,
     COMMAND_LINE_LIMIT,
@@ -520,7 +521,7 @@ class TestLimits(MachineTestCase):
         for _ in range(200):  # 800 KiB without a newline
             m.receive_data(chunk)
             self.assertIs(m.next_event(), NEED_DATA)
-            self.assertLessEqual(len(m._in) - m._pos, AUTH_LINE_LIMIT + len(chunk))
+            self.assertLessEqual(len(m._in), AUTH_LINE_LIMIT + len(chunk))
         m.receive_data(b"tail\r\nNOOP\r\n")
         self.assertIs(m.next_event(), NEED_DATA)
         self.assertEqual(codes(m.data_to_send()), [220, Code.UNRECOGNIZED, Code.OK])
@@ -552,6 +553,8 @@ class TestLimits(MachineTestCase):
             m.receive_data(b"y" * 4096)
             self.assertIs(m.next_event(), NEED_DATA)
             self.assertLessEqual(len(m._in), TEXT_LINE_LIMIT + 4096)
+            # The whole array too: the consumed prefix is compacted away.
+            self.assertLessEqual(len(m._in.data), COMPACT_AT + TEXT_LINE_LIMIT + 2 * 4096)
             self.assertEqual(stored(m), 0)
         m, events, out = feed([b"\r\nmore\r\n.\r\nNOOP\r\n"], machine=m)
         self.assertEqual(codes(out)[-2:], [Code.UNRECOGNIZED, Code.OK])
@@ -652,6 +655,29 @@ class TestLimits(MachineTestCase):
         assert isinstance(msg, MessageReceived)
         self.assertEqual(msg.data, body)
         self.assertLess(elapsed, 5.0)
+
+
+class TestSharedReceiveBuffer(MachineTestCase):
+    """The machine keeps its input in protocols._buffer.ReceiveBuffer, the
+    buffer the HTTP machine uses: consumed bytes are compacted away, and a
+    long pipelined dialogue does not grow the array."""
+
+    def test_machine_uses_the_shared_buffer(self) -> None:
+        from protocols._buffer import ReceiveBuffer
+
+        self.assertIsInstance(SMTPServerConnection()._in, ReceiveBuffer)
+
+    def test_long_dialogue_keeps_the_array_bounded(self) -> None:
+        m = SMTPServerConnection()
+        transaction = b"".join(MAIL) + b"DATA\r\n" + b"line\r\n" * 50 + b".\r\nRSET\r\n"
+        events: list[Event] = []
+        for _ in range(2_000):  # ~1 MB in all
+            m.receive_data(transaction)
+            pump(m, events, None)
+            self.assertLessEqual(len(m._in.data), COMPACT_AT + 2 * len(transaction))
+            m.data_to_send()
+        self.assertEqual(sum(isinstance(e, MessageReceived) for e in events), 2_000)
+        self.assertEqual(len(m._in), 0)
 
 
 class TestSmuggling(MachineTestCase):
@@ -818,7 +844,7 @@ class TestFuzz(unittest.TestCase):
                         m.reject(550, "no")
                     else:
                         m.accept()
-            self.assertLessEqual(len(m._in) - m._pos, AUTH_LINE_LIMIT + len(chunk) + 8)
+            self.assertLessEqual(len(m._in), AUTH_LINE_LIMIT + len(chunk) + 8)
             out += m.data_to_send()
         return events, bytes(out)
 

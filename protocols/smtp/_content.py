@@ -46,6 +46,7 @@ partial line.
 
 from __future__ import annotations
 
+from .._buffer import ReceiveBuffer
 from ._events import TEXT_LINE_LIMIT
 
 __all__ = ["FINAL_CRLF_ALLOWANCE", "ContentReader"]
@@ -96,13 +97,19 @@ class ContentReader:
         """Octets currently held (0 once the message failed)."""
         return sum(map(len, self._chunks))
 
-    def read(self, buf: bytearray, pos: int) -> tuple[int, bool]:
-        """Consume content from ``buf[pos:]``.
+    def read(self, rb: ReceiveBuffer) -> bool:
+        """Consume content from the unconsumed bytes of ``rb``.
 
-        Returns ``(new_pos, finished)``; when ``finished``, ``new_pos`` is just
-        after the terminating ``.CRLF`` and the rest of ``buf`` is commands.
-        Invariant: ``pos`` is at a line start unless ``self._mid_line``.
+        Returns True once the content ended: ``rb`` is then consumed up to
+        just after the terminating ``.CRLF`` and the rest of it is commands.
+        Invariant: ``rb.pos`` is at a line start unless ``self._mid_line``.
         """
+        pos, finished = self._read(rb.data, rb.pos)
+        rb.consume_to(pos)
+        return finished
+
+    def _read(self, buf: bytearray, pos: int) -> tuple[int, bool]:
+        """:meth:`read` on ``buf[pos:]``: returns ``(new_pos, finished)``."""
         if not self._mid_line and buf.startswith(b".\r\n", pos):
             return pos + 3, True
         end = buf.find(b"\r\n.\r\n", pos)

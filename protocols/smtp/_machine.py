@@ -71,6 +71,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .._buffer import ReceiveBuffer
 from ._auth import SASLExchange
 from ._content import ContentReader
 from ._events import (
@@ -221,9 +222,9 @@ class SMTPServerConnection:
         self.allow_bare_line_endings = allow_bare_line_endings
 
         self._state = INITIAL_STATE
-        self._in = bytearray()
-        self._pos = 0  # start of unconsumed input in self._in
-        self._scan = 0  # where the search for the next LF resumes
+        # Received bytes: the buffer shared with the HTTP machine (offsets,
+        # a resumable search, compaction at protocols._buffer.COMPACT_AT).
+        self._in = ReceiveBuffer()
         self._discarding = False  # dropping an over-long command line
         self._eof = False
         self._closed_event: ConnectionClosed | None = None
@@ -318,15 +319,7 @@ class SMTPServerConnection:
             return
         if self._state in (State.CLOSED, State.TLS_PENDING):
             return
-        if self._pos:
-            # Compact: drop what was consumed, so the buffer holds only
-            # unparsed bytes (linear overall: each byte is moved at most once
-            # per feed, and the unparsed tail is at most a line while the
-            # consumer keeps up).
-            del self._in[: self._pos]
-            self._scan -= self._pos
-            self._pos = 0
-        self._in += data
+        self._in.feed(data)
 
     def data_to_send(self) -> bytes:
         """Return and clear the replies queued so far (possibly ``b""``)."""
@@ -504,25 +497,24 @@ class SMTPServerConnection:
         when no complete line is buffered.
         """
         buf = self._in
-        pos = self._pos
-        end = buf.find(b"\n", self._scan)
+        pos = buf.pos
+        end = buf.find(b"\n")  # resumes where the last search stopped
         if end < 0:
-            self._scan = len(buf)
-            if len(buf) - pos > AUTH_LINE_LIMIT:
+            if len(buf) > AUTH_LINE_LIMIT:
                 # No verb may be longer than this; drop the bytes now so
                 # memory stays bounded, answer when the line ends.
                 self._discarding = True
-                self._pos = self._scan = len(buf)
+                buf.consume_to(len(buf.data))
             return None
-        self._pos = self._scan = end + 1
+        buf.consume_to(end + 1)
         if self._discarding:
             self._discarding = False
             self._error(500, "5.5.2", "Line too long")
             return _ANSWERED
-        if end == pos or buf[end - 1] != 0x0D:
+        if end == pos or buf.data[end - 1] != 0x0D:
             self._error(500, "5.5.2", "Syntax error: lines must end with CRLF")
             return _ANSWERED
-        line = bytes(buf[pos : end - 1])
+        line = bytes(buf.data[pos : end - 1])
         if len(line) + 2 > self._line_limit(line):
             self._error(500, "5.5.2", "Line too long")
             return _ANSWERED
@@ -541,9 +533,7 @@ class SMTPServerConnection:
     def _read_content(self) -> Event | Sentinel:
         txn = self._txn
         assert txn is not None and txn.content is not None
-        self._pos, finished = txn.content.read(self._in, self._pos)
-        self._scan = self._pos
-        if not finished:
+        if not txn.content.read(self._in):
             return NEED_DATA
         return self._end_of_content(txn, txn.content)
 
@@ -839,7 +829,6 @@ class SMTPServerConnection:
 
     def _drop_input(self) -> None:
         self._in.clear()
-        self._pos = self._scan = 0
 
     def _connection_closed(self) -> ConnectionClosed:
         if self._closed_event is None:
