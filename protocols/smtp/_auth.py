@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from ._events import AuthAttempt, RemoteProtocolError
+from ._events import AuthAttempt, InvalidArgumentError, RemoteProtocolError
 
 __all__ = ["SASLExchange", "decode_sasl", "decode_utf8", "parse_plain"]
 
@@ -29,7 +29,7 @@ class SASLExchange:
 
     def __init__(self, mechanism: str) -> None:
         if mechanism not in ("PLAIN", "LOGIN"):
-            raise ValueError(f"unsupported SASL mechanism {mechanism!r}")
+            raise InvalidArgumentError(f"unsupported SASL mechanism {mechanism!r}")
         self.mechanism = mechanism
         self._username: str | None = None  # LOGIN: set once the first answer came
 
@@ -72,12 +72,12 @@ def parse_plain(value: bytes) -> tuple[str, str, str]:
     (RFC 4616 §2: ``[authzid] NUL authcid NUL passwd``, UTF-8).
     Raises :class:`RemoteProtocolError` (501) when malformed."""
     fields = value.split(b"\0")
-    try:
-        if len(fields) != 3 or not fields[1]:
-            raise ValueError
-        authzid, username, password = (f.decode("utf-8") for f in fields)
-    except ValueError:  # includes UnicodeDecodeError
+    if len(fields) != 3 or not fields[1]:
         raise RemoteProtocolError("Malformed PLAIN response", 501, "5.5.2")
+    try:
+        authzid, username, password = (f.decode("utf-8") for f in fields)
+    except UnicodeDecodeError:
+        raise RemoteProtocolError("Malformed PLAIN response", 501, "5.5.2") from None
     return authzid, username, password
 
 

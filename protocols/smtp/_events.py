@@ -33,6 +33,8 @@ __all__ = [
     "ConnectionClosedError",
     "Event",
     "Hello",
+    "InvalidArgumentError",
+    "InvalidArgumentTypeError",
     "LocalProtocolError",
     "MailFromProposed",
     "MessageReceived",
@@ -138,10 +140,24 @@ YIELD = Sentinel.YIELD
 
 
 class SMTPProtocolError(Exception):
-    """Base error; carries the SMTP reply that describes it.
+    """Base of every error :mod:`protocols.smtp` raises on its own; carries
+    the SMTP reply that describes it.
 
     ``reply_code`` is the three-digit code (``500``, ``503``...) and
     ``enhanced_code`` the RFC 3463 code (``"5.5.1"``) a server would send.
+    The library-wide base of every package's errors does not exist yet
+    (``reactor`` has :class:`reactor.ReactorError` for its own); when it
+    does, this class derives from it and nothing else changes.
+
+    * :class:`RemoteProtocolError`: the peer broke the protocol.
+    * :class:`LocalProtocolError`: the consumer misused the machine;
+      :class:`ConnectionClosedError` fed bytes after the end.
+    * :class:`InvalidArgumentError`: an option, event field or reply code
+      given to the package is invalid (also a ``ValueError``);
+      :class:`InvalidArgumentTypeError` when its type is wrong (also a
+      ``TypeError``).
+    * ``SMTPReject`` (``protocols.smtp``): raised by a server callback to
+      refuse with a reply.
     """
 
     def __init__(self, text: str, reply_code: int = 451, enhanced_code: str = "4.3.0") -> None:
@@ -169,6 +185,24 @@ class LocalProtocolError(SMTPProtocolError):
 class ConnectionClosedError(LocalProtocolError):
     """The connection is over (EOF was fed, or ``close()`` was called) and the
     consumer fed more bytes."""
+
+
+class InvalidArgumentError(SMTPProtocolError, ValueError):
+    """An argument given to the package is invalid: a machine or server
+    option (``max_recipients=99``, an unknown AUTH mechanism...), an event
+    field (``Hello(command="HELLO")``), a reply code outside 400-599 for
+    ``reject()`` or ``SMTPReject``.  Also a ``ValueError``, which is what
+    these raised before, so ``except ValueError`` keeps catching them.
+    Nothing was changed when it is raised."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text, 451, "4.3.0")
+
+
+class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument given to the package has the wrong type
+    (``max_message_size=None``: content is held in memory, so there is
+    always a limit).  Also a ``TypeError``."""
 
 
 # --------------------------------------------------------------------------
@@ -203,7 +237,7 @@ class Hello(Event):
 
     def __post_init__(self) -> None:
         if self.command not in ("HELO", "EHLO"):
-            raise ValueError(f"command must be HELO or EHLO, not {self.command!r}")
+            raise InvalidArgumentError(f"command must be HELO or EHLO, not {self.command!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -249,7 +283,7 @@ class MessageReceived(Proposal):
 
     def __post_init__(self) -> None:
         if not self.recipients:
-            raise ValueError("a message needs at least one recipient")
+            raise InvalidArgumentError("a message needs at least one recipient")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

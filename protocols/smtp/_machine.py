@@ -91,6 +91,8 @@ from ._events import (
     ConnectionClosedError,
     Event,
     Hello,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
     LocalProtocolError,
     MailFromProposed,
     MessageReceived,
@@ -152,13 +154,15 @@ _Handler = Callable[["SMTPServerConnection", str], "Event | None"]
 class SMTPServerConnection:
     """The server side of one SMTP connection, as a state machine.
 
-    Keyword options (all validated here; ``ValueError`` on nonsense):
+    Keyword options (all validated here; :class:`InvalidArgumentError`, a
+    ``ValueError``, on nonsense):
 
     ``hostname``: name in the greeting and the EHLO reply.
     ``greeting``: text after ``220 <hostname> `` in the banner.
     ``max_message_size``: fixed maximum message size in octets (RFC 1870), a
-    positive ``int`` (``TypeError`` for anything else, ``None`` included: the
-    content is held in memory, so there is always a limit), advertised as
+    positive ``int`` (:class:`InvalidArgumentTypeError`, a ``TypeError``,
+    for anything else, ``None`` included: the content is held in memory, so
+    there is always a limit), advertised as
     ``SIZE n`` and enforced both at ``MAIL FROM ... SIZE=`` and after the
     content (where the CRLF ending the last line is not counted).
     ``max_recipients``: recipients per transaction, at least 100 (RFC 5321
@@ -192,24 +196,26 @@ class SMTPServerConnection:
         allow_bare_line_endings: bool = False,
     ) -> None:
         if not hostname or any(c.isspace() for c in hostname):
-            raise ValueError(f"hostname must be one non-empty word, not {hostname!r}")
+            raise InvalidArgumentError(f"hostname must be one non-empty word, not {hostname!r}")
         if not isinstance(max_message_size, int) or isinstance(max_message_size, bool):
-            raise TypeError(
+            raise InvalidArgumentTypeError(
                 f"max_message_size must be an int (octets), not {max_message_size!r}: "
                 "message content is held in memory, so it needs a limit"
             )
         if max_message_size <= 0:
-            raise ValueError("max_message_size must be positive")
+            raise InvalidArgumentError("max_message_size must be positive")
         if max_recipients < MIN_RECIPIENTS:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"max_recipients must be at least {MIN_RECIPIENTS} (RFC 5321 §4.5.3.1.8)"
             )
         if max_errors < 1:
-            raise ValueError("max_errors must be at least 1")
+            raise InvalidArgumentError("max_errors must be at least 1")
         mechanisms = tuple(m.upper() for m in auth_mechanisms)
         unknown = [m for m in mechanisms if m not in AUTH_MECHANISMS]
         if unknown:
-            raise ValueError(f"unsupported AUTH mechanisms {unknown}; known: {AUTH_MECHANISMS}")
+            raise InvalidArgumentError(
+                f"unsupported AUTH mechanisms {unknown}; known: {AUTH_MECHANISMS}"
+            )
         self.hostname = hostname
         self.max_message_size = max_message_size
         self.max_recipients = max_recipients
@@ -443,8 +449,8 @@ class SMTPServerConnection:
         senders/recipients, 554 for messages, 454 for STARTTLS, 535 for AUTH).
         A rejected MAIL/RCPT leaves the transaction as it was; a rejected
         message or AUTH ends it.  Raises :class:`LocalProtocolError` if
-        nothing is pending, ``ValueError`` for a code outside 400-599 (the
-        proposal then stays pending).
+        nothing is pending, :class:`InvalidArgumentError` (a ``ValueError``)
+        for a code outside 400-599 (the proposal then stays pending).
         """
         if self._pending is None:
             raise LocalProtocolError("reject() with no proposal pending")
@@ -453,7 +459,7 @@ class SMTPServerConnection:
             code = default_code
             enhanced = enhanced or default_enhanced
         if not 400 <= code <= 599:
-            raise ValueError(f"a rejection needs a 4xx or 5xx code, not {code}")
+            raise InvalidArgumentError(f"a rejection needs a 4xx or 5xx code, not {code}")
         proposal, _ = self._take_pending()
         if isinstance(proposal, AuthAttempt):
             self._end_sasl()

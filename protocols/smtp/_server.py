@@ -20,6 +20,7 @@ import email
 import email.message
 import email.policy
 import functools
+import re
 import ssl
 import sys
 import time
@@ -37,14 +38,19 @@ from ._events import (
     YIELD,
     AuthAttempt,
     ConnectionClosed,
+    InvalidArgumentError,
     MailFromProposed,
     MessageReceived,
     MessageRefused,
     Quit,
     RecipientProposed,
+    SMTPProtocolError,
     StartTLSRequested,
 )
 from ._machine import SMTPServerConnection
+
+# An RFC 3463 enhanced status code at the start of a reply text.
+_ENHANCED_RE = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}")
 
 __all__ = [
     "Envelope",
@@ -56,19 +62,24 @@ __all__ = [
 ]
 
 
-class SMTPReject(Exception):
+class SMTPReject(SMTPProtocolError):
     """Raise from an SMTP callback to refuse with this reply.
 
     ``code`` is a 4xx or 5xx reply code; ``text`` may start with an RFC 3463
-    enhanced code (``"5.1.1 no such user"``) and may span lines.
+    enhanced code (``"5.1.1 no such user"``) and may span lines.  A code
+    outside 400-599 raises :class:`InvalidArgumentError` (a ``ValueError``).
+    ``reply_code`` is ``code``; ``args`` stay ``(code, text)``.
     """
 
     def __init__(self, code: int = 550, text: str = "Rejected") -> None:
         if not 400 <= code <= 599:
-            raise ValueError(f"SMTPReject needs a 4xx or 5xx code, not {code}")
-        super().__init__(code, text)
+            raise InvalidArgumentError(f"SMTPReject needs a 4xx or 5xx code, not {code}")
+        enhanced = text.split(" ", 1)[0]
+        if not _ENHANCED_RE.fullmatch(enhanced):
+            enhanced = f"{code // 100}.0.0"
+        super().__init__(text, code, enhanced)
+        self.args = (code, text)
         self.code = code
-        self.text = text
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -440,9 +451,11 @@ class SMTPServer(StreamServerBase):
         **kwargs: Any,
     ) -> None:
         if ssl_context is not None and starttls_context is not None:
-            raise ValueError("ssl_context (implicit TLS) and starttls_context are exclusive")
+            raise InvalidArgumentError(
+                "ssl_context (implicit TLS) and starttls_context are exclusive"
+            )
         if auth_required and auth is None:
-            raise ValueError("auth_required needs auth=")
+            raise InvalidArgumentError("auth_required needs auth=")
         self.handler = handler
         self.on_mail_from = on_mail_from
         self.on_rcpt = on_rcpt
