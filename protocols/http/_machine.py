@@ -105,7 +105,15 @@ from ._grammar import (
     reason_phrase,
 )
 from ._readers import CHUNKS_PER_DATA_EVENT, NO_BODY, BodyReader, make_reader
-from ._state import OUR_TRANSITIONS, THEIR_TRANSITIONS, State, settle, transition
+from ._state import (
+    OUR_TRANSITIONS,
+    THEIR_TRANSITIONS,
+    RawResponse,
+    State,
+    process_error,
+    settle,
+    transition,
+)
 
 # Module-level aliases of the states: ``State.X`` is a slow attribute lookup
 # on 3.11 (about 0.1 us), and the hot path names states a few dozen times.
@@ -510,12 +518,11 @@ class HTTP11Machine:
         MUST_CLOSE).  Allowed while a response is owed or in progress;
         ``LocalProtocolError`` otherwise.
         """
-        if self.our_state not in (_SEND_RESPONSE, _SEND_BODY):
-            raise LocalProtocolError(f"cannot send a raw response in state {self.our_state.name}")
+        nxt = transition(OUR_TRANSITIONS, self.our_state, RawResponse)
         self._out += data
         self._expect_pending = False
         self._keep_alive = False
-        self.our_state = _MUST_CLOSE  # special case: no framing to follow
+        self.our_state = nxt
         self._settle()
 
     def send_continue(self) -> None:
@@ -591,12 +598,12 @@ class HTTP11Machine:
     # ------------------------------------------------------------------
 
     def _their(self, etype: type[Event]) -> None:
-        # The parser only emits events valid in the current state, so a miss
-        # here is a bug in this module (KeyError), not a protocol error.
-        self.their_state = THEIR_TRANSITIONS[self.their_state, etype]
+        # The parser only emits events valid in the current state: a miss
+        # here (LocalProtocolError) would be a bug in this module.
+        self.their_state = transition(THEIR_TRANSITIONS, self.their_state, etype)
 
     def _ours(self, etype: type[Event]) -> None:
-        self.our_state = OUR_TRANSITIONS[self.our_state, etype]
+        self.our_state = transition(OUR_TRANSITIONS, self.our_state, etype)
 
     def _settle(self) -> None:
         their, ours, new_cycle = settle(self.their_state, self.our_state, self._keep_alive)
@@ -608,9 +615,11 @@ class HTTP11Machine:
 
     def _fail(self, exc: HTTPProtocolError) -> None:
         self.error = exc
-        self.their_state = _ERROR
+        self.their_state, self.our_state, send_error = process_error(
+            self.their_state, self.our_state
+        )
         self._keep_alive = False
-        if self.our_state in (_IDLE, _SEND_RESPONSE):
+        if send_error:
             status = exc.status_hint
             reason = reason_phrase(status)
             body = f"{status} {reason}: {exc}\n".encode()
@@ -624,7 +633,4 @@ class HTTP11Machine:
                 ),
             )
             self._out += body
-            self.our_state = _MUST_CLOSE
-        elif self.our_state is _SEND_BODY:
-            self.our_state = _ERROR
 
