@@ -46,12 +46,17 @@ INVALID: dict[str, Any] = {
     "/delay-inf": Reply(OK, b"", (), "", float("inf")),
     "/delay-bool": Reply(OK, b"", (), "", True),
     "/length-mismatch": Reply(OK, b"abc", [("Content-Length", "5")]),
+    # Handler results that are not one of the documented response shapes.
+    "/result-bool": True,
+    "/result-object": object(),
+    "/result-4-tuple": (OK, (), b"", "x"),
+    "/result-3-tuple-bad-headers": (OK, 5, b""),
+    "/result-2-tuple-bad-body": (OK, 5),
 }
 
 
 class InvalidNativeReplyTests(unittest.TestCase):
     def setUp(self) -> None:
-        self.later: list[Any] = []
 
         def handler(request: HTTPRequest) -> Any:
             if request.path == "/later":

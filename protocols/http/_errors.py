@@ -76,7 +76,8 @@ class InvalidReplyError(LocalProtocolError):
     ``str``, whose headers are not ``(name, value)`` pairs of ``str`` (or
     hold an invalid name, a CR, LF or other control in a value, or framing
     fields that contradict the body), whose reason is not a valid phrase or
-    whose ``delay`` is not a finite number of seconds >= 0; or a compat
+    whose ``delay`` is not a finite number of seconds >= 0; a handler result
+    that is none of the documented response shapes; or a compat
     handler's self-framed body that is not valid chunked framing.
     """
 

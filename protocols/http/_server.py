@@ -693,7 +693,7 @@ class HTTPServer(StreamServerBase):
                 )
             return None
         if isinstance(result, bool):
-            raise TypeError(f"handler returned {result!r}, not a response")
+            raise InvalidReplyError(f"handler returned {result!r}, not a response")
         if isinstance(result, int):
             return Reply(result)
         if isinstance(result, (bytes, str)):
@@ -702,8 +702,8 @@ class HTTPServer(StreamServerBase):
             if len(result) == 2:
                 return Reply(result[0], result[1])
             if len(result) == 3:
-                return Reply(result[0], result[2], tuple(result[1]))
-        raise TypeError(f"handler returned {type(result).__name__}, not a response")
+                return Reply(result[0], result[2], result[1])  # checked when sent
+        raise InvalidReplyError(f"handler returned {type(result).__name__}, not a response")
 
     def _check_head(self, conn: _HTTPConnection, head: Request) -> bool:
         """Run ``on_head``; True if it answered (reactor thread)."""
