@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 import unittest
+from pathlib import Path
 
 from protocols._buffer import ReceiveBuffer
 from protocols.http import (
@@ -17,7 +19,9 @@ from protocols.http import (
     Data,
     EndOfMessage,
     HTTP11Machine,
+    HTTPLimits,
     HTTPProtocolError,
+    InvalidArgumentError,
     InvalidReplyError,
     LocalProtocolError,
     NoResponseError,
@@ -177,6 +181,24 @@ class ErrorTaxonomyTests(unittest.TestCase):
         self.assertTrue(issubclass(AlreadyAnsweredError, RuntimeError))
         self.assertEqual(NoResponseError("x").status_hint, 500)
         self.assertEqual(InvalidReplyError("x").status_hint, 500)
+
+    def test_bad_limits_are_an_http_error_and_a_value_error(self) -> None:
+        with self.assertRaises(InvalidArgumentError) as cm:
+            HTTPLimits(max_body_size=0)
+        self.assertIsInstance(cm.exception, ValueError)
+        self.assertIsInstance(cm.exception, HTTPProtocolError)
+
+    def test_no_bare_builtin_error_is_raised_in_the_package(self) -> None:
+        # Library conditions raise the package's own classes.
+        package = Path(_machine.__file__).parent
+        bare = re.compile(r"raise (RuntimeError|ValueError|TypeError|KeyError)\b")
+        found = [
+            f"{path.name}:{n}"
+            for path in sorted(package.glob("*.py"))
+            for n, line in enumerate(path.read_text().splitlines(), 1)
+            if bare.search(line)
+        ]
+        self.assertEqual(found, [])
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ CPython's test_logging helper).
 """
 
 from ._compat import CompatRequest, TestHTTPServer
-from ._errors import AlreadyAnsweredError, InvalidReplyError
+from ._errors import AlreadyAnsweredError, InvalidArgumentError, InvalidReplyError
 from ._events import (
     DEFAULT_LIMITS,
     MAX_BODY_SIZE,
@@ -60,6 +60,7 @@ __all__ = [
     "HTTPServer",
     "Headers",
     "InformationalResponse",
+    "InvalidArgumentError",
     "InvalidReplyError",
     "LocalProtocolError",
     "NoResponseError",

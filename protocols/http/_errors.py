@@ -13,10 +13,12 @@ changes.
   that is not a valid response, and :class:`AlreadyAnsweredError` a second
   answer to one request.
 * :class:`NoResponseError`: a handler produced no response (500).
+* :class:`InvalidArgumentError`: a bad option (``HTTPLimits(max_body_size=0)``).
 
-The two that replaced a ``RuntimeError`` (:class:`NoResponseError`,
-:class:`AlreadyAnsweredError`) still derive from ``RuntimeError`` too, so
-``except RuntimeError`` written against older versions keeps catching them.
+The ones that replaced a ``RuntimeError`` (:class:`NoResponseError`,
+:class:`AlreadyAnsweredError`) or a ``ValueError``
+(:class:`InvalidArgumentError`) still derive from it too, so an ``except``
+written against older versions keeps catching them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "AlreadyAnsweredError",
     "HTTPProtocolError",
+    "InvalidArgumentError",
     "InvalidReplyError",
     "LocalProtocolError",
     "NoResponseError",
@@ -91,3 +94,7 @@ class NoResponseError(HTTPProtocolError, RuntimeError):
 
     def __init__(self, message: str, *, status_hint: int = 500) -> None:
         super().__init__(message, status_hint=status_hint)
+
+
+class InvalidArgumentError(LocalProtocolError, ValueError):
+    """An option has an invalid value (e.g. an ``HTTPLimits`` field that is not a positive int)."""

@@ -20,7 +20,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from ._errors import HTTPProtocolError, LocalProtocolError, RemoteProtocolError
+from ._errors import (
+    HTTPProtocolError,
+    InvalidArgumentError,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
 from ._grammar import TARGET_STR, TOKEN_STR, VALUE_STR, Headers
 
 __all__ = [
@@ -90,7 +95,8 @@ MAX_CHUNK_LINE: Final = 4096
 class HTTPLimits:
     """Per-connection limits of :class:`~protocols.http._machine.HTTP11Machine`.
 
-    Every field must be a positive ``int``; ``ValueError`` otherwise.  The
+    Every field must be a positive ``int``; :class:`InvalidArgumentError` (a
+    ``ValueError``) otherwise.  The
     defaults are the module constants, whose comments give the reasons.
     """
 
@@ -104,7 +110,9 @@ class HTTPLimits:
         for name in self.__slots__:
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
-                raise ValueError(f"HTTPLimits.{name} must be a positive int, got {value!r}")
+                raise InvalidArgumentError(
+                    f"HTTPLimits.{name} must be a positive int, got {value!r}"
+                )
 
 
 DEFAULT_LIMITS: Final = HTTPLimits()
