@@ -1,0 +1,36 @@
+"""Syslog: a sans-I/O parser (RFC 5424, RFC 3164, RFC 6587 framing) and servers.
+
+See :mod:`protocols.syslog._parser` for the parser's theory of operation.
+"""
+
+from ._parser import (
+    MAX_MESSAGE_SIZE,
+    MAX_OCTET_COUNT,
+    Facility,
+    Frame,
+    Framing,
+    SDElement,
+    Severity,
+    SyslogFormat,
+    SyslogFramer,
+    SyslogMessage,
+    format_message,
+    invalid_message,
+    parse_message,
+)
+
+__all__ = [
+    "MAX_MESSAGE_SIZE",
+    "MAX_OCTET_COUNT",
+    "Facility",
+    "Frame",
+    "Framing",
+    "SDElement",
+    "Severity",
+    "SyslogFormat",
+    "SyslogFramer",
+    "SyslogMessage",
+    "format_message",
+    "invalid_message",
+    "parse_message",
+]
