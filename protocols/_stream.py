@@ -4,10 +4,13 @@ Two ways to handle a connection:
 
 * **Blocking handler** (``handler=``): socketserver's shape, what CPython's
   test_logging uses.  ``handler(request)`` runs on a worker thread per
-  connection and may call ``request.connection.recv()`` or read
-  ``request.rfile`` and write ``request.wfile``.  ``stop()`` shuts the
-  socket down for reading (so a handler blocked in ``recv()`` sees end of
-  file after what was already received) and joins the worker.
+  connection and may make blocking ``recv()`` calls on
+  ``request.connection`` or read ``request.rfile`` and write
+  ``request.wfile``.  With ``ssl_context=`` the TLS handshake completes
+  before the handler runs, and the handler reads and writes plaintext.
+  ``stop()`` shuts the socket down for reading (so a handler blocked in
+  ``recv()`` sees end of file after what was already received) and joins
+  the worker.  The workers are :class:`reactor.ThreadedStreamServerBase`'s.
 * **Reactor-native callbacks** (``on_data=``, ``on_line=``, ``on_connect=``,
   ``on_close=``): called on the reactor thread, no thread per connection;
   reply with ``conn.write()`` and hang up with ``conn.close()``.  Use them
@@ -21,18 +24,16 @@ and tests wait with :meth:`StreamServer.wait_for_streams` or
 
 from __future__ import annotations
 
-import io
 import socket
-import threading
 import time
 from collections.abc import Callable
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, ClassVar
 
 from reactor import (
     DEFAULT_WAIT_TIMEOUT,
-    HandlerTimeout,
-    StreamServerBase,
+    StreamRequest,
     StreamTransport,
+    ThreadedStreamServerBase,
 )
 
 __all__ = [
@@ -193,46 +194,7 @@ class StreamConnection:
             self.server._notify()
 
 
-class _SocketWriter(io.BufferedIOBase):
-    """``wfile`` of a blocking request: every write goes out with sendall."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        self._sock.sendall(b)
-        with memoryview(b) as view:
-            return view.nbytes
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
-
-class StreamRequest:
-    """The request a blocking handler receives (socketserver's attributes)."""
-
-    def __init__(self, sock: socket.socket, client_address: Any, server: StreamServer) -> None:
-        #: The connected socket, in blocking mode (``request`` is the same).
-        self.connection = sock
-        self.request = sock
-        self.client_address = client_address
-        self.server = server
-        self.rfile: BinaryIO = sock.makefile("rb")
-        self.wfile: io.BufferedIOBase = _SocketWriter(sock)
-
-    def _finish(self) -> None:
-        try:
-            self.wfile.flush()
-        except OSError:
-            pass
-        self.wfile.close()
-        self.rfile.close()
-
-
-class StreamServer(StreamServerBase):
+class StreamServer(ThreadedStreamServerBase):
     """A stream server (TCP unless ``address_family``/``addr`` say Unix).
 
     :param handler: blocking ``handler(request)`` run on a worker thread per
@@ -270,7 +232,6 @@ class StreamServer(StreamServerBase):
     ) -> None:
         if handler is not None and any((on_connect, on_data, on_line, on_close)):
             raise TypeError("handler= (blocking) and on_* (reactor) callbacks are exclusive")
-        self.handler = handler
         self.on_connect = on_connect
         self.on_data = on_data
         self.on_line = on_line
@@ -281,9 +242,7 @@ class StreamServer(StreamServerBase):
         #: One :class:`Stream` per connection, in accept order (when
         #: recording, and not with a blocking ``handler``).
         self.streams: list[Stream] = []
-        self._workers: dict[threading.Thread, socket.socket] = {}
-        self._workers_lock = threading.Lock()
-        super().__init__(addr, **kwargs)
+        super().__init__(addr, handler, **kwargs)
 
     # -- reactor-native connections -------------------------------------------
 
@@ -292,89 +251,6 @@ class StreamServer(StreamServerBase):
         if self.record:
             self._record(self.streams, stream)
         return StreamConnection(self, stream)
-
-    def _on_accept(self, sock: socket.socket, addr: Any) -> None:
-        if self.handler is None:
-            super()._on_accept(sock, addr)
-            return
-        sock.setblocking(True)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.family == socket.AF_UNIX and not addr:
-            addr = self.server_address  # socketserver reports '' for unnamed peers
-        request = StreamRequest(sock, addr, self)
-        t = threading.Thread(
-            target=self._run_worker,
-            args=(request,),
-            name=f"testservers-worker {addr!r}",
-            daemon=True,
-        )
-        with self._workers_lock:
-            self._workers[t] = sock
-        try:
-            t.start()
-        except BaseException:
-            # No thread, no handler: undo, and close the socket for real
-            # (rfile holds a reference to it).
-            with self._workers_lock:
-                self._workers.pop(t, None)
-            request._finish()
-            sock.close()
-            raise
-
-    def _run_worker(self, request: StreamRequest) -> None:
-        assert self.handler is not None
-        try:
-            self.handler(request)
-        except Exception as exc:
-            self.handle_error(exc, f"request from {request.client_address!r}")
-        finally:
-            with self._workers_lock:
-                self._workers.pop(threading.current_thread(), None)
-                try:
-                    request._finish()
-                finally:
-                    try:
-                        request.connection.shutdown(socket.SHUT_WR)
-                    except OSError:
-                        pass
-                    request.connection.close()
-            self._notify()
-
-    def _join_workers(self, deadline: float) -> None:
-        with self._workers_lock:
-            workers = list(self._workers.items())
-            # Unblock recv(): data already received stays readable, then EOF.
-            for _, sock in workers:
-                try:
-                    sock.shutdown(socket.SHUT_RD)
-                except OSError:
-                    pass
-        me = threading.current_thread()  # a handler may stop its own server
-        for t, _ in workers:
-            if t is not me:
-                t.join(max(0.0, deadline - time.monotonic()))
-        for t, sock in workers:
-            if t is me or not t.is_alive():
-                continue
-            # A handler stuck in sendall() to a client that never reads is
-            # not woken by SHUT_RD: shut the socket down both ways too.
-            with self._workers_lock:
-                if t in self._workers:  # else it finished and closed its socket
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-            self._record_error(
-                HandlerTimeout(f"handler thread {t.name!r} still running after stop() timeout"),
-                "stop()",
-            )
-
-    @property
-    def worker_count(self) -> int:
-        """Blocking-handler threads running now."""
-        with self._workers_lock:
-            return len(self._workers)
 
     # -- waiting --------------------------------------------------------------
 

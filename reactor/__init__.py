@@ -21,6 +21,7 @@ from ._server import (
     DatagramServerBase,
     StreamServerBase,
 )
+from ._threaded import StreamRequest, ThreadedStreamServerBase
 from ._transport import (
     ACCEPT_RETRY_DELAY,
     READ_CHUNK,
@@ -56,7 +57,9 @@ __all__ = [
     "ReactorError",
     "ServerClosedError",
     "StreamProtocol",
+    "StreamRequest",
     "StreamServerBase",
+    "ThreadedStreamServerBase",
     "StreamTransport",
     "TimerHandle",
     "acquire",
