@@ -83,6 +83,7 @@ _MAX_PROCID: Final = 128
 _MAX_MSGID: Final = 32
 _MAX_SD_NAME: Final = 32
 
+_DIGITS = re.compile(rb"[0-9]*")
 _BOM: Final = b"\xef\xbb\xbf"
 _TRAILER: Final = b"\x00\r\n"  # what senders append: NUL (SysLogHandler), CR, LF
 
@@ -727,18 +728,22 @@ class SyslogFramer:
                 if self._skip:
                     return
             if self._need == 0:
-                sp = buf.find(b" ")
-                if sp < 0:
-                    if len(buf) >= _MAX_COUNT_DIGITS:
-                        self._break(
-                            f"MSG-LEN {bytes(data[buf.pos : buf.pos + 40])!r} is not a number"
-                        )
-                    return
+                # MSG-LEN = NONZERO-DIGIT *DIGIT, then SP (RFC 6587 §3.4.1).
+                sp = _DIGITS.match(data, buf.pos).end()  # type: ignore[union-attr]
                 digits = bytes(data[buf.pos : sp])
-                if not (digits.isdigit() and digits.isascii()) or digits[0] == 0x30:
-                    self._break(f"MSG-LEN {digits[:40]!r} is not a number (RFC 6587 §3.4.1)")
+                if len(digits) > _MAX_COUNT_DIGITS:
+                    self._break(digits[: _MAX_COUNT_DIGITS + 1], "MSG-LEN has too many digits")
                     return
-                if len(digits) > _MAX_COUNT_DIGITS or int(digits) > self.max_octet_count:
+                if sp == len(data):
+                    return  # the count goes on in the next read
+                if data[sp] != 0x20 or not digits or digits[0] == 0x30:
+                    self._break(
+                        bytes(data[buf.pos : sp + 1]),
+                        f"MSG-LEN {bytes(data[buf.pos : sp + 1])!r} is not a number followed "
+                        "by a space (RFC 6587 §3.4.1)",
+                    )
+                    return
+                if int(digits) > self.max_octet_count:
                     self._out.append(
                         Frame(
                             b"",
@@ -759,15 +764,12 @@ class SyslogFramer:
             if not buf:
                 return
 
-    def _break(self, reason: str) -> None:
+    def _break(self, head: bytes, reason: str) -> None:
+        # The stream cannot be framed any more: record the offending header
+        # (only it, so the record does not depend on how reads were cut).
         self.broken = True
-        buf = self._buf
-        self._out.append(
-            Frame(
-                bytes(buf.data[buf.pos : buf.pos + self.max_size]), Framing.OCTET_COUNTING, reason
-            )
-        )
-        buf.clear()
+        self._out.append(Frame(head, Framing.OCTET_COUNTING, reason))
+        self._buf.clear()
 
     def _finish(self) -> None:
         buf = self._buf
