@@ -52,6 +52,14 @@ from .smtp import (
     TestSMTPServer,
     add_smtp_sink,
 )
+from .syslog import (
+    SyslogMessage,
+    SyslogTCPServer,
+    SyslogTLSServer,
+    SyslogUDPServer,
+    SyslogUnixDatagramServer,
+    SyslogUnixStreamServer,
+)
 
 __all__ = [
     "MAX_LINE_LENGTH",
@@ -92,4 +100,10 @@ __all__ = [
     "UDPServer",
     "UnixDatagramServer",
     "UnixStreamServer",
+    "SyslogMessage",
+    "SyslogTCPServer",
+    "SyslogTLSServer",
+    "SyslogUDPServer",
+    "SyslogUnixDatagramServer",
+    "SyslogUnixStreamServer",
 ]

@@ -196,6 +196,14 @@ class RFC3164ExamplesTest(unittest.TestCase):
         )
         self.assertEqual(r.timestamp, datetime.datetime(2026, 12, 2, 13, 5, 52))
 
+    def test_rsyslog_forward_format_rfc3339_timestamp(self) -> None:
+        r = parse_message(b"<11>2026-12-02T14:03:35.329349+00:00 vm app: old form")
+        self.assertEqual(r.timestamp, datetime.datetime(2026, 12, 2, 14, 3, 35, 329349, UTC))
+        self.assertEqual((r.hostname, r.app_name, r.message), ("vm", "app", "old form"))
+        self.assertEqual(
+            parse_message(format_message(r)), dataclasses.replace(r, raw=format_message(r))
+        )
+
     def test_severity_names(self) -> None:
         self.assertEqual(Severity.from_name("error"), Severity.ERR)
         self.assertEqual(Severity.from_name("warn"), Severity.WARNING)

@@ -18,6 +18,15 @@ from ._parser import (
     invalid_message,
     parse_message,
 )
+from ._server import (
+    SyslogServer,
+    SyslogTCPServer,
+    SyslogTLSServer,
+    SyslogUDPServer,
+    SyslogUnixDatagramServer,
+    SyslogUnixStreamServer,
+    match_message,
+)
 
 __all__ = [
     "MAX_MESSAGE_SIZE",
@@ -33,4 +42,11 @@ __all__ = [
     "format_message",
     "invalid_message",
     "parse_message",
+    "SyslogServer",
+    "SyslogTCPServer",
+    "SyslogTLSServer",
+    "SyslogUDPServer",
+    "SyslogUnixDatagramServer",
+    "SyslogUnixStreamServer",
+    "match_message",
 ]

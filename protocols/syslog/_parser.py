@@ -193,7 +193,8 @@ class SyslogMessage:
     Fields a message did not carry are None (RFC 5424's NILVALUE ``-`` is
     None too).  ``timestamp`` is timezone-aware for RFC 5424; an RFC 3164
     timestamp has no year and no zone, so it is naive, in the year the parser
-    was given (default: the current one).  ``message`` is the MSG decoded as
+    was given (default: the current one); an RFC 3339 timestamp in an RFC 3164
+    header (rsyslog's forward format) is aware.  ``message`` is the MSG decoded as
     UTF-8 (undecodable octets replaced), without the BOM (``bom`` says one
     was there) and without trailing NUL, CR and LF octets.
     """
@@ -426,11 +427,22 @@ def _parse_rfc3164(data: bytes, i: int, pri: int, year: int) -> SyslogMessage:
     facility, severity = _priority(pri)
     timestamp = hostname = app = procid = None
     m = _BSD_TIME.match(data, i)
+    end = 0
     if m is not None and data[m.end() : m.end() + 1] == b" ":
         timestamp = _bsd_timestamp(m, year)
+        end = m.end()
+    elif data[i : i + 1].isdigit():
+        # rsyslog's RSYSLOG_ForwardFormat and syslog-ng put an RFC 3339
+        # timestamp where RFC 3164 has "Mmm dd hh:mm:ss".
+        sp = data.find(b" ", i, i + 40)
+        if sp > i:
+            try:
+                timestamp = _parse_rfc3339(data[i:sp])
+                end = sp
+            except _Bad:
+                timestamp = None
     if timestamp is not None:
-        assert m is not None
-        i = m.end() + 1
+        i = end + 1
         tag = _TAG.match(data, i)
         if tag is None:
             host = _HOSTNAME_3164.match(data, i)
@@ -562,7 +574,10 @@ def format_message(record: SyslogMessage) -> bytes:
         out = b"<%d>" % pri
         if record.timestamp is not None:
             ts = record.timestamp
-            out += f"{_MONTHS[ts.month - 1]} {ts.day:2d} {ts:%H:%M:%S} ".encode()
+            if ts.tzinfo is not None:  # the RFC 3339 form (see _parse_rfc3164)
+                out += _format_rfc3339(ts).encode() + b" "
+            else:
+                out += f"{_MONTHS[ts.month - 1]} {ts.day:2d} {ts:%H:%M:%S} ".encode()
             if record.hostname is not None:
                 out += record.hostname.encode("ascii") + b" "
         if record.app_name is not None:
