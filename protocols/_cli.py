@@ -10,37 +10,82 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
+import re
 import signal
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from reactor import BaseServer
 
 from ._datagram import UDPServer
-from ._stream import StreamConnection, TCPServer
-from .http import HTTPRequest, HTTPServer, Reply
+from ._stream import MAX_LINE_LENGTH, StreamConnection, TCPServer
+from .http import HTTPRequest, HTTPServer, RemoteProtocolError, Reply
 from .smtp import SMTPServer, add_smtp_sink
+from .syslog import SyslogMessage, SyslogTCPServer, SyslogUDPServer
 
 __all__ = ["main", "build_sinks", "make_parser", "add_smtp_arguments", "smtp_sink_from_args"]
 
 SinkFactory = Callable[[argparse.Namespace, "Printer"], BaseServer]
 
 
-class Printer:
-    """Serialises output from the reactor thread; one block per arrival."""
+#: Longest the main thread waits before it runs pending signal handlers
+#: (Ctrl-C, SIGTERM): the CLI stops within this after a signal.
+SIGNAL_CHECK = 0.2
 
-    def __init__(self, out: TextIO) -> None:
+#: Default of ``--max-body``: octets of a body printed before it is cut.
+DEFAULT_MAX_BODY = 4096
+
+# C0 controls except TAB and LF, DEL, and C1 controls: shown as \xNN so that
+# a peer cannot drive the terminal (ESC sequences) or hide text (CR).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def escape(text: str) -> str:
+    """``text`` with control characters shown as ``\\xNN`` (TAB and LF kept)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+class Printer:
+    """Serialises output from the reactor thread; one block per arrival.
+
+    Every title and body is escaped (:func:`escape`) and a body longer than
+    ``max_body`` characters is cut, saying how much was left out.  With
+    ``json_lines`` each block is one JSON object on one line instead.
+    """
+
+    def __init__(
+        self, out: TextIO, *, max_body: int = DEFAULT_MAX_BODY, json_lines: bool = False
+    ) -> None:
         self._out = out
         self._lock = threading.Lock()
+        self.max_body = max_body
+        self.json_lines = json_lines
 
-    def block(self, title: str, body: str = "") -> None:
-        stamp = datetime.datetime.now().strftime("%H:%M:%S.%f")[:-3]
-        text = f"---------- {stamp} {title}\n"
-        if body:
-            text += body if body.endswith("\n") else body + "\n"
+    def block(self, title: str, body: str = "", **fields: Any) -> None:
+        now = datetime.datetime.now()
+        cut = len(body) - self.max_body if self.max_body >= 0 else 0
+        if cut > 0:
+            body = body[: self.max_body]
+        if self.json_lines:
+            event: dict[str, Any] = {"time": now.isoformat(timespec="milliseconds"), "event": title}
+            event.update(fields)
+            if body:
+                event["body"] = body
+            if cut > 0:
+                event["truncated"] = cut
+            text = json.dumps(event, default=str) + "\n"
+        else:
+            text = f"---------- {now.strftime('%H:%M:%S.%f')[:-3]} {escape(title)}\n"
+            if body:
+                body = escape(body)
+                text += body if body.endswith("\n") else body + "\n"
+            if cut > 0:
+                text += f"[... {cut} more characters not shown (--max-body {self.max_body})]\n"
         with self._lock:
             self._out.write(text)
             self._out.flush()
@@ -51,21 +96,98 @@ def _show(data: bytes) -> str:
 
 
 def _tcp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
-    def on_line(conn: StreamConnection, line: bytes) -> None:
-        p.block(f"TCP line from {conn.peer}", _show(line))
+    # Lines are cut here (not with on_line) so that an unterminated last line
+    # is printed when the connection closes, stop() included.
+    buffers: dict[int, bytearray] = {}
+
+    def on_data(conn: StreamConnection, data: bytes) -> None:
+        buf = buffers.setdefault(id(conn), bytearray())
+        buf += data
+        while (nl := buf.find(b"\n")) >= 0:
+            line = bytes(buf[: nl + 1])
+            del buf[: nl + 1]
+            p.block(f"TCP line from {conn.peer}", _show(line), peer=str(conn.peer))
+        if len(buf) > MAX_LINE_LENGTH:
+            line = bytes(buf)
+            buf.clear()
+            p.block(f"TCP data from {conn.peer} (no newline)", _show(line), peer=str(conn.peer))
 
     def on_connect(conn: StreamConnection) -> None:
-        p.block(f"TCP connection from {conn.peer}")
+        p.block(f"TCP connection from {conn.peer}", peer=str(conn.peer))
 
     def on_close(conn: StreamConnection) -> None:
-        p.block(f"TCP connection from {conn.peer} closed ({conn.stream.received} bytes)")
+        rest = buffers.pop(id(conn), bytearray())
+        if rest:
+            p.block(
+                f"TCP line from {conn.peer} (unterminated, at close)",
+                _show(bytes(rest)),
+                peer=str(conn.peer),
+            )
+        p.block(
+            f"TCP connection from {conn.peer} closed ({conn.stream.received} bytes)",
+            peer=str(conn.peer),
+            received=conn.stream.received,
+        )
 
     return TCPServer(
         (args.host, args.tcp),
-        on_line=on_line,
+        on_data=on_data,
         on_connect=on_connect,
         on_close=on_close,
         record=False,
+        poll_interval=None,
+    )
+
+
+def _syslog_fields(m: SyslogMessage) -> dict[str, Any]:
+    return {
+        "peer": str(m.peer),
+        "format": m.format.value,
+        "facility": m.facility.name.lower() if m.facility is not None else None,
+        "severity": m.severity.name.lower() if m.severity is not None else None,
+        "timestamp": m.timestamp.isoformat() if m.timestamp is not None else None,
+        "hostname": m.hostname,
+        "app_name": m.app_name,
+        "procid": m.procid,
+        "msgid": m.msgid,
+        "structured_data": {e.id: dict(e.params) for e in m.structured_data},
+        "framing": m.framing.value,
+        "error": m.error,
+    }
+
+
+def _print_syslog(p: Printer, kind: str, m: SyslogMessage) -> None:
+    fields = _syslog_fields(m)
+    if m.error is not None:
+        p.block(
+            f"syslog/{kind} from {m.peer}: NOT PARSED ({m.error})",
+            _show(m.raw),
+            **fields,
+        )
+        return
+    head = " ".join(
+        f"{k}={v}"
+        for k, v in fields.items()
+        if k not in ("peer", "structured_data", "error") and v is not None
+    )
+    sd = "".join(
+        f"\n  [{e.id}] " + " ".join(f"{k}={v!r}" for k, v in e.params) for e in m.structured_data
+    )
+    p.block(f"syslog/{kind} from {m.peer}: {head}{sd}", m.message, **fields)
+
+
+def _syslog_udp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
+    return SyslogUDPServer(
+        (args.host, args.syslog_udp),
+        on_message=lambda m: _print_syslog(p, "udp", m),
+        poll_interval=None,
+    )
+
+
+def _syslog_tcp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
+    return SyslogTCPServer(
+        (args.host, args.syslog_tcp),
+        on_message=lambda m: _print_syslog(p, "tcp", m),
         poll_interval=None,
     )
 
@@ -77,6 +199,22 @@ def _udp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
     return UDPServer((args.host, args.udp), reply=reply, record=False, poll_interval=None)
 
 
+class _SinkHTTPServer(HTTPServer):
+    """The HTTP sink: also prints each protocol error (400, 505...) it answers."""
+
+    printer: Printer
+
+    def _protocol_error(self, exc: RemoteProtocolError, peer: Any) -> None:
+        super()._protocol_error(exc, peer)
+        self.printer.block(
+            f"HTTP protocol error from {peer}: answered {exc.status_hint}",
+            str(exc),
+            peer=str(peer),
+            status=exc.status_hint,
+            error=str(exc),
+        )
+
+
 def _http_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
     def handler(request: HTTPRequest) -> Reply:
         head = "".join(f"{name}: {value}\n" for name, value in request.headers)
@@ -85,10 +223,15 @@ def _http_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
             f"HTTP {request.method} {request.target} HTTP/{request.http_version} "
             f"from {request.client_address}",
             head + ("\n" + body if body else ""),
+            method=request.method,
+            target=request.target,
+            peer=str(request.client_address),
         )
         return Reply(200, "OK\n")
 
-    return HTTPServer((args.host, args.http), handler, record=False, poll_interval=None)
+    server = _SinkHTTPServer((args.host, args.http), handler, record=False, poll_interval=None)
+    server.printer = p
+    return server
 
 
 def _smtp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
@@ -103,7 +246,19 @@ SINKS: list[tuple[str, SinkFactory]] = [
     ("http", _http_sink),
     ("tcp", _tcp_sink),
     ("udp", _udp_sink),
+    ("syslog_udp", _syslog_udp_sink),
+    ("syslog_tcp", _syslog_tcp_sink),
 ]
+
+#: Option that sets each sink's port, for error messages.
+SINK_OPTIONS = {
+    "smtp": "--smtp",
+    "http": "--http",
+    "tcp": "--tcp",
+    "udp": "--udp",
+    "syslog_udp": "--syslog-udp",
+    "syslog_tcp": "--syslog-tcp",
+}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -135,6 +290,32 @@ def make_parser() -> argparse.ArgumentParser:
         help="UDP datagram sink (e.g. syslog); default 5514",
     )
     ap.add_argument(
+        "--syslog-udp",
+        type=cli_port,
+        default=None,
+        metavar="PORT",
+        help="syslog sink over UDP: prints each message's parsed fields; default off",
+    )
+    ap.add_argument(
+        "--syslog-tcp",
+        type=cli_port,
+        default=None,
+        metavar="PORT",
+        help="syslog sink over TCP (octet counting or LF framing); default off",
+    )
+    ap.add_argument(
+        "--max-body",
+        type=int,
+        default=DEFAULT_MAX_BODY,
+        metavar="CHARS",
+        help=f"cut bodies longer than this (default {DEFAULT_MAX_BODY}; -1: never)",
+    )
+    ap.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per event on stdout (for jq)",
+    )
+    ap.add_argument(
         "--duration",
         type=float,
         default=None,
@@ -145,13 +326,29 @@ def make_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class SinkBindError(OSError):
+    """A sink could not listen; the message names the sink, its option and port."""
+
+
 def build_sinks(args: argparse.Namespace, printer: Printer) -> list[BaseServer]:
-    """Create (bound, not started) the sinks the arguments ask for."""
+    """Create (bound, not started) the sinks the arguments ask for.
+
+    :raises SinkBindError: naming the sink and port that could not be bound.
+    """
     servers: list[BaseServer] = []
     try:
         for option, factory in SINKS:
-            if getattr(args, option, None) is not None:
-                servers.append(factory(args, printer))
+            port = getattr(args, option, None)
+            if port is not None:
+                try:
+                    servers.append(factory(args, printer))
+                except OSError as exc:
+                    name = option.replace("_", "/")
+                    raise SinkBindError(
+                        exc.errno,
+                        f"{name} sink ({SINK_OPTIONS[option]} {port}) cannot listen on "
+                        f"{args.host} port {port}: {exc.strerror or exc}",
+                    ) from exc
     except BaseException:
         for s in servers:
             s.server_close()
@@ -159,12 +356,37 @@ def build_sinks(args: argparse.Namespace, printer: Printer) -> list[BaseServer]:
     return servers
 
 
+def _describe_sink(server: BaseServer, args: argparse.Namespace) -> str:
+    name = type(server).__name__.lstrip("_").replace("Sink", "")  # _SinkHTTPServer: HTTPServer
+    text = f"{name} listening on {server.server_address}"
+    if isinstance(server, SMTPServer):
+        tls = getattr(args, "smtp_tls", "off")
+        extras = []
+        if tls != "off":
+            from ._tls import CA_FILE
+
+            ca = "your --smtp-cert's CA" if args.smtp_cert else CA_FILE
+            extras.append(f"TLS {tls} (clients trust CA file {ca})")
+        if getattr(args, "smtp_auth", None):
+            extras.append(f"AUTH PLAIN/LOGIN as {args.smtp_auth.partition(':')[0]!r}")
+        if extras:
+            text += " with " + " and ".join(extras)
+    return text
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = make_parser().parse_args(argv)
     out = out if out is not None else sys.stdout
-    printer = Printer(out)
+    printer = Printer(out, max_body=args.max_body, json_lines=args.json)
     try:
         servers = build_sinks(args, printer)
+    except SinkBindError as exc:
+        print(f"python -m protocols: {exc.strerror}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"python -m protocols: cannot listen: {exc}", file=sys.stderr)
         return 1
@@ -172,22 +394,51 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print("python -m protocols: every sink is off", file=sys.stderr)
         return 2
     done = threading.Event()
-    previous = None
+    previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, lambda *a: done.set())
+        # SIGINT too: a process started in the background (a shell's '&', a
+        # test runner's worker) inherits SIGINT ignored, and Python then
+        # never raises KeyboardInterrupt; Ctrl-C must stop the sinks anyway.
+        # The handler raises (as Python's own SIGINT handler does) instead of
+        # calling done.set(): it runs inside done.wait() on this thread, maybe
+        # while that holds the Event's lock, and set() would deadlock on it.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _interrupt)
     try:
-        for s in servers:
-            s.start()
-            printer.block(f"{type(s).__name__} listening on {s.server_address}")
+        # The reactor thread (started by the first start()) inherits this
+        # mask: SIGINT/SIGTERM then always reach the main thread, whose
+        # done.wait() they interrupt.  Delivered to the reactor thread, they
+        # would only set Python's flag, and the main thread would wait on.
+        stop_signals = {signal.SIGINT, signal.SIGTERM}
+        masked = previous and hasattr(signal, "pthread_sigmask")
+        if masked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        try:
+            for s in servers:
+                s.start()
+                printer.block(_describe_sink(s, args), address=str(s.server_address))
+        finally:
+            if masked:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         printer.block("ready; Ctrl-C to stop")
-        done.wait(args.duration)
+        # Short waits, so the main thread runs Python's signal handlers
+        # promptly even when the kernel delivered the signal to another
+        # thread (seen under a loaded test run: the wait went on forever).
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        while not done.is_set():
+            left = (
+                SIGNAL_CHECK if deadline is None else min(SIGNAL_CHECK, deadline - time.monotonic())
+            )
+            if left <= 0:
+                break
+            done.wait(left)
     except KeyboardInterrupt:
         pass
     finally:
         for s in servers:
             s.stop()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     printer.block("stopped")
     return 0
 
@@ -262,10 +513,21 @@ def smtp_sink_from_args(
     )
 
 
-def cli_port(value: str) -> int | None:
+def _port(value: str) -> int | None:
     if value.lower() in ("off", "no", "none", "-"):
         return None
-    port = int(value)
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a port: {value!r} (give 0-65535, 0 for any free port, or 'off')"
+        ) from None
     if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {value}")
+        raise argparse.ArgumentTypeError(f"not a port: {value} (give 0-65535, or 'off')")
     return port
+
+
+#: The ``type=`` of every port option: argparse names a failing type by its
+#: ``__name__`` only for ValueError/TypeError; ours raise ArgumentTypeError,
+#: whose text is shown as ``argument --tcp: not a port: 'abc' ...``.
+cli_port = _port

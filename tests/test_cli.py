@@ -25,6 +25,8 @@ class SinkProcess:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
+                "-X",
+                "faulthandler",
                 "-m",
                 "protocols",
                 "--smtp",
@@ -34,6 +36,10 @@ class SinkProcess:
                 "--tcp",
                 "0",
                 "--udp",
+                "0",
+                "--syslog-udp",
+                "0",
+                "--syslog-tcp",
                 "0",
                 *extra,
             ],
@@ -51,7 +57,7 @@ class SinkProcess:
         self._reader.start()
         self.wait_for_output("ready; Ctrl-C to stop")
         for line in self.lines:
-            m = re.search(r"(\w+) listening on (.*)$", line)
+            m = re.search(r"(\w+) listening on (\(.*?\)|\S+)", line)
             if m:
                 self.addresses[m.group(1)] = ast.literal_eval(m.group(2))
 
@@ -76,7 +82,13 @@ class SinkProcess:
 
     def interrupt(self) -> tuple[int, str, str]:
         self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout=30)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+            self.proc.wait(timeout=20)
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise AssertionError(f"the CLI did not stop on SIGINT: {err[-6000:]}") from None
         self._reader.join(30)
         while not self._queue.empty():  # the reader has ended: what is left is all there is
             line = self._queue.get_nowait()
@@ -185,6 +197,124 @@ class CLITest(unittest.TestCase):
             )
         self.assertEqual(out.returncode, 1)
         self.assertIn("cannot listen", out.stderr)
+
+    def test_syslog_sinks_print_parsed_fields_and_parse_errors(self) -> None:
+        sink = SinkProcess()
+        udp = sink.addresses["SyslogUDPServer"]
+        tcp = sink.addresses["SyslogTCPServer"]
+        msg = (
+            b'<165>1 2003-10-11T22:14:15.003Z host evntslog - ID47 [ex@32473 iut="3"] '
+            b"\xef\xbb\xbfevent text"
+        )
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.sendto(msg, udp)  # type: ignore[arg-type]
+        with socket.create_connection(tcp, timeout=5) as c:  # type: ignore[arg-type]
+            c.sendall(b"%d %s" % (len(msg), msg) + b"3 xyz")
+        sink.wait_for_output("syslog/udp", "syslog/tcp", "NOT PARSED")
+        code, out, err = sink.interrupt()
+        self.assertEqual(code, 0, err)
+        self.assertIn(
+            "format=rfc5424 facility=local4 severity=notice "
+            "timestamp=2003-10-11T22:14:15.003000+00:00 hostname=host app_name=evntslog "
+            "msgid=ID47 framing=datagram\n  [ex@32473] iut='3'\nevent text\n",
+            out,
+        )
+        self.assertIn("framing=octet-counting", out)
+        self.assertIn("NOT PARSED (no <PRI> at the start", out)
+        self.assertIn("\nxyz\n", out)
+
+    def test_control_characters_are_escaped_and_bodies_cut(self) -> None:
+        sink = SinkProcess("--max-body", "20")
+        tcp = sink.addresses["TCPServer"]
+        with socket.create_connection(tcp, timeout=5) as c:  # type: ignore[arg-type]
+            c.sendall(b"red \x1b[31m bin \x00\xff\r end\n" + b"y" * 100 + b"\n")
+        sink.wait_for_output("more characters not shown")
+        code, out, err = sink.interrupt()
+        self.assertEqual(code, 0, err)
+        self.assertNotIn("\x1b", out)
+        self.assertNotIn("\x00", out)
+        self.assertIn("red \\x1b[31m bin \\x00\\xff", out)
+        self.assertIn("y" * 20 + "\n[... 81 more characters not shown (--max-body 20)]", out)
+
+    def test_unterminated_tcp_line_is_printed_at_stop(self) -> None:
+        sink = SinkProcess()
+        tcp = sink.addresses["TCPServer"]
+        with socket.create_connection(tcp, timeout=5) as c:  # type: ignore[arg-type]
+            c.sendall(b"first\nno newline yet")
+            sink.wait_for_output("first")
+            code, out, err = sink.interrupt()
+        self.assertEqual(code, 0, err)
+        self.assertIn("(unterminated, at close)\nno newline yet\n", out)
+        self.assertLess(out.index("no newline yet"), out.index("stopped"))
+
+    def test_http_protocol_errors_are_printed(self) -> None:
+        sink = SinkProcess()
+        http = sink.addresses["HTTPServer"]
+        for raw in (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"GET /\x1b[31m HTTP/1.1\r\n\r\n"):
+            with socket.create_connection(http, timeout=5) as c:  # type: ignore[arg-type]
+                c.sendall(raw)
+                c.shutdown(socket.SHUT_WR)
+                while c.recv(4096):
+                    pass
+        sink.wait_for_output("answered 505", "answered 400")
+        code, out, err = sink.interrupt()
+        self.assertEqual(code, 0, err)
+        self.assertIn("answered 505\nunsupported HTTP version", out)
+        self.assertIn("answered 400\nmalformed request line", out)
+
+    def test_json_lines(self) -> None:
+        import json
+
+        sink = SinkProcess("--json")
+        udp = sink.addresses["SyslogUDPServer"]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.sendto(b"<11>app[7]: broke \x1b", udp)  # type: ignore[arg-type]
+        sink.wait_for_output('"app_name": "app"')
+        code, out, err = sink.interrupt()
+        self.assertEqual(code, 0, err)
+        events = [json.loads(line) for line in out.splitlines()]
+        (event,) = [e for e in events if e.get("app_name") == "app"]
+        self.assertEqual(
+            (event["severity"], event["procid"], event["body"]), ("err", "7", "broke \x1b")
+        )
+        self.assertEqual(events[-1]["event"], "stopped")
+
+    def test_startup_line_names_tls_auth_and_the_ca_file(self) -> None:
+        from protocols._tls import CA_FILE
+
+        sink = SinkProcess("--smtp-tls", "starttls", "--smtp-auth", "u:p")
+        code, out, err = sink.interrupt()
+        self.assertEqual(code, 0, err)
+        self.assertIn(
+            f"with TLS starttls (clients trust CA file {CA_FILE}) and AUTH PLAIN/LOGIN as 'u'", out
+        )
+
+    def test_bad_port_names_the_option(self) -> None:
+        out = subprocess.run(
+            [sys.executable, "-m", "protocols", "--tcp", "abc"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=ROOT),
+        )
+        self.assertEqual(out.returncode, 2)
+        self.assertIn("argument --tcp: not a port: 'abc'", out.stderr)
+        self.assertNotIn("cli_port", out.stderr)
+
+    def test_address_in_use_names_the_sink_and_port(self) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            out = subprocess.run(
+                [sys.executable, "-m", "protocols", "--smtp", "off", "--http", "off",
+                 "--udp", "off", "--tcp", str(port), "--duration", "0.1"],
+                capture_output=True, text=True, timeout=30, cwd=ROOT,
+                env=dict(os.environ, PYTHONPATH=ROOT),
+            )  # fmt: skip
+        self.assertEqual(out.returncode, 1)
+        self.assertIn(f"tcp sink (--tcp {port}) cannot listen on 127.0.0.1 port {port}", out.stderr)
 
 
 if __name__ == "__main__":
