@@ -500,7 +500,14 @@ def smtp_sink_from_args(
     kwargs: dict[str, Any] = {}
     if getattr(args, "smtp_auth", None):
         user, _, password = args.smtp_auth.partition(":")
-        kwargs["auth"] = {user: password}
+
+        def check(username: str, given: str) -> bool:
+            ok = bool(username == user and given == password)
+            if not ok and out is not None and not hasattr(out, "write"):
+                out("SMTP AUTH refused (535)", f"username {username!r}, wrong password or user\n")
+            return ok
+
+        kwargs["auth"] = check
         kwargs["auth_over_plaintext"] = tls == "off"
     return add_smtp_sink(
         args.host,

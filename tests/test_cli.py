@@ -289,6 +289,21 @@ class CLITest(unittest.TestCase):
             f"with TLS starttls (clients trust CA file {CA_FILE}) and AUTH PLAIN/LOGIN as 'u'", out
         )
 
+    def test_refused_smtp_auth_is_printed(self) -> None:
+        import smtplib
+
+        sink = SinkProcess("--smtp-auth", "u:p")
+        host, port = sink.addresses["SMTPServer"]  # type: ignore[misc]
+        with smtplib.SMTP(host, port, timeout=10) as smtp:
+            smtp.ehlo()
+            with self.assertRaises(smtplib.SMTPAuthenticationError):
+                smtp.login("mallory\x1b[31m", "guess")
+        sink.wait_for_output("SMTP AUTH refused")
+        code, out, err = sink.interrupt()
+        self.assertEqual(code, 0, err)
+        self.assertIn("SMTP AUTH refused (535)\nusername 'mallory\\x1b[31m'", out)
+        self.assertNotIn("guess", out)
+
     def test_bad_port_names_the_option(self) -> None:
         out = subprocess.run(
             [sys.executable, "-m", "protocols", "--tcp", "abc"],
