@@ -7,7 +7,20 @@ Native names: ``TCPServer``, ``UDPServer``, ``UnixStreamServer``,
 ``UnixDatagramServer`` (and ``HTTPServer``, ``SMTPServer``).
 """
 
-from reactor import HandlerErrors, HandlerTimeout, ReactorDied
+from reactor import (
+    HandlerErrors,
+    HandlerTimeout,
+    PeerError,
+    ReactorDied,
+    ReactorError,
+    ReactorExited,
+    ServerBusyError,
+    ServerClosedError,
+    ServerStoppedError,
+    TestServersError,
+    UsageError,
+    WaitTimeout,
+)
 
 from ._datagram import (
     Datagram,
@@ -88,6 +101,15 @@ __all__ = [
     "add_smtp_sink",
     "localhost_contexts",
     "ReactorDied",
+    "WaitTimeout",
+    "UsageError",
+    "TestServersError",
+    "ServerStoppedError",
+    "ServerClosedError",
+    "ServerBusyError",
+    "ReactorExited",
+    "ReactorError",
+    "PeerError",
     "Stream",
     "StreamConnection",
     "StreamRequest",

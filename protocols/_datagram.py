@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from reactor import DEFAULT_WAIT_TIMEOUT, DatagramServerBase
+from reactor import DEFAULT_WAIT_TIMEOUT, DatagramServerBase, UsageError
 
 __all__ = [
     "Datagram",
@@ -128,7 +128,7 @@ class DatagramServer(DatagramServerBase):
     ) -> list[Datagram]:
         """Wait until ``count`` datagrams were recorded; return the first ``count``."""
         if not self.record:
-            raise RuntimeError("this server was created with record=False")
+            raise UsageError("this server was created with record=False")
         return self._wait_for_items(lambda: self.datagrams, count, timeout, "datagram(s)")
 
 

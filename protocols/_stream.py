@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 from reactor import (
     DEFAULT_WAIT_TIMEOUT,
+    PeerError,
     StreamRequest,
     StreamTransport,
     ThreadedStreamServerBase,
@@ -175,7 +176,7 @@ class StreamConnection:
             self.server.on_line(self, line)
         del buf[:pos]
         if len(buf) > self.server.max_line_length:
-            raise ValueError(
+            raise PeerError(
                 f"line longer than max_line_length={self.server.max_line_length} from {self.peer!r}"
             )
 

@@ -8,9 +8,16 @@ when the last server stops.  See ``_loop.py`` for the theory of operation.
 from ._errors import (
     HandlerErrors,
     HandlerTimeout,
+    PeerError,
     ReactorDied,
     ReactorError,
+    ReactorExited,
+    ServerBusyError,
     ServerClosedError,
+    ServerStoppedError,
+    TestServersError,
+    UsageError,
+    WaitTimeout,
 )
 from ._loop import THREAD_NAME, Reactor, TimerHandle, acquire, current_reactor, release
 from ._server import (
@@ -45,6 +52,13 @@ __all__ = [
     "UDP_RCVBUF",
     "WRITE_HIGH_WATER",
     "BaseServer",
+    "WaitTimeout",
+    "UsageError",
+    "TestServersError",
+    "ServerStoppedError",
+    "ServerBusyError",
+    "ReactorExited",
+    "PeerError",
     "DatagramProtocol",
     "DatagramServerBase",
     "DatagramTransport",

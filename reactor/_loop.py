@@ -48,7 +48,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ._errors import ReactorDied
+from ._errors import ReactorDied, ReactorError, ReactorExited, WaitTimeout
 
 __all__ = ["Reactor", "TimerHandle", "acquire", "release", "current_reactor"]
 
@@ -191,7 +191,8 @@ class Reactor:
     def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> None:
         """Run ``callback(*args)`` on the reactor thread, from any thread.
 
-        :raises ReactorDied: if the loop thread has died or exited.
+        :raises ReactorDied: if the loop thread has died.
+        :raises ReactorExited: if the loop thread has exited normally.
         """
         if self.dead or self._closed:
             raise self._died_error()
@@ -219,8 +220,10 @@ class Reactor:
         Otherwise it blocks the caller until ``fn`` has run, and re-raises
         what ``fn`` raised.
 
-        :raises TimeoutError: if ``fn`` has not finished within ``timeout``.
+        :raises WaitTimeout: (a ``TimeoutError``) if ``fn`` has not finished
+            within ``timeout``.
         :raises ReactorDied: if the loop thread dies before running ``fn``.
+        :raises ReactorExited: if the loop thread had exited normally.
         """
         if self.in_reactor_thread():
             return fn(*args)
@@ -242,7 +245,7 @@ class Reactor:
             self._waiters.add(waiter)
         self.call_soon_threadsafe(call)
         if not waiter.event.wait(timeout):
-            raise TimeoutError(f"reactor did not run {fn!r} within {timeout} s")
+            raise WaitTimeout(f"reactor did not run {fn!r} within {timeout} s")
         if waiter.exc is not None:
             exc = waiter.exc
             waiter.exc = None  # no reference cycle through the traceback
@@ -278,8 +281,15 @@ class Reactor:
 
     # -- internals ----------------------------------------------------------
 
-    def _died_error(self) -> ReactorDied:
-        err = ReactorDied("the reactor thread is not running")
+    def _died_error(self) -> ReactorError:
+        """The error for a call into a loop that is not running.
+
+        :class:`ReactorDied` (``__cause__`` the crash) if the thread crashed,
+        :class:`ReactorExited` if it exited normally.
+        """
+        if self.death_cause is None:
+            return ReactorExited("the reactor thread has exited")
+        err = ReactorDied("the reactor thread died")
         err.__cause__ = self.death_cause
         return err
 
@@ -289,7 +299,7 @@ class Reactor:
         except BlockingIOError:
             pass  # the buffer is full: a wakeup is already pending
         except OSError:
-            pass  # closed: the loop has exited, callers see ReactorDied
+            pass  # closed: the loop has exited, callers see ReactorDied/Exited
 
     def _drain_wakeup(self, mask: int) -> None:
         try:

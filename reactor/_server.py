@@ -30,7 +30,16 @@ import traceback
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-from ._errors import HandlerErrors, HandlerTimeout, ReactorDied, ServerClosedError
+from ._errors import (
+    HandlerErrors,
+    HandlerTimeout,
+    ReactorDied,
+    ReactorExited,
+    ServerBusyError,
+    ServerClosedError,
+    ServerStoppedError,
+    WaitTimeout,
+)
 from ._loop import Reactor, TimerHandle, acquire, release
 from ._transport import DatagramTransport, Listener, StreamProtocol, StreamTransport
 
@@ -150,6 +159,9 @@ class BaseServer:
         self._reactor: Reactor | None = None
         self._lease: _Lease | None = None
         self._detach_pending = False
+        #: Bumped (under ``_cond``) by every stop() of a started server, so
+        #: that a wait_for() begun before it raises ServerStoppedError.
+        self._stops = 0
         self._bound = False
         self._listening = False
         self._tick_handle: TimerHandle | None = None
@@ -275,6 +287,8 @@ class BaseServer:
 
         :raises OSError: bind or listen failed.
         :raises ReactorDied: the reactor thread died while registering.
+        :raises ServerBusyError: a previous ``stop()`` timed out and its
+            clean-up is still queued on a busy reactor.
         """
         with self._lifecycle:
             if self._reactor is not None:
@@ -284,7 +298,7 @@ class BaseServer:
                 self._detach_after_death()
                 self._drop_reactor()
             if self._detach_pending:
-                raise ServerClosedError(
+                raise ServerBusyError(
                     "the previous stop() timed out and its clean-up is still queued on a "
                     "busy reactor; start() again once it has run"
                 )
@@ -369,7 +383,7 @@ class BaseServer:
             self._detach_pending = True
             try:
                 reactor.run_sync(detach_and_release, timeout=max(0.0, timeout))
-            except ReactorDied:
+            except (ReactorDied, ReactorExited):
                 self._detach_pending = False
                 self._detach_after_death()
                 lease.release()
@@ -387,7 +401,9 @@ class BaseServer:
             self._unlink_unix_path()
             if last and last[0]:
                 reactor.join(max(0.0, deadline - time.monotonic()))
-            self._notify()
+            with self._cond:
+                self._stops += 1
+                self._cond.notify_all()
         self._maybe_raise(raise_errors)
 
     def _maybe_raise(self, raise_errors: bool | None) -> None:
@@ -560,25 +576,41 @@ class BaseServer:
 
         The predicate is re-evaluated whenever the server records something.
 
-        :raises TimeoutError: naming ``what``, if ``timeout`` passes first.
+        :raises WaitTimeout: (a ``TimeoutError``) naming ``what``, if
+            ``timeout`` passes first.
         :raises ReactorDied: at once if the reactor thread dies meanwhile
             (unless the predicate is already true).
+        :raises ServerStoppedError: at once if the server was started when
+            the wait began and ``stop()`` (from any thread) finishes before
+            the predicate is true; the predicate is checked one last time
+            after everything that reached the server was handled.
         """
         reactor = self._reactor
         result: T | None = None
+        with self._cond:
+            stops = self._stops
+        watch_stop = reactor is not None
+
+        def stopped() -> bool:
+            return watch_stop and self._stops != stops
 
         def done() -> bool:
             nonlocal result
             result = predicate()
-            return bool(result) or (reactor is not None and reactor.dead)
+            return bool(result) or (reactor is not None and reactor.dead) or stopped()
 
         with self._cond:
             self._cond.wait_for(done, timeout)
+            was_stopped = stopped()
         if not result and reactor is not None and reactor.dead:
             raise reactor._died_error()
+        if not result and was_stopped:
+            raise ServerStoppedError(
+                f"{type(self).__name__}: the server was stopped while waiting for {what}"
+            )
         if not result:
             name = type(self).__name__
-            raise TimeoutError(f"{name}: timed out after {timeout} s waiting for {what}")
+            raise WaitTimeout(f"{name}: timed out after {timeout} s waiting for {what}")
         return result
 
 

@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ._errors import UsageError
 from ._loop import Reactor, TimerHandle
 
 __all__ = [
@@ -247,7 +248,7 @@ class StreamTransport:
         runs once the handshake has completed.
         """
         if self._sslobj is not None:
-            raise RuntimeError("connection is already TLS")
+            raise UsageError("connection is already TLS")
         self._tls_done_cb = on_done
         self._begin_tls(context, server_side)
         self._flush()

@@ -43,6 +43,7 @@ from reactor import (
     DEFAULT_WAIT_TIMEOUT,
     WRITE_HIGH_WATER,
     ReactorDied,
+    ReactorExited,
     StreamServerBase,
     StreamTransport,
     TimerHandle,
@@ -351,7 +352,7 @@ class _HTTPConnection:
         else:
             try:
                 reactor.call_soon_threadsafe(fn, *args)
-            except ReactorDied:
+            except (ReactorDied, ReactorExited):
                 pass  # stopped meanwhile: the response is dropped, as documented
 
     # -- write back-pressure (called by the transport) -------------------------
