@@ -40,7 +40,7 @@ from ._errors import (
     ServerStoppedError,
     WaitTimeout,
 )
-from ._loop import Reactor, TimerHandle, acquire, release
+from ._loop import Reactor, TimerHandle, acquire, current_reactor, release
 from ._transport import DatagramTransport, Listener, StreamProtocol, StreamTransport
 
 __all__ = [
@@ -57,6 +57,11 @@ T = TypeVar("T")
 #: ``stop()`` without a timeout gives up waiting after this many seconds
 #: (stuck handlers are then reported), so it never hangs forever.
 DEFAULT_STOP_TIMEOUT = 10.0
+
+#: ``stop()`` waits at least this long (seconds) for the reactor to run the
+#: server's clean-up, even with ``timeout=0``: an idle reactor needs
+#: microseconds, so only a reactor stuck in a handler is reported.
+MIN_STOP_WAIT = 0.05
 
 #: Default timeout of ``wait_for()`` and the ``wait_for_*`` helpers.
 DEFAULT_WAIT_TIMEOUT = 10.0
@@ -159,6 +164,7 @@ class BaseServer:
         self._reactor: Reactor | None = None
         self._lease: _Lease | None = None
         self._detach_pending = False
+        self._stopping = False
         #: Bumped (under ``_cond``) by every stop() of a started server, so
         #: that a wait_for() begun before it raises ServerStoppedError.
         self._stops = 0
@@ -352,59 +358,82 @@ class BaseServer:
         the handler returns (``start()`` refuses until then).
 
         Idempotent; stopping a server that was never started just closes its
-        socket.  With ``raise_errors`` (default: the constructor's), raises
+        socket.  Called on the reactor thread (from a handler) while another
+        thread is stopping the same server, it returns at once and leaves the
+        work to that stop.  With ``raise_errors`` (default: the constructor's), raises
         :class:`HandlerErrors` if handlers failed since the last raise.
         """
         if timeout is None:
             timeout = DEFAULT_STOP_TIMEOUT
-        deadline = time.monotonic() + timeout
-        with self._lifecycle:
-            reactor, lease = self._reactor, self._lease
-            self._reactor = self._lease = None
-            self.ready.clear()
-            if reactor is None or lease is None:
-                if not self._detach_pending:
-                    self.server_close()
-                return self._maybe_raise(raise_errors)
-            reactor.remove_death_hook(self._on_reactor_death)
-            last: list[bool] = []
-
-            def detach_and_release() -> None:
-                # On the loop thread.  The release happens here, exactly
-                # once, even when stop() gave up waiting for this callback;
-                # if this is the last server, the loop exits right after
-                # this callback with no second wakeup round trip.
-                try:
-                    self._detach_on_reactor()
-                finally:
-                    self._detach_pending = False
-                    last.append(lease.release())
-
-            self._detach_pending = True
-            try:
-                reactor.run_sync(detach_and_release, timeout=max(0.0, timeout))
-            except (ReactorDied, ReactorExited):
-                self._detach_pending = False
-                self._detach_after_death()
-                lease.release()
-            except TimeoutError:
-                # The callback stays queued and will close our sockets and
-                # release the reactor when the loop gets to it.
-                self._record_error(
-                    HandlerTimeout(
-                        f"the reactor was busy for {timeout} s (a handler running on the "
-                        "reactor thread is stuck?); this server's sockets close when it returns"
-                    ),
-                    "stop()",
-                )
-            self._join_workers(deadline)
-            self._unlink_unix_path()
-            if last and last[0]:
-                reactor.join(max(0.0, deadline - time.monotonic()))
-            with self._cond:
-                self._stops += 1
-                self._cond.notify_all()
+        if not self._lifecycle.acquire(blocking=False):
+            loop = current_reactor()
+            if loop is not None and loop.in_reactor_thread():
+                # Another thread is starting or stopping this server and may
+                # be waiting on this very thread: blocking here would stall
+                # both for the whole timeout.  A stop in progress does our
+                # work; a start in progress is stopped once it has finished.
+                if not self._stopping:
+                    loop.call_soon(self.stop, timeout)
+                return None
+            self._lifecycle.acquire()
+        try:
+            self._stopping = True
+            self._stop_locked(timeout)
+        finally:
+            self._stopping = False
+            self._lifecycle.release()
         self._maybe_raise(raise_errors)
+
+    def _stop_locked(self, timeout: float) -> None:
+        # Timeout 0 still gives an idle reactor MIN_STOP_WAIT to run the
+        # clean-up, so that it is not reported as stuck.
+        wait = max(timeout, MIN_STOP_WAIT)
+        deadline = time.monotonic() + wait
+        reactor, lease = self._reactor, self._lease
+        self._reactor = self._lease = None
+        self.ready.clear()
+        if reactor is None or lease is None:
+            if not self._detach_pending:
+                self.server_close()
+            return
+        reactor.remove_death_hook(self._on_reactor_death)
+        last: list[bool] = []
+
+        def detach_and_release() -> None:
+            # On the loop thread.  The release happens here, exactly
+            # once, even when stop() gave up waiting for this callback;
+            # if this is the last server, the loop exits right after
+            # this callback with no second wakeup round trip.
+            try:
+                self._detach_on_reactor()
+            finally:
+                self._detach_pending = False
+                last.append(lease.release())
+
+        self._detach_pending = True
+        try:
+            reactor.run_sync(detach_and_release, timeout=wait)
+        except (ReactorDied, ReactorExited):
+            self._detach_pending = False
+            self._detach_after_death()
+            lease.release()
+        except TimeoutError:
+            # The callback stays queued and will close our sockets and
+            # release the reactor when the loop gets to it.
+            self._record_error(
+                HandlerTimeout(
+                    f"the reactor was busy for {wait} s (a handler running on the "
+                    "reactor thread is stuck?); this server's sockets close when it returns"
+                ),
+                "stop()",
+            )
+        self._join_workers(deadline)
+        self._unlink_unix_path()
+        if last and last[0]:
+            reactor.join(max(0.0, deadline - time.monotonic()))
+        with self._cond:
+            self._stops += 1
+            self._cond.notify_all()
 
     def _maybe_raise(self, raise_errors: bool | None) -> None:
         if raise_errors is None:
