@@ -115,14 +115,16 @@ class BaseServer:
         filesystem path (str, bytes or path-like) selects AF_UNIX.  ``None``
         means ``("127.0.0.1", 0)`` (or a fresh temporary path for Unix
         classes).
-    :param poll_interval: period in seconds of :meth:`service_actions` and of
-        idle-connection sweeps.  It never delays ``stop()``.  Ticks are only
-        scheduled when a subclass overrides ``service_actions`` or
-        ``idle_timeout`` is set, so an idle server makes no wake-ups.
+    :param poll_interval: period in seconds of :meth:`service_actions`.  It
+        never delays ``stop()``.  Ticks are only scheduled when a subclass
+        overrides ``service_actions``, so an idle server makes no wake-ups.
+        ``None`` or 0 means no ticks.
     :param bind_and_activate: bind and listen in the constructor (as
         socketserver does); if False, call :meth:`server_bind` and
         :meth:`server_activate` yourself, or just :meth:`start`.
-    :param idle_timeout: close connections silent for this many seconds.
+    :param idle_timeout: close (abort) stream connections silent for this
+        many seconds, whatever ``poll_interval`` is: a per-server timer armed
+        only while connections are open fires when the oldest can be idle.
     :param raise_errors: default of ``stop(raise_errors=...)``.
     :param report_errors: print handler errors on stderr (as socketserver
         does) in addition to recording them in :attr:`errors`.
@@ -484,18 +486,14 @@ class BaseServer:
     def _join_workers(self, deadline: float) -> None:
         """Join worker threads (servers with blocking handlers override it)."""
 
-    def _sweep_idle(self, now: float) -> None:
-        """Close connections idle longer than ``idle_timeout``."""
-
     # -- reactor-side lifecycle -----------------------------------------------
 
     def _attach_on_reactor(self, reactor: Reactor) -> None:
         self._attach(reactor)
         pi = self.poll_interval
-        needs_tick = (
-            type(self).service_actions is not BaseServer.service_actions
-            or self.idle_timeout is not None
-        )
+        # Idle connections are swept by their own timer (StreamServerBase),
+        # whatever poll_interval is.
+        needs_tick = type(self).service_actions is not BaseServer.service_actions
         if needs_tick and pi is not None and pi > 0:
             self._tick_base = time.monotonic()
             self._tick_n = 1
@@ -518,8 +516,6 @@ class BaseServer:
             self.service_actions()
         except Exception as exc:
             self.handle_error(exc, "service_actions()")
-        if self.idle_timeout is not None:
-            self._sweep_idle(now)
         # Next deadline on the base + n * interval grid: no drift.  A next
         # slot that is already due but less than a period late (epoll waits
         # in whole milliseconds, so at 1 ms every wait overshoots a little)
@@ -657,6 +653,7 @@ class StreamServerBase(BaseServer):
         self.ssl_context = ssl_context
         self._listener: Listener | None = None
         self._transports: set[StreamTransport] = set()
+        self._idle_handle: TimerHandle | None = None
         super().__init__(addr, **kwargs)
 
     def make_protocol(self, addr: Any) -> StreamProtocol:
@@ -672,10 +669,40 @@ class StreamServerBase(BaseServer):
             proto,
             self,
             ssl_context=self.ssl_context,
-            on_closed=self._transports.discard,
+            on_closed=self._on_transport_closed,
         )
         if not transport.is_closing():
             self._transports.add(transport)
+            if self.idle_timeout is not None and self._idle_handle is None:
+                self._idle_handle = self._loop.call_at(
+                    transport.last_activity + self.idle_timeout, self._idle_check
+                )
+        self._notify()  # wait_for* predicates re-check on every open
+
+    def _on_transport_closed(self, transport: StreamTransport) -> None:
+        self._transports.discard(transport)
+        self._notify()  # ... and on every close
+
+    def _idle_check(self) -> None:
+        # Reactor thread.  One timer per server, armed only while it has
+        # connections: it fires at the earliest moment a connection can have
+        # been idle for idle_timeout, closes those that were, and re-arms for
+        # the next candidate.  An idle server makes no wake-ups.
+        self._idle_handle = None
+        idle = self.idle_timeout
+        loop = self._loop
+        if idle is None or loop is None:
+            return
+        now = time.monotonic()
+        first: float | None = None
+        for t in list(self._transports):
+            due = t.last_activity + idle
+            if due <= now:
+                t.abort()
+            elif first is None or due < first:
+                first = due
+        if first is not None:
+            self._idle_handle = loop.call_at(first, self._idle_check)
 
     _loop: Reactor | None = None
 
@@ -691,7 +718,13 @@ class StreamServerBase(BaseServer):
             reactor, self.socket, self._on_accept, self, self.request_queue_size
         )
 
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+
     def _detach(self) -> None:
+        self._cancel_idle_timer()
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.accept_pending(_DRAIN_ACCEPT_LIMIT)
@@ -711,6 +744,7 @@ class StreamServerBase(BaseServer):
         """Hook for ``stop()``: what arrived is handled; connections close next."""
 
     def _detach_after_death(self) -> None:
+        self._idle_handle = None
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
@@ -719,12 +753,6 @@ class StreamServerBase(BaseServer):
         self._transports.clear()
         self._loop = None
         self.server_close()
-
-    def _sweep_idle(self, now: float) -> None:
-        assert self.idle_timeout is not None
-        for t in list(self._transports):
-            if now - t.last_activity > self.idle_timeout:
-                t.abort()
 
 
 class DatagramServerBase(BaseServer):
