@@ -1,4 +1,6 @@
-"""Hostile clients for ``bench_hostile``: ``python -m bench._hostile_client KIND HOST PORT SECONDS``.
+"""Hostile clients for ``bench_hostile``.
+
+Run as ``python -m bench._hostile_client KIND HOST PORT SECONDS``.
 
 Each client misbehaves for at most SECONDS (and a byte bound), never reads
 what the server sends, then prints one JSON line with how many bytes the

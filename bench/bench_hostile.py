@@ -119,7 +119,9 @@ class _Probes:
         assert r is not None and r.thread is not None
         return r.thread
 
-    def measure(self, seconds: float, during: Callable[[], object] | None = None) -> dict[str, float]:
+    def measure(
+        self, seconds: float, during: Callable[[], object] | None = None
+    ) -> dict[str, float]:
         """Run the probes for ``seconds`` (while ``during()`` runs, if given)."""
         self.latencies.clear()
         self.ticks.clear()
@@ -143,7 +145,7 @@ class _Probes:
         self._stop.set()
         for t in threads:
             t.join(10)
-        gaps = [b - a for a, b in zip(self.ticks, self.ticks[1:])]
+        gaps = [b - a for a, b in zip(self.ticks, self.ticks[1:], strict=False)]
         lat = sorted(self.latencies)
         return {
             "cpu_share": (cpu1 - cpu0) / max(1e-9, t1 - t0),
@@ -211,8 +213,10 @@ def run(quick: bool) -> Report:
             server.start()
             client: dict[str, Any] = {}
             try:
-                def attack(kind: str = kind, port: int = server.port) -> None:
-                    client.update(_run_client(kind, port, window))
+                def attack(
+                    kind: str = kind, port: int = server.port, into: dict[str, Any] = client
+                ) -> None:
+                    into.update(_run_client(kind, port, window))
 
                 m = probes.measure(window, during=attack)
             finally:
@@ -227,7 +231,7 @@ def run(quick: bool) -> Report:
                                fmt_ms(m["max_stall"])])
     table.notes.append("server memory: peak growth of this process's RSS while the client ran")
     table.notes.append("CPU: the reactor thread's CPU share minus the probes-alone row's")
-    table.notes.append("longest stall: longest gap between 1 ms ticks of a third server, minus 1 ms")
+    table.notes.append("longest stall: longest gap between a third server's 1 ms ticks, less 1 ms")
     report.tables.append(table)
     report.data = results
     return report
