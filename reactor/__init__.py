@@ -18,6 +18,7 @@ from ._errors import (
     TestServersError,
     UsageError,
     WaitTimeout,
+    safe_repr,
 )
 from ._loop import THREAD_NAME, Reactor, TimerHandle, acquire, current_reactor, release
 from ._server import (
@@ -43,6 +44,7 @@ from ._transport import (
 )
 
 __all__ = [
+    "safe_repr",
     "ACCEPT_RETRY_DELAY",
     "DEFAULT_STOP_TIMEOUT",
     "DEFAULT_WAIT_TIMEOUT",

@@ -58,11 +58,6 @@ T = TypeVar("T")
 #: without them (the lazy-cancellation compaction of asyncio and trio).
 _COMPACT_CANCELLED_AT = 256
 
-#: Seconds ``run_sync()`` waits past its timeout for a loop that was not
-#: stuck in a callback when the call was queued (idle, or working through
-#: its queue): a zero timeout still runs quick work instead of failing.
-RUN_SYNC_GRACE = 1.0
-
 #: Name of the reactor thread, so that thread dumps and leak checkers say
 #: what it is.
 THREAD_NAME = "testservers-reactor"
@@ -139,11 +134,6 @@ class Reactor:
         #: Number of passes through the loop; tests and benchmarks read it
         #: to prove that an idle reactor does not wake up.
         self.iterations = 0
-        #: Callbacks begun so far, and the number of the one running now (0
-        #: when none is): run_sync() tells a stuck callback from a queue that
-        #: is simply being worked through.
-        self._dispatched = 0
-        self._running = 0
 
     # -- thread lifecycle ---------------------------------------------------
 
@@ -253,17 +243,9 @@ class Reactor:
             if self.dead or self._closed:
                 raise self._died_error()
             self._waiters.add(waiter)
-        queued_after = self._dispatched
         self.call_soon_threadsafe(call)
         if not waiter.event.wait(timeout):
-            # Only a callback that was already running when ``fn`` was queued,
-            # and still is, makes this a timeout; a loop that was idle or is
-            # working through its queue (a zero timeout always gets here)
-            # gets RUN_SYNC_GRACE more to reach ``fn``.
-            running = self._running
-            stuck = running != 0 and running <= queued_after
-            if stuck or not waiter.event.wait(RUN_SYNC_GRACE):
-                raise WaitTimeout(f"reactor did not run {fn!r} within {timeout} s")
+            raise WaitTimeout(f"reactor did not run {fn!r} within {timeout} s")
         if waiter.exc is not None:
             exc = waiter.exc
             waiter.exc = None  # no reference cycle through the traceback
@@ -337,7 +319,6 @@ class Reactor:
 
     def _run(self) -> None:
         self._thread_id = threading.get_ident()
-        _this_thread.on_reactor = True
         try:
             # This 'while' loop right here is the event loop.
             while not self._exit_requested:
@@ -405,8 +386,6 @@ class Reactor:
             self._dispatch(callback, *args)
 
     def _dispatch(self, callback: Callable[..., object], *args: Any) -> None:
-        self._dispatched += 1
-        self._running = self._dispatched
         try:
             callback(*args)
         except Exception:
@@ -414,22 +393,14 @@ class Reactor:
             # reaching here is a bug in a callback, reported but not fatal.
             sys.stderr.write(f"testservers: exception in reactor callback {callback!r}:\n")
             traceback.print_exc(file=sys.stderr)
-        finally:
-            self._running = 0
 
 
 # -- the process-wide shared reactor ------------------------------------------
 
 _lock = threading.Lock()
-_this_thread = threading.local()
 _current: Reactor | None = None
 _users = 0
 _pid = os.getpid()
-
-
-def on_a_reactor_thread() -> bool:
-    """True on the loop thread of any reactor (running or not)."""
-    return bool(getattr(_this_thread, "on_reactor", False))
 
 
 def current_reactor() -> Reactor | None:

@@ -40,7 +40,7 @@ from ._errors import (
     ServerStoppedError,
     WaitTimeout,
 )
-from ._loop import Reactor, TimerHandle, acquire, on_a_reactor_thread, release
+from ._loop import Reactor, TimerHandle, acquire, current_reactor, release
 from ._transport import DatagramTransport, Listener, StreamProtocol, StreamTransport
 
 __all__ = [
@@ -58,6 +58,11 @@ T = TypeVar("T")
 #: (stuck handlers are then reported), so it never hangs forever.
 DEFAULT_STOP_TIMEOUT = 10.0
 
+#: ``stop()`` waits at least this long (seconds) for the reactor to run the
+#: server's clean-up, even with ``timeout=0``: an idle reactor needs
+#: microseconds, so only a reactor stuck in a handler is reported.
+MIN_STOP_WAIT = 0.05
+
 #: Default timeout of ``wait_for()`` and the ``wait_for_*`` helpers.
 DEFAULT_WAIT_TIMEOUT = 10.0
 
@@ -65,10 +70,6 @@ DEFAULT_WAIT_TIMEOUT = 10.0
 #: net.core.rmem_max): bursts from a log shipper must not be dropped while
 #: the reactor is busy with another server.
 UDP_RCVBUF = 4 * 1024 * 1024
-
-#: Seconds between tries of the lifecycle lock by a stop() on the reactor
-#: thread (it must not block on a stop() that waits for the reactor).
-_REACTOR_LOCK_RETRY = 0.005
 
 #: Waiting connections accepted in one go when ``stop()`` drains the backlog.
 _DRAIN_ACCEPT_LIMIT = 4096
@@ -117,13 +118,13 @@ class BaseServer:
     :param poll_interval: period in seconds of :meth:`service_actions`.  It
         never delays ``stop()``.  Ticks are only scheduled when a subclass
         overrides ``service_actions``, so an idle server makes no wake-ups.
+        ``None`` or 0 means no ticks.
     :param bind_and_activate: bind and listen in the constructor (as
         socketserver does); if False, call :meth:`server_bind` and
         :meth:`server_activate` yourself, or just :meth:`start`.
-    :param idle_timeout: close connections silent for this many seconds
-        (stream servers), whatever ``poll_interval`` is (``None`` too): a
-        timer set at the earliest idle deadline, armed only while there are
-        connections.
+    :param idle_timeout: close (abort) stream connections silent for this
+        many seconds, whatever ``poll_interval`` is: a per-server timer armed
+        only while connections are open fires when the oldest can be idle.
     :param raise_errors: default of ``stop(raise_errors=...)``.
     :param report_errors: print handler errors on stderr (as socketserver
         does) in addition to recording them in :attr:`errors`.
@@ -165,8 +166,7 @@ class BaseServer:
         self._reactor: Reactor | None = None
         self._lease: _Lease | None = None
         self._detach_pending = False
-        #: The clean-up a stop() has queued on the reactor, while it is queued.
-        self._detach_job: Callable[[], None] | None = None
+        self._stopping = False
         #: Bumped (under ``_cond``) by every stop() of a started server, so
         #: that a wait_for() begun before it raises ServerStoppedError.
         self._stops = 0
@@ -360,92 +360,82 @@ class BaseServer:
         the handler returns (``start()`` refuses until then).
 
         Idempotent; stopping a server that was never started just closes its
-        socket.  With ``raise_errors`` (default: the constructor's), raises
+        socket.  Called on the reactor thread (from a handler) while another
+        thread is stopping the same server, it returns at once and leaves the
+        work to that stop.  With ``raise_errors`` (default: the constructor's), raises
         :class:`HandlerErrors` if handlers failed since the last raise.
         """
         if timeout is None:
             timeout = DEFAULT_STOP_TIMEOUT
-        deadline = time.monotonic() + timeout
-        if not self._acquire_lifecycle():
-            # Called on the reactor thread while another thread's stop()
-            # holds the lifecycle lock and waits for the reactor: do its
-            # queued clean-up here and now (it runs only once), so neither
-            # side waits for the other.
-            job = self._detach_job
-            if job is not None:
-                job()
-            return self._maybe_raise(raise_errors)
+        if not self._lifecycle.acquire(blocking=False):
+            loop = current_reactor()
+            if loop is not None and loop.in_reactor_thread():
+                # Another thread is starting or stopping this server and may
+                # be waiting on this very thread: blocking here would stall
+                # both for the whole timeout.  A stop in progress does our
+                # work; a start in progress is stopped once it has finished.
+                if not self._stopping:
+                    loop.call_soon(self.stop, timeout)
+                return None
+            self._lifecycle.acquire()
         try:
-            reactor, lease = self._reactor, self._lease
-            self._reactor = self._lease = None
-            self.ready.clear()
-            if reactor is None or lease is None:
-                if not self._detach_pending:
-                    self.server_close()
-                return self._maybe_raise(raise_errors)
-            reactor.remove_death_hook(self._on_reactor_death)
-            last: list[bool] = []
-            ran = False
-
-            def detach_and_release() -> None:
-                # On the loop thread, exactly once (from the queue, or from a
-                # handler's racing stop()).  The release happens here even
-                # when stop() gave up waiting for this callback; if this is
-                # the last server, the loop exits right after this callback
-                # with no second wakeup round trip.
-                nonlocal ran
-                if ran:
-                    return
-                ran = True
-                try:
-                    self._detach_on_reactor()
-                finally:
-                    self._detach_pending = False
-                    self._detach_job = None
-                    last.append(lease.release())
-
-            self._detach_pending = True
-            self._detach_job = detach_and_release
-            try:
-                reactor.run_sync(detach_and_release, timeout=max(0.0, timeout))
-            except (ReactorDied, ReactorExited):
-                self._detach_pending = False
-                self._detach_after_death()
-                lease.release()
-            except TimeoutError:
-                # The callback stays queued and will close our sockets and
-                # release the reactor when the loop gets to it.
-                self._record_error(
-                    HandlerTimeout(
-                        f"the reactor was busy for {timeout} s (a handler running on the "
-                        "reactor thread is stuck?); this server's sockets close when it returns"
-                    ),
-                    "stop()",
-                )
-            self._join_workers(deadline)
-            self._unlink_unix_path()
-            if last and last[0]:
-                reactor.join(max(0.0, deadline - time.monotonic()))
-            with self._cond:
-                self._stops += 1
-                self._cond.notify_all()
+            self._stopping = True
+            self._stop_locked(timeout)
         finally:
+            self._stopping = False
             self._lifecycle.release()
         self._maybe_raise(raise_errors)
 
-    def _acquire_lifecycle(self) -> bool:
-        """Take the lifecycle lock; False instead on the reactor thread when
-        another thread's stop() holds it and has queued its clean-up."""
-        if not on_a_reactor_thread():
-            self._lifecycle.acquire()
-            return True
-        # The holder may be a stop() waiting for this very thread: never
-        # block on it.  It publishes its clean-up job right after taking
-        # the lock, so look for the job between short tries.
-        while not self._lifecycle.acquire(timeout=_REACTOR_LOCK_RETRY):
-            if self._detach_job is not None:
-                return False
-        return True
+    def _stop_locked(self, timeout: float) -> None:
+        # Timeout 0 still gives an idle reactor MIN_STOP_WAIT to run the
+        # clean-up, so that it is not reported as stuck.
+        wait = max(timeout, MIN_STOP_WAIT)
+        deadline = time.monotonic() + wait
+        reactor, lease = self._reactor, self._lease
+        self._reactor = self._lease = None
+        self.ready.clear()
+        if reactor is None or lease is None:
+            if not self._detach_pending:
+                self.server_close()
+            return
+        reactor.remove_death_hook(self._on_reactor_death)
+        last: list[bool] = []
+
+        def detach_and_release() -> None:
+            # On the loop thread.  The release happens here, exactly
+            # once, even when stop() gave up waiting for this callback;
+            # if this is the last server, the loop exits right after
+            # this callback with no second wakeup round trip.
+            try:
+                self._detach_on_reactor()
+            finally:
+                self._detach_pending = False
+                last.append(lease.release())
+
+        self._detach_pending = True
+        try:
+            reactor.run_sync(detach_and_release, timeout=wait)
+        except (ReactorDied, ReactorExited):
+            self._detach_pending = False
+            self._detach_after_death()
+            lease.release()
+        except TimeoutError:
+            # The callback stays queued and will close our sockets and
+            # release the reactor when the loop gets to it.
+            self._record_error(
+                HandlerTimeout(
+                    f"the reactor was busy for {wait} s (a handler running on the "
+                    "reactor thread is stuck?); this server's sockets close when it returns"
+                ),
+                "stop()",
+            )
+        self._join_workers(deadline)
+        self._unlink_unix_path()
+        if last and last[0]:
+            reactor.join(max(0.0, deadline - time.monotonic()))
+        with self._cond:
+            self._stops += 1
+            self._cond.notify_all()
 
     def _maybe_raise(self, raise_errors: bool | None) -> None:
         if raise_errors is None:
@@ -496,15 +486,13 @@ class BaseServer:
     def _join_workers(self, deadline: float) -> None:
         """Join worker threads (servers with blocking handlers override it)."""
 
-    def _sweep_idle(self, now: float) -> None:
-        """Close connections idle longer than ``idle_timeout``."""
-
     # -- reactor-side lifecycle -----------------------------------------------
 
     def _attach_on_reactor(self, reactor: Reactor) -> None:
         self._attach(reactor)
         pi = self.poll_interval
-        # Idle sweeps have their own timer (StreamServerBase), not this tick.
+        # Idle connections are swept by their own timer (StreamServerBase),
+        # whatever poll_interval is.
         needs_tick = type(self).service_actions is not BaseServer.service_actions
         if needs_tick and pi is not None and pi > 0:
             self._tick_base = time.monotonic()
@@ -685,35 +673,36 @@ class StreamServerBase(BaseServer):
         )
         if not transport.is_closing():
             self._transports.add(transport)
-            self._arm_idle_sweep()
-        self._notify()  # waits on connection_count re-check now
+            if self.idle_timeout is not None and self._idle_handle is None:
+                self._idle_handle = self._loop.call_at(
+                    transport.last_activity + self.idle_timeout, self._idle_check
+                )
+        self._notify()  # wait_for* predicates re-check on every open
 
     def _on_transport_closed(self, transport: StreamTransport) -> None:
         self._transports.discard(transport)
-        self._notify()
+        self._notify()  # ... and on every close
 
-    def _arm_idle_sweep(self) -> None:
-        """Schedule the idle sweep at the earliest idle deadline (reactor thread).
-
-        Driven by ``idle_timeout`` alone (``poll_interval`` plays no part),
-        and only armed while there are connections: an idle server sleeps.
-        """
+    def _idle_check(self) -> None:
+        # Reactor thread.  One timer per server, armed only while it has
+        # connections: it fires at the earliest moment a connection can have
+        # been idle for idle_timeout, closes those that were, and re-arms for
+        # the next candidate.  An idle server makes no wake-ups.
+        self._idle_handle = None
         idle = self.idle_timeout
         loop = self._loop
-        if idle is None or loop is None or self._idle_handle is not None or not self._transports:
+        if idle is None or loop is None:
             return
-        first = min(t.last_activity for t in self._transports)
-        self._idle_handle = loop.call_at(first + idle, self._idle_sweep_due)
-
-    def _idle_sweep_due(self) -> None:
-        self._idle_handle = None
-        self._sweep_idle(time.monotonic())
-        self._arm_idle_sweep()
-
-    def _cancel_idle_sweep(self) -> None:
-        handle, self._idle_handle = self._idle_handle, None
-        if handle is not None:
-            handle.cancel()
+        now = time.monotonic()
+        first: float | None = None
+        for t in list(self._transports):
+            due = t.last_activity + idle
+            if due <= now:
+                t.abort()
+            elif first is None or due < first:
+                first = due
+        if first is not None:
+            self._idle_handle = loop.call_at(first, self._idle_check)
 
     _loop: Reactor | None = None
 
@@ -729,8 +718,13 @@ class StreamServerBase(BaseServer):
             reactor, self.socket, self._on_accept, self, self.request_queue_size
         )
 
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+
     def _detach(self) -> None:
-        self._cancel_idle_sweep()
+        self._cancel_idle_timer()
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.accept_pending(_DRAIN_ACCEPT_LIMIT)
@@ -750,7 +744,7 @@ class StreamServerBase(BaseServer):
         """Hook for ``stop()``: what arrived is handled; connections close next."""
 
     def _detach_after_death(self) -> None:
-        self._idle_handle = None  # the dead loop's timers are gone
+        self._idle_handle = None
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
@@ -759,12 +753,6 @@ class StreamServerBase(BaseServer):
         self._transports.clear()
         self._loop = None
         self.server_close()
-
-    def _sweep_idle(self, now: float) -> None:
-        assert self.idle_timeout is not None
-        for t in list(self._transports):
-            if now - t.last_activity >= self.idle_timeout:
-                t.abort()
 
 
 class DatagramServerBase(BaseServer):

@@ -827,8 +827,8 @@ class ExpectContinueTests(unittest.TestCase):
             self.assertEqual(m.data_to_send(), b"")
 
 
-class ReviewFixMachineTests(unittest.TestCase):
-    """Regressions from the HTTP review (items 2, 3, 6, 7, 8, 9)."""
+class TargetTrailerAndConnectionFramingTests(unittest.TestCase):
+    """Request-target form, bare CR, forbidden trailers, chunk merging, Connection fields."""
 
     def test_target_form(self) -> None:
         # RFC 9112 §3.2: origin-form, absolute-form, "*" for OPTIONS only.

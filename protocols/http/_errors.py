@@ -2,10 +2,8 @@
 
 Every exception that :mod:`protocols.http` raises on its own derives from
 :class:`HTTPProtocolError`, which carries the HTTP status a server answers
-with (``status_hint``).  The library-wide base of every package's errors
-does not exist yet (reactor/ has :class:`reactor.ReactorError` for its own);
-when it does, :class:`HTTPProtocolError` derives from it and nothing else
-changes.
+with (``status_hint``).  It derives from the library-wide base,
+:class:`reactor.TestServersError`.
 
 * :class:`RemoteProtocolError`: the peer broke the protocol (4xx/5xx).
 * :class:`LocalProtocolError`: the caller misused the machine (500);
@@ -23,6 +21,8 @@ written against older versions keeps catching them.
 
 from __future__ import annotations
 
+from reactor import TestServersError
+
 __all__ = [
     "AlreadyAnsweredError",
     "HTTPProtocolError",
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 
-class HTTPProtocolError(Exception):
+class HTTPProtocolError(TestServersError):
     """Base class of every error of the HTTP machine and servers.
 
     ``status_hint`` is the HTTP status a server should answer with (400, 413,

@@ -47,6 +47,7 @@ from reactor import (
     StreamServerBase,
     StreamTransport,
     TimerHandle,
+    safe_repr,
 )
 
 from ._errors import AlreadyAnsweredError, InvalidReplyError, NoResponseError
@@ -880,6 +881,6 @@ def _invalid_reply(exc: InvalidReplyError) -> Reply:
 
 
 def _error_reply(exc: BaseException) -> Reply:
-    text = f"500 Internal Server Error: {type(exc).__name__}: {exc}\n"
+    text = f"500 Internal Server Error: {safe_repr(exc)}\n"
     headers = (("Content-Type", "text/plain; charset=utf-8"),)
     return Reply(500, text.encode("utf-8", "replace"), headers)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from reactor import TestServersError
+
 __all__ = [
     "AUTH_LINE_LIMIT",
     "COMMANDS_PER_CALL",
@@ -139,15 +141,13 @@ YIELD = Sentinel.YIELD
 # --------------------------------------------------------------------------
 
 
-class SMTPProtocolError(Exception):
+class SMTPProtocolError(TestServersError):
     """Base of every error :mod:`protocols.smtp` raises on its own; carries
     the SMTP reply that describes it.
 
     ``reply_code`` is the three-digit code (``500``, ``503``...) and
     ``enhanced_code`` the RFC 3463 code (``"5.5.1"``) a server would send.
-    The library-wide base of every package's errors does not exist yet
-    (``reactor`` has :class:`reactor.ReactorError` for its own); when it
-    does, this class derives from it and nothing else changes.
+    It derives from the library-wide base, :class:`reactor.TestServersError`.
 
     * :class:`RemoteProtocolError`: the peer broke the protocol.
     * :class:`LocalProtocolError`: the consumer misused the machine;
