@@ -341,7 +341,14 @@ class BaseServer:
             lease.release(join_timeout=DEFAULT_STOP_TIMEOUT)
 
     def _on_reactor_death(self) -> None:
+        # On the dying reactor thread, before its selector closes: close
+        # every socket of this server at once, so clients see a reset or
+        # EOF instead of a kernel that keeps accepting for nobody.
         self.ready.clear()
+        try:
+            self._detach_after_death()
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
         self._notify()
 
     def stop(self, timeout: float | None = None, *, raise_errors: bool | None = None) -> None:
