@@ -134,11 +134,7 @@ class StreamConnection:
         t = self.transport
         if t is None:
             return
-        reactor = t._reactor
-        if reactor.in_reactor_thread():
-            fn(*args)
-        else:
-            reactor.call_soon_threadsafe(fn, *args)
+        t.reactor.call_on_reactor(fn, *args)
 
     # -- StreamProtocol ----------------------------------------------------
 

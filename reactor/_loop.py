@@ -200,6 +200,21 @@ class Reactor:
         if not self.in_reactor_thread():
             self._wakeup()
 
+    def call_on_reactor(self, callback: Callable[..., object], *args: Any) -> None:
+        """Run ``callback(*args)`` on the reactor thread, from any thread.
+
+        On the reactor thread it runs now, before this returns (so writes
+        keep their order with the caller's other reactor work); from any
+        other thread it is queued with :meth:`call_soon_threadsafe`.
+
+        :raises ReactorDied: if the loop thread has died (other threads).
+        :raises ReactorExited: if it has exited normally (other threads).
+        """
+        if self.in_reactor_thread():
+            callback(*args)
+        else:
+            self.call_soon_threadsafe(callback, *args)
+
     def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
         """Run ``callback(*args)`` at ``time.monotonic()`` value ``when``.
 

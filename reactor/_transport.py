@@ -8,8 +8,8 @@ callbacks (the asyncio shape, without asyncio)::
     data_received(data: bytes)      decrypted application bytes
     eof_received() -> bool | None   peer half-closed; return True to keep writing
     connection_lost(exc)            once, last; exc is None for a clean close
-    pause_writing() / resume_writing()   optional: more than WRITE_HIGH_WATER
-                                    bytes wait to be sent / back under a quarter
+    pause_writing() / resume_writing()   optional: more than ``high_water``
+                                    bytes wait to be sent / back at ``low_water``
 
 Streams coalesce the ``write()`` calls of one reactor pass into one
 ``send()`` at the end of that pass (with ``TCP_NODELAY`` set, so nothing
@@ -43,6 +43,7 @@ __all__ = [
     "Listener",
     "READ_CHUNK",
     "WRITE_HIGH_WATER",
+    "WRITE_LOW_WATER",
     "ACCEPT_RETRY_DELAY",
     "TLS_HANDSHAKE_TIMEOUT",
 ]
@@ -51,10 +52,18 @@ __all__ = [
 #: few passes without letting one connection hog a pass for long.
 READ_CHUNK = 256 * 1024
 
-#: Reads from a connection pause while more than this many bytes wait to be
-#: sent to it (a client that pipelines requests but never reads replies
-#: cannot make the server buffer without bound); they resume below a quarter.
+#: Default high-water mark of a stream transport (its ``high_water``
+#: attribute).  Checked on every ``write()``: once more than this many bytes
+#: wait to be sent, reading from the connection pauses and the protocol's
+#: optional ``pause_writing()`` is called (a client that pipelines requests,
+#: or echoes, but never reads replies cannot make the server buffer without
+#: bound).
 WRITE_HIGH_WATER = 4 * 1024 * 1024
+
+#: Default low-water mark (a transport's ``low_water`` attribute): once the
+#: bytes waiting to be sent drop to this many or fewer, reading resumes and
+#: the protocol's optional ``resume_writing()`` is called.
+WRITE_LOW_WATER = WRITE_HIGH_WATER // 4
 
 #: After EMFILE/ENFILE/ENOBUFS/ENOMEM on accept(), the listener stops
 #: watching its socket for this long instead of spinning on a socket that
@@ -99,6 +108,13 @@ class DatagramProtocol(Protocol):
 class StreamTransport:
     """A non-blocking connected stream socket, optionally TLS.
 
+    Write back-pressure: every ``write()`` checks the bytes waiting to be
+    sent against ``high_water`` (default :data:`WRITE_HIGH_WATER`); above it
+    reading pauses and ``protocol.pause_writing()`` (if defined) is called;
+    once the backlog is at or below ``low_water`` (default
+    :data:`WRITE_LOW_WATER`) reading resumes and ``resume_writing()`` is
+    called.  Both marks may be set per transport.
+
     Reactor thread only.  ``protocol`` callbacks that raise are reported to
     ``owner.handle_error`` and the connection is aborted; the loop and the
     other connections go on.
@@ -140,6 +156,8 @@ class StreamTransport:
         self._eof = False
         self._write_eof_pending = False
         self._flush_scheduled = False
+        self.high_water = WRITE_HIGH_WATER
+        self.low_water = WRITE_LOW_WATER
         self.last_activity = time.monotonic()
         self.extra: dict[str, Any] = {}
         # TLS state
@@ -160,6 +178,11 @@ class StreamTransport:
     @property
     def socket(self) -> socket.socket:
         return self._sock
+
+    @property
+    def reactor(self) -> Reactor:
+        """The reactor this transport runs on (any thread may read it)."""
+        return self._reactor
 
     @property
     def is_tls(self) -> bool:
@@ -194,6 +217,10 @@ class StreamTransport:
         if not self._flush_scheduled and not self._events & selectors.EVENT_WRITE:
             self._flush_scheduled = True
             self._reactor.call_soon(self._scheduled_flush)
+        if not self._paused_for_writes and self.get_write_buffer_size() > self.high_water:
+            self._update_back_pressure()  # enforced on every write, not only on a flush
+            if not self._closed:
+                self._update_events()
 
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
@@ -333,11 +360,11 @@ class StreamTransport:
         self._update_events()
 
     def _update_back_pressure(self) -> None:
-        size = len(self._wbuf)
-        if not self._paused_for_writes and size > WRITE_HIGH_WATER:
+        size = self.get_write_buffer_size()
+        if not self._paused_for_writes and size > self.high_water:
             self._paused_for_writes = True
             hook = getattr(self.protocol, "pause_writing", None)
-        elif self._paused_for_writes and size <= WRITE_HIGH_WATER // 4:
+        elif self._paused_for_writes and size <= self.low_water:
             self._paused_for_writes = False
             hook = getattr(self.protocol, "resume_writing", None)
         else:

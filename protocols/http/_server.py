@@ -41,7 +41,6 @@ from typing import Any, Final, NamedTuple
 
 from reactor import (
     DEFAULT_WAIT_TIMEOUT,
-    WRITE_HIGH_WATER,
     ReactorDied,
     ReactorExited,
     StreamServerBase,
@@ -347,14 +346,10 @@ class _HTTPConnection:
         t = self.transport
         if t is None or self._closed:
             return
-        reactor = t._reactor
-        if reactor.in_reactor_thread():
-            fn(*args)
-        else:
-            try:
-                reactor.call_soon_threadsafe(fn, *args)
-            except (ReactorDied, ReactorExited):
-                pass  # stopped meanwhile: the response is dropped, as documented
+        try:
+            t.reactor.call_on_reactor(fn, *args)
+        except (ReactorDied, ReactorExited):
+            pass  # stopped meanwhile: the response is dropped, as documented
 
     # -- write back-pressure (called by the transport) -------------------------
 
@@ -383,7 +378,7 @@ class _HTTPConnection:
         if not self._yielded:
             self._yielded = True
             self._update_reading()
-        t._reactor.call_soon(self._resume_turn)
+        t.reactor.call_soon(self._resume_turn)
 
     def _resume_turn(self) -> None:
         if not self._closed and not self._in_process:
@@ -409,16 +404,23 @@ class _HTTPConnection:
         draining = self.server._draining
         budget = EVENTS_PER_PASS if not draining else 1 << 62
         deadline = time.monotonic() + PASS_TIME_BUDGET if not draining else float("inf")
+        if self._pending is not None and not self._paused and m.buffered > PIPELINE_BUFFER_LIMIT:
+            # A response is owed (respond_later(), Reply(delay=)...) while the
+            # client keeps pipelining: read no more until it is answered.
+            self._paused = True
+            self._update_reading()
         while self._pending is None and not self._closed:
             if self._write_paused and not draining:
                 break  # resume_writing() carries on once the client reads
-            if not draining and len(m._out) + t.get_write_buffer_size() > WRITE_HIGH_WATER:
+            if not draining and len(m._out) + t.get_write_buffer_size() > t.high_water:
                 # Replies pile up faster than the client reads them: hand
-                # them to the transport (which pauses us if it cannot send
-                # them) and look again in the next pass, before answering
-                # any more pipelined requests.
+                # them to the transport (which pauses writing once they
+                # pass its high-water mark: resume_writing() carries on, no
+                # rescheduling every pass) and otherwise look again in the
+                # next pass, before answering any more pipelined requests.
                 self._flush()
-                self._yield_turn()
+                if not self._write_paused:
+                    self._yield_turn()
                 return
             if budget == 0 or time.monotonic() > deadline:
                 self._yield_turn()
@@ -492,7 +494,7 @@ class _HTTPConnection:
             t.close()  # the client has finished sending: nothing to drain
             return
         t.write_eof()
-        reactor = t._reactor
+        reactor = t.reactor
         self._timer = reactor.call_later(LINGER_SECONDS, t.close)
 
     def respond_now(self, reply: Reply | bytes) -> None:
@@ -511,7 +513,7 @@ class _HTTPConnection:
             t = self.transport
             assert t is not None
             now = Reply(reply.status, reply.body, reply.headers, reply.reason)
-            self._timer = t._reactor.call_later(reply.delay, self.respond, token, now)
+            self._timer = t.reactor.call_later(reply.delay, self.respond, token, now)
             return
         self._timer = None
         self._pending = None

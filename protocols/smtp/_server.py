@@ -167,7 +167,9 @@ class _SMTPConnection:
         self.peer = peer
         self.transport: StreamTransport | None = None
         self.machine: SMTPServerConnection | None = None
-        self._resume_scheduled = False  # the machine yielded; _resume is queued
+        self._resume_scheduled = False  # the machine yielded; _resume is queued or awaited
+        self._write_paused = False  # the client does not read: replies wait
+        self._resume_on_write = False  # _resume waits for resume_writing()
 
     # -- StreamProtocol --------------------------------------------------------
 
@@ -276,16 +278,36 @@ class _SMTPConnection:
         finally:
             self._flush()
 
+    # -- write back-pressure (called by the transport) -------------------------
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._resume_on_write:
+            self._resume_on_write = False
+            t = self.transport
+            if t is not None:
+                t.reactor.call_soon(self._resume)
+
     def _yield(self) -> None:
         t = self.transport
         if t is None or self._resume_scheduled:
             return
         self._resume_scheduled = True
         t.pause_reading()  # the machine holds a backlog: read no more for now
-        t._reactor.call_soon(self._resume)
+        self._flush()  # lets the transport see its backlog (and pause writing)
+        if self._write_paused:
+            # The client is not reading its replies: answer no more commands
+            # until it does (resume_writing()), instead of a pass every pass.
+            self._resume_on_write = True
+        else:
+            t.reactor.call_soon(self._resume)
 
     def _resume(self) -> None:
         self._resume_scheduled = False
+        self._resume_on_write = False
         if self.transport is None or self.machine is None:
             return
         self._pump()
