@@ -19,6 +19,7 @@ Which thread runs what:
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import socket
@@ -102,6 +103,46 @@ class _Lease:
                 return False
             self._released = True
         return release(self.reactor, join_timeout)
+
+
+_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def release_traceback_frames(excs: list[BaseException]) -> None:
+    """Clear the locals of the finished frames the tracebacks of ``excs`` hold.
+
+    A recorded traceback keeps its frames, and through ``f_back`` every
+    caller up to the thread's ``run`` frame, whose ``self`` is the Thread:
+    the server (reached from a handler's locals) and the reactor's Thread
+    then stay alive in a reference cycle until the cyclic GC runs.  Frames
+    still executing (raise RuntimeError) and generator frames (clearing a
+    suspended one would close it) are left alone.  The tracebacks still
+    print file, line and code; only their local variables are dropped.
+    """
+    seen: set[int] = set()
+    todo = list(excs)
+    while todo:
+        exc = todo.pop()
+        if id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        frames = []
+        tb = exc.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        caller = frames[0].f_back if frames else None
+        while caller is not None:
+            frames.append(caller)
+            caller = caller.f_back
+        for frame in frames:
+            if frame.f_code.co_flags & _GENERATOR_FLAGS:
+                continue
+            try:
+                frame.clear()
+            except RuntimeError:
+                pass  # still executing
+        todo.extend(e for e in (exc.__cause__, exc.__context__) if e is not None)
 
 
 def _is_path(addr: object) -> bool:
@@ -391,6 +432,11 @@ class BaseServer:
         finally:
             self._stopping = False
             self._lifecycle.release()
+        # The handlers' frames are finished now: the recorded tracebacks
+        # must not keep this server or the reactor's Thread in a cycle.
+        with self._cond:
+            recorded = [*self.errors, *self.tls_errors, *self.accept_errors]
+        release_traceback_frames(recorded)
         self._maybe_raise(raise_errors)
 
     def _stop_locked(self, timeout: float) -> None:
