@@ -542,6 +542,11 @@ class _HTTPConnection:
             Reply(503, "503 Service Unavailable: the server stopped before the handler "
                   "answered\n", (("Connection", "close"),)),
         )
+        if self._in_process:
+            # stop() called by the handler itself (issue 9 item 1): the 503
+            # must reach the transport before stop() closes it, since this
+            # connection's own flush at the end of its pass never comes.
+            self._flush()
 
     def respond_raw(self, token: object, data: bytes) -> None:
         """Send a handler-made response verbatim, then close (reactor thread)."""
