@@ -271,9 +271,8 @@ class NativeServerTests(unittest.TestCase):
                 s = connect(self.server.port)
                 socks.append(s)
                 s.sendall(b"GET /slowloris%d HTTP/1.1\r\nHost: h\r\nX-Partial: " % i)
-            deadline = time.monotonic() + TIMEOUT
-            while self.server.connection_count < 200 and time.monotonic() < deadline:
-                time.sleep(0.01)  # accepting is not an event wait_for() hears about
+            # Every accept wakes wait_for(), so this is a wait, not a poll.
+            self.server.wait_for(lambda: self.server.connection_count >= 200, TIMEOUT, "200 open")
             self.assertEqual(self.server.connection_count, 200)
             t0 = time.monotonic()
             with urllib.request.urlopen(self.server.url + "/good", timeout=TIMEOUT) as r:
@@ -773,7 +772,6 @@ class HostileLoadTests(unittest.TestCase):
             s = connect(server.port)
             try:
                 s.sendall(b"GET /f HTTP/1.1\r\nHost: h\r\n\r\n" * n)  # ~30 KB, never read yet
-                time.sleep(0.5)
                 r = reactor.current_reactor()
                 assert r is not None
 
@@ -782,6 +780,13 @@ class HostileLoadTests(unittest.TestCase):
                     for t in server._transports:
                         total += t.get_write_buffer_size() + len(t.protocol.machine._out)
                     return total
+
+                # Wait (bounded) until the replies have reached the high-water
+                # mark: from there on the server must hold, not grow.
+                deadline = time.monotonic() + TIMEOUT
+                while r.run_sync(buffered, timeout=TIMEOUT) < reactor.WRITE_HIGH_WATER:
+                    self.assertLess(time.monotonic(), deadline, "replies never backed up")
+                    r.run_sync(lambda: None, timeout=TIMEOUT)  # one more reactor pass
 
                 held = r.run_sync(buffered, timeout=TIMEOUT)
                 # All replies would be 32 MiB; the server holds about one

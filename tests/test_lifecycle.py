@@ -215,9 +215,8 @@ class G3StopTest(unittest.TestCase):
             c.sendall(b"stop yourself")
             self.assertTrue(stopped.wait(5))
             self.assertEqual(c.recv(1), b"")  # our connection was closed too
-        deadline = time.monotonic() + 5
-        while new_threads(before) and time.monotonic() < deadline:
-            time.sleep(0.01)  # the loop exits right after that pass
+        for t in new_threads(before):
+            t.join(5)  # the loop exits right after the pass that stopped it
         self.assertEqual(new_threads(before), [])
         self.assertFalse(s.ready.is_set())
         self.assertIsNone(s.socket)
@@ -246,6 +245,7 @@ class G3StopTest(unittest.TestCase):
 
     def test_stop_unblocks_handler_in_recv(self) -> None:
         got: list[bytes] = []
+        first = threading.Event()
 
         def reader(request: StreamRequest) -> None:
             while True:
@@ -253,14 +253,13 @@ class G3StopTest(unittest.TestCase):
                 if not data:
                     break
                 got.append(data)
+                first.set()
 
         s = TestTCPServer(("127.0.0.1", 0), reader, 60)
         s.start()
         c = socket.create_connection(("127.0.0.1", s.port))
         c.sendall(b"abcd")
-        deadline = time.monotonic() + 5
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.005)
+        self.assertTrue(first.wait(5))
         t0 = time.perf_counter()
         s.stop()
         self.assertLess(time.perf_counter() - t0, 2.0)
@@ -445,7 +444,10 @@ class G5ErrorsTest(unittest.TestCase):
         w.start()
         client = socket.create_connection(s.server_address)
         s.wait_for_streams(1, closed=False)
-        time.sleep(0.05)
+        deadline = time.monotonic() + 5  # until the waiter is blocked in its wait
+        while not s._cond._waiters:  # type: ignore[attr-defined]
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.001)
         t0 = time.monotonic()
         with captured_stderr():
             r.call_soon_threadsafe(self._die)

@@ -10,6 +10,20 @@ import reactor
 from reactor import Reactor, ReactorDied
 
 
+def wait_until_sleeping(r: Reactor, timeout: float = 5.0) -> None:
+    """Wait until the loop thread is blocked in the kernel (state S in /proc)."""
+    t = r.thread
+    assert t is not None and t.native_id is not None
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(f"/proc/self/task/{t.native_id}/stat") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+        if state == "S":
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the reactor thread never blocked (state {state})")
+        time.sleep(0.001)
+
 class ReactorTestCase(unittest.TestCase):
     def setUp(self) -> None:
         self.r = Reactor()
@@ -110,7 +124,7 @@ class CrossThreadTest(ReactorTestCase):
 
     def test_wakeup_is_prompt(self) -> None:
         self.r.run_sync(lambda: None, timeout=5)
-        time.sleep(0.05)  # let it block in select()
+        wait_until_sleeping(self.r)  # blocked in select(), so the call must wake it
         t0 = time.perf_counter()
         self.r.run_sync(lambda: None, timeout=5)
         self.assertLess(time.perf_counter() - t0, 0.5)
@@ -152,7 +166,10 @@ class DeathTest(unittest.TestCase):
         threads = [threading.Thread(target=waiter) for _ in range(3)]
         for t in threads:
             t.start()
-        time.sleep(0.05)
+        deadline = time.monotonic() + 5  # until all three are queued on the loop
+        while len(r._waiters) < 3:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.001)
         from test.support import captured_stderr
 
         with captured_stderr() as err:
