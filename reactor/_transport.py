@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from ._errors import UsageError
 from ._loop import Reactor, TimerHandle
+from ._tls import TLS_HANDSHAKE_TIMEOUT, TLSEvent, TLSFailure, TLSLayer
 
 __all__ = [
     "StreamProtocol",
@@ -69,10 +70,6 @@ WRITE_LOW_WATER = WRITE_HIGH_WATER // 4
 #: watching its socket for this long instead of spinning on a socket that
 #: stays readable while no descriptor can be had.
 ACCEPT_RETRY_DELAY = 0.1
-
-#: A TLS client that has not finished its handshake after this many seconds
-#: is dropped (a silent client must not hold a connection slot forever).
-TLS_HANDSHAKE_TIMEOUT = 30.0
 
 #: Datagrams read per readable event before giving other sockets a turn.
 _DATAGRAMS_PER_PASS = 256
@@ -160,14 +157,8 @@ class StreamTransport:
         self.low_water = WRITE_LOW_WATER
         self.last_activity = time.monotonic()
         self.extra: dict[str, Any] = {}
-        # TLS state
-        self._sslobj: ssl.SSLObject | None = None
-        self._in_bio: ssl.MemoryBIO | None = None
-        self._out_bio: ssl.MemoryBIO | None = None
-        self._handshaking = False
-        self._pending_plain: list[bytes] = []
-        self._handshake_timer: TimerHandle | None = None
-        self._tls_done_cb: Callable[[], None] | None = None
+        self._tls: TLSLayer | None = None
+        self._tls_done_cb: Callable[[], None] | None = None  # start_tls(on_done=)
         self._update_events()
         if ssl_context is not None:
             self._begin_tls(ssl_context, server_side)
@@ -186,17 +177,18 @@ class StreamTransport:
 
     @property
     def is_tls(self) -> bool:
-        return self._sslobj is not None and not self._handshaking
+        return self._tls is not None and not self._tls.handshaking
 
     @property
     def ssl_object(self) -> ssl.SSLObject | None:
-        return self._sslobj
+        return None if self._tls is None else self._tls.sslobj
 
     def is_closing(self) -> bool:
         return self._closing or self._closed
 
     def get_write_buffer_size(self) -> int:
-        return len(self._wbuf) + sum(map(len, self._pending_plain))
+        held = 0 if self._tls is None else self._tls.pending_plain_size
+        return len(self._wbuf) + held
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data``; it is sent in order, in as few sends as possible.
@@ -207,11 +199,11 @@ class StreamTransport:
         """
         if self._closing or self._closed or not data:
             return
-        if self._sslobj is not None:
-            if self._handshaking:
-                self._pending_plain.append(bytes(data))
+        if self._tls is not None:
+            out = self._tls.write(bytes(data))  # held while handshaking
+            if self._tls.handshaking:
                 return
-            self._tls_write(bytes(data))
+            self._wbuf += out
         else:
             self._wbuf += data
         if not self._flush_scheduled and not self._events & selectors.EVENT_WRITE:
@@ -237,12 +229,9 @@ class StreamTransport:
             return
         self._closing = True
         self._reading = False
-        if self._sslobj is not None and not self._handshaking:
-            try:
-                self._sslobj.unwrap()  # queues close_notify
-            except (ssl.SSLError, ValueError, OSError):
-                pass
-            self._move_tls_output()
+        if self._tls is not None:
+            self._tls.unwrap()  # queues close_notify once the handshake is done
+            self._wbuf += self._tls.take_output()
         self._flush()
         if not self._closed:
             self._update_events()
@@ -274,7 +263,7 @@ class StreamTransport:
         handshake is the protocol's to discard (RFC 3207 §4.2).  ``on_done``
         runs once the handshake has completed.
         """
-        if self._sslobj is not None:
+        if self._tls is not None:
             raise UsageError("connection is already TLS")
         self._tls_done_cb = on_done
         self._begin_tls(context, server_side)
@@ -313,7 +302,7 @@ class StreamTransport:
         if not data:
             self._on_eof()
             return False
-        if self._sslobj is not None:
+        if self._tls is not None:
             self._tls_feed(data)
         else:
             self._call(self.protocol.data_received, data)
@@ -322,7 +311,7 @@ class StreamTransport:
     def _on_eof(self) -> None:
         self._eof = True
         self._reading = False
-        if self._sslobj is not None and self._handshaking:
+        if self._tls is not None and self._tls.handshaking:
             self._force_close(None)
             return
         keep_open = self._call(self.protocol.eof_received)
@@ -392,9 +381,8 @@ class StreamTransport:
             return
         self._closed = True
         self._closing = True
-        if self._handshake_timer is not None:
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
+        if self._tls is not None:
+            self._tls.close()
         if self._events:
             self._reactor.unregister(self._sock)
             self._events = 0
@@ -412,95 +400,52 @@ class StreamTransport:
             self._force_close(exc)
             return None
 
-    # -- TLS over memory BIOs -------------------------------------------------
+    # -- driving the TLS layer ------------------------------------------------
 
     def _begin_tls(self, context: ssl.SSLContext, server_side: bool) -> None:
-        self._in_bio = ssl.MemoryBIO()
-        self._out_bio = ssl.MemoryBIO()
-        self._sslobj = context.wrap_bio(self._in_bio, self._out_bio, server_side=server_side)
-        self._handshaking = True
-        self._handshake_timer = self._reactor.call_later(
-            TLS_HANDSHAKE_TIMEOUT, self._handshake_timed_out
+        self._tls = TLSLayer(
+            self._reactor, context, server_side=server_side, on_timeout=self._tls_timed_out
         )
         if not server_side:
-            self._do_handshake()
+            self._tls_feed(b"")  # the client speaks first
 
-    def _handshake_timed_out(self) -> None:
-        self._handshake_timer = None
-        if self._handshaking and not self._closed:
+    def _tls_timed_out(self) -> None:
+        if not self._closed:
             self._owner.handle_tls_error(
                 TimeoutError(f"TLS handshake not done in {TLS_HANDSHAKE_TIMEOUT} s"), self.peername
             )
             self._force_close(None)
 
-    def _move_tls_output(self) -> None:
-        assert self._out_bio is not None
-        pending = self._out_bio.pending
-        if pending:
-            self._wbuf += self._out_bio.read(pending)
-
-    def _do_handshake(self) -> None:
-        assert self._sslobj is not None
-        try:
-            self._sslobj.do_handshake()
-        except ssl.SSLWantReadError:
-            self._move_tls_output()
-            self._flush()
-            return
-        except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
-            self._move_tls_output()
-            self._owner.handle_tls_error(exc, self.peername)
-            self._flush()  # send the alert if the socket takes it now
-            self._force_close(None)
-            return
-        self._handshaking = False
-        if self._handshake_timer is not None:
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
-        self._move_tls_output()
-        pending, self._pending_plain = self._pending_plain, []
-        for chunk in pending:
-            self._tls_write(chunk)
-        self._flush()
-        done, self._tls_done_cb = self._tls_done_cb, None
-        if done is not None:
-            self._call(done)
-
     def _tls_feed(self, data: bytes) -> None:
-        assert self._in_bio is not None and self._sslobj is not None
-        self._in_bio.write(data)
-        if self._handshaking:
-            self._do_handshake()
-            if self._handshaking or self._closed:
+        tls = self._tls
+        assert tls is not None
+        for item in tls.feed(data):
+            if self._closed:
                 return
-        while not self._closed:
-            try:
-                plain = self._sslobj.read(READ_CHUNK)
-            except ssl.SSLWantReadError:
-                break
-            except ssl.SSLZeroReturnError:
-                self._move_tls_output()
+            if isinstance(item, bytes):
+                self._call(self.protocol.data_received, item)
+            elif item is TLSEvent.HANDSHAKE_DONE:
+                self._wbuf += tls.take_output()  # handshake tail, then held plaintext
+                self._flush()
+                done, self._tls_done_cb = self._tls_done_cb, None
+                if done is not None:
+                    self._call(done)
+            elif item is TLSEvent.CLOSE_NOTIFY:
+                self._wbuf += tls.take_output()
                 self._on_eof()
                 return
-            except ssl.SSLError as exc:
-                self._owner.handle_tls_error(exc, self.peername)
-                self._force_close(exc)
+            elif isinstance(item, TLSFailure):
+                self._owner.handle_tls_error(item.exc, self.peername)
+                if item.in_handshake:
+                    self._wbuf += tls.take_output()
+                    self._flush()  # send the alert if the socket takes it now
+                    self._force_close(None)
+                else:
+                    self._force_close(item.exc)
                 return
-            if not plain:
-                self._on_eof()
-                return
-            self._call(self.protocol.data_received, plain)
         if not self._closed:
-            self._move_tls_output()  # e.g. session tickets, key updates
+            self._wbuf += tls.take_output()  # handshake records, session tickets
             self._flush()
-
-    def _tls_write(self, data: bytes) -> None:
-        assert self._sslobj is not None
-        view = memoryview(data)
-        while view:
-            n = self._sslobj.write(view)
-            view = view[n:]
-            self._move_tls_output()
 
 
 class Listener:
