@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 from reactor import (
     DEFAULT_WAIT_TIMEOUT,
+    PassBudget,
     PeerError,
     StreamRequest,
     StreamTransport,
@@ -104,6 +105,12 @@ class StreamConnection:
         self.stream = stream
         self.transport: StreamTransport | None = None
         self._linebuf = bytearray()
+        self._scanned = 0  # bytes of _linebuf known to hold no b"\n"
+        self._budget = PassBudget()  # on_line calls per reactor pass
+        self._lines_yielded = False  # reading paused: lines wait for a later pass
+        self._write_paused = False  # the client does not read: lines wait
+        self._resume_on_write = False  # _resume_lines waits for resume_writing()
+        self._eof_pending = False  # EOF arrived while lines were still waiting
 
     @property
     def peer(self) -> Any:
@@ -157,29 +164,100 @@ class StreamConnection:
         server._notify()
 
     def _split_lines(self, data: bytes) -> None:
-        assert self.server.on_line is not None
+        self._linebuf += data
+        if not self._lines_yielded:  # else the scheduled _resume_lines carries on
+            self._run_lines()
+
+    def _run_lines(self) -> None:
+        """Call ``on_line`` for each complete buffered line, within the pass budget.
+
+        Once the :class:`reactor.PassBudget` is spent (a 256 KiB read of
+        short lines holds thousands), or while the client does not read
+        what was written, reading pauses and the rest of the lines are
+        delivered, in order, on later passes.  Raises :class:`PeerError`
+        for a line longer than ``max_line_length``; whatever ``on_line``
+        raises propagates.
+        """
+        on_line = self.server.on_line
+        assert on_line is not None
         buf = self._linebuf
-        start = len(buf)
-        buf += data
+        budget = self._budget
+        budget.start()
         pos = 0
-        while True:
-            nl = buf.find(b"\n", max(pos, start))
-            if nl < 0:
-                break
-            line = bytes(buf[pos : nl + 1])
-            pos = nl + 1
-            start = pos
-            self.server.on_line(self, line)
-        del buf[:pos]
+        try:
+            while True:
+                nl = buf.find(b"\n", max(pos, self._scanned))
+                if nl < 0:
+                    self._scanned = len(buf)
+                    break
+                if self._write_paused or not budget.spend():
+                    self._yield_lines()
+                    return
+                line = bytes(buf[pos : nl + 1])
+                pos = self._scanned = nl + 1
+                on_line(self, line)
+        finally:
+            del buf[:pos]
+            self._scanned = max(0, self._scanned - pos)
         if len(buf) > self.server.max_line_length:
             raise PeerError(
                 f"line longer than max_line_length={self.server.max_line_length} from {self.peer!r}"
             )
 
-    def eof_received(self) -> bool | None:
+    def _yield_lines(self) -> None:
+        t = self.transport
+        assert t is not None
+        self._lines_yielded = True
+        t.pause_reading()
+        if self._write_paused:
+            self._resume_on_write = True  # resume_writing() carries on
+        else:
+            t.reactor.call_soon(self._resume_lines)
+
+    def _resume_lines(self) -> None:
+        self._lines_yielded = False
+        self._resume_on_write = False
+        t = self.transport
+        if t is None or self.stream.closed:
+            return
+        try:
+            self._run_lines()
+            if not self._lines_yielded:
+                if self._eof_pending:
+                    self._eof_pending = False
+                    self._last_line()
+                    t.close()
+                else:
+                    t.resume_reading()
+        except Exception as exc:
+            self.server.handle_error(exc, f"connection from {self.peer!r}")
+            t.abort(exc)
+        finally:
+            self.server._notify()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._resume_on_write:
+            self._resume_on_write = False
+            t = self.transport
+            if t is not None:
+                t.reactor.call_soon(self._resume_lines)
+
+    def _last_line(self) -> None:
         if self.server.on_line is not None and self._linebuf:
             line, self._linebuf = bytes(self._linebuf), bytearray()
+            self._scanned = 0
             self.server.on_line(self, line)  # the last line, unterminated
+
+    def eof_received(self) -> bool | None:
+        if self._lines_yielded:
+            # Lines still wait for later passes: close once they are delivered.
+            self._eof_pending = True
+            return True
+        self._last_line()
         return None
 
     def connection_lost(self, exc: BaseException | None) -> None:

@@ -21,6 +21,7 @@ from ._errors import (
     safe_repr,
 )
 from ._loop import THREAD_NAME, Reactor, TimerHandle, acquire, current_reactor, release
+from ._pacing import EVENTS_PER_PASS, PASS_TIME_BUDGET, PassBudget
 from ._server import (
     DEFAULT_STOP_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
@@ -45,6 +46,9 @@ from ._transport import (
 )
 
 __all__ = [
+    "EVENTS_PER_PASS",
+    "PASS_TIME_BUDGET",
+    "PassBudget",
     "safe_repr",
     "ACCEPT_RETRY_DELAY",
     "DEFAULT_STOP_TIMEOUT",

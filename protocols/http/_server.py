@@ -41,6 +41,9 @@ from typing import Any, Final, NamedTuple
 
 from reactor import (
     DEFAULT_WAIT_TIMEOUT,
+    EVENTS_PER_PASS,
+    PASS_TIME_BUDGET,
+    PassBudget,
     ReactorDied,
     ReactorExited,
     StreamServerBase,
@@ -77,12 +80,8 @@ __all__ = [
 #: many bytes of further (pipelined) requests are buffered.
 PIPELINE_BUFFER_LIMIT: Final = 1024 * 1024
 
-#: Events one connection may process in one reactor pass before it yields
-#: to the other sockets (a flood of pipelined requests or tiny chunks on one
-#: connection must not stall every other server on the reactor) ...
-EVENTS_PER_PASS: Final = 64
-#: ... and the time it may spend doing so, whichever runs out first.
-PASS_TIME_BUDGET: Final = 0.002
+# EVENTS_PER_PASS and PASS_TIME_BUDGET (the per-pass budget) live in
+# reactor._pacing; they stay importable from here.
 
 #: After an error response the server stops writing, keeps reading and
 #: discarding for up to this many seconds so the client can read the error
@@ -315,6 +314,7 @@ class _HTTPConnection:
         self._yielded = False  # reading paused: turn given to other sockets
         self._write_paused = False  # replies wait for the client to read
         self._timer: TimerHandle | None = None
+        self._budget = PassBudget(EVENTS_PER_PASS, PASS_TIME_BUDGET)
 
     # -- StreamProtocol --------------------------------------------------------
 
@@ -402,8 +402,11 @@ class _HTTPConnection:
         assert t is not None
         next_event = m.next_event
         draining = self.server._draining
-        budget = EVENTS_PER_PASS if not draining else 1 << 62
-        deadline = time.monotonic() + PASS_TIME_BUDGET if not draining else float("inf")
+        budget = self._budget
+        if draining:
+            budget.unlimited()
+        else:
+            budget.start()
         if self._pending is not None and not self._paused and m.buffered > PIPELINE_BUFFER_LIMIT:
             # A response is owed (respond_later(), Reply(delay=)...) while the
             # client keeps pipelining: read no more until it is answered.
@@ -422,10 +425,9 @@ class _HTTPConnection:
                 if not self._write_paused:
                     self._yield_turn()
                 return
-            if budget == 0 or time.monotonic() > deadline:
+            if not budget.spend():
                 self._yield_turn()
                 break
-            budget -= 1
             try:
                 ev = next_event()
             except RemoteProtocolError as exc:

@@ -1,0 +1,63 @@
+"""The per-pass budget: how much one connection may do in one reactor pass.
+
+Every connection's callbacks run on the one reactor thread, so a connection
+that has a backlog of work (a flood of pipelined requests, tiny chunks,
+short lines or SMTP commands) must stop after a bounded amount of it and
+let the other sockets have their turn, carrying on in a later pass
+(``reactor.call_soon``).  :class:`PassBudget` is that bound: at most
+:data:`EVENTS_PER_PASS` units of work and at most :data:`PASS_TIME_BUDGET`
+seconds, whichever runs out first.  Reactor thread only; not thread-safe.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Final
+
+__all__ = ["EVENTS_PER_PASS", "PASS_TIME_BUDGET", "PassBudget"]
+
+#: Events (requests, chunks, lines, machine calls) one connection may process
+#: in one reactor pass before it yields to the other sockets ...
+EVENTS_PER_PASS: Final = 64
+#: ... and the time (seconds) it may spend doing so, whichever runs out first.
+PASS_TIME_BUDGET: Final = 0.002
+
+
+class PassBudget:
+    """Events-per-pass and time-per-pass limits for one unit of work.
+
+    Call :meth:`start` at the beginning of a pass, then :meth:`spend` before
+    each event: it returns True while the budget allows that event and False
+    once it is spent (the caller then yields: pauses reading, schedules its
+    continuation with ``reactor.call_soon`` and returns).  Never raises.
+    """
+
+    __slots__ = ("events", "seconds", "_left", "_deadline")
+
+    def __init__(self, events: int = EVENTS_PER_PASS, seconds: float = PASS_TIME_BUDGET) -> None:
+        if events < 1 or not seconds > 0:
+            raise ValueError(
+                f"PassBudget needs events >= 1 and seconds > 0, got {events!r}, {seconds!r}"
+            )
+        self.events = events
+        self.seconds = seconds
+        self._left = 0
+        self._deadline = 0.0
+
+    def start(self) -> None:
+        """Begin a pass: the full event count and time are available again."""
+        self._left = self.events
+        self._deadline = time.monotonic() + self.seconds
+
+    def spend(self) -> bool:
+        """Take one event from the budget; False when it is spent (yield then)."""
+        if self._left <= 0 or time.monotonic() > self._deadline:
+            self._left = 0
+            return False
+        self._left -= 1
+        return True
+
+    def unlimited(self) -> None:
+        """Begin a pass without limits (a stopping server drains everything)."""
+        self._left = 1 << 62
+        self._deadline = float("inf")

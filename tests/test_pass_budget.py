@@ -1,0 +1,160 @@
+"""The per-pass budget: one connection's backlog never stalls the other sockets.
+
+A flood of short lines to an ``on_line`` server is delivered in order over
+several reactor passes, while another server keeps answering promptly; the
+budget itself (:class:`reactor.PassBudget`) counts events and time.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import unittest
+
+from protocols import HTTPServer, Reply, TCPServer
+from reactor import EVENTS_PER_PASS, PASS_TIME_BUDGET, PassBudget
+
+LINES = 100_000
+
+
+class PassBudgetCountsEventsAndTime(unittest.TestCase):
+    def test_event_count_runs_out(self) -> None:
+        b = PassBudget(events=3, seconds=60)
+        b.start()
+        self.assertEqual([b.spend() for _ in range(5)], [True, True, True, False, False])
+        b.start()
+        self.assertTrue(b.spend())
+
+    def test_time_runs_out(self) -> None:
+        b = PassBudget(events=1 << 30, seconds=0.001)
+        b.start()
+        deadline = time.monotonic() + 5
+        while b.spend() and time.monotonic() < deadline:
+            pass
+        self.assertFalse(b.spend())
+
+    def test_defaults_and_bad_values(self) -> None:
+        b = PassBudget()
+        self.assertEqual((b.events, b.seconds), (EVENTS_PER_PASS, PASS_TIME_BUDGET))
+        with self.assertRaises(ValueError):
+            PassBudget(events=0)
+        with self.assertRaises(ValueError):
+            PassBudget(seconds=0)
+
+    def test_names_stay_importable_from_the_http_server(self) -> None:
+        from protocols.http import _server
+
+        self.assertEqual(_server.EVENTS_PER_PASS, EVENTS_PER_PASS)
+        self.assertEqual(_server.PASS_TIME_BUDGET, PASS_TIME_BUDGET)
+
+
+class LineFloodDoesNotStallOtherServers(unittest.TestCase):
+    def test_line_flood_on_one_server_does_not_stall_another(self) -> None:
+        # The clients run in a child process: in this one they would compete
+        # with the busy reactor thread for the GIL, which is not what is
+        # measured here (how long the reactor leaves server B waiting).
+        child = textwrap.dedent(
+            """
+            import http.client, socket, statistics, sys, threading, time
+            a_port, b_port, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+            flood = b"".join(b"%d\\n" % i for i in range(n))
+            sender = socket.create_connection(("127.0.0.1", a_port))
+            def send():
+                sender.sendall(flood)  # one send of every line
+                got = b""
+                while not got.endswith(b"\\n"):
+                    chunk = sender.recv(100)  # A's answer: every line was delivered
+                    if not chunk:
+                        break
+                    got += chunk
+                done.set()
+            done = threading.Event()
+            threading.Thread(target=send, daemon=True).start()
+            conn = http.client.HTTPConnection("127.0.0.1", b_port, timeout=10)
+            lat = []
+            while not done.is_set() and len(lat) < 1000:
+                t0 = time.monotonic()
+                conn.request("GET", "/b")
+                conn.getresponse().read()
+                lat.append(time.monotonic() - t0)
+            conn.close()
+            done.wait(30)
+            sender.close()
+            print(len(lat), statistics.median(lat), max(lat))
+            """
+        )
+        lines: list[bytes] = []
+
+        def on_line(conn: object, line: bytes) -> None:
+            lines.append(line)
+            if len(lines) == LINES:
+                conn.write(b"all\n")  # type: ignore[attr-defined]
+
+        with TCPServer(on_line=on_line, record=False) as a, \
+                HTTPServer(handler=lambda r: Reply(200, b"ok"), record=False) as b:
+            out = subprocess.run(
+                [sys.executable, "-c", child, str(a.port), str(b.port), str(LINES)],
+                capture_output=True, text=True, timeout=120,
+            )
+            a.wait_for(lambda: len(lines) == LINES, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(lines, [b"%d\n" % i for i in range(LINES)])
+        n, median, worst = out.stdout.split()
+        self.assertGreater(int(n), 3, out.stdout)
+        # Before the budget, every line of one 256 KiB read went to on_line in
+        # one pass (tens of ms each); now B is answered between turns.
+        self.assertLess(float(median), 0.010, out.stdout)
+
+
+class LineFloodWaitsForAClientThatDoesNotRead(unittest.TestCase):
+    def test_lines_wait_while_writes_are_paused_and_all_arrive_after(self) -> None:
+        # on_line echoes each line; the client reads nothing until it has
+        # sent everything, so the server's writes pause: delivery must wait
+        # (no pass spent every pass) and finish, in order, once it reads.
+        lines: list[bytes] = []
+
+        def on_line(conn: object, line: bytes) -> None:
+            lines.append(line)
+            conn.write(line * 64)  # type: ignore[attr-defined]
+
+        n = 20_000
+        payload = b"".join(b"%d\n" % i for i in range(n))
+        expected = sum(len(b"%d\n" % i) * 64 for i in range(n))
+        with TCPServer(on_line=on_line, record=False) as a:
+            s = socket.create_connection(("127.0.0.1", a.port), timeout=30)
+            try:
+                sender = threading.Thread(target=s.sendall, args=(payload,), daemon=True)
+                sender.start()
+                a.wait_for(lambda: len(lines) > 0, timeout=30)
+                got = 0
+                deadline = time.monotonic() + 60
+                while got < expected and time.monotonic() < deadline:
+                    chunk = s.recv(1 << 20)
+                    if not chunk:
+                        break
+                    got += len(chunk)
+                sender.join(30)
+                self.assertEqual(got, expected)
+            finally:
+                s.close()
+        self.assertEqual(lines, [b"%d\n" % i for i in range(n)])
+
+    def test_eof_after_a_flood_delivers_every_line_then_closes(self) -> None:
+        lines: list[bytes] = []
+        n = 50_000
+        payload = b"".join(b"%d\n" % i for i in range(n)) + b"tail"
+        with TCPServer(on_line=lambda c, line: lines.append(line)) as a:
+            with socket.create_connection(("127.0.0.1", a.port), timeout=30) as s:
+                s.sendall(payload)
+                s.shutdown(socket.SHUT_WR)
+                self.assertEqual(s.recv(10), b"")  # the server closed after the last line
+            a.wait_for(lambda: len(lines) == n + 1, timeout=30)
+        self.assertEqual(lines, [b"%d\n" % i for i in range(n)] + [b"tail"])
+
+
+if __name__ == "__main__":
+    unittest.main()
