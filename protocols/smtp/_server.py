@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from reactor import DEFAULT_WAIT_TIMEOUT, PassBudget, StreamServerBase, StreamTransport
+from reactor import DEFAULT_WAIT_TIMEOUT, StreamServerBase, StreamTransport
 
 from ._events import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -170,7 +170,6 @@ class _SMTPConnection:
         self._resume_scheduled = False  # the machine yielded; _resume is queued or awaited
         self._write_paused = False  # the client does not read: replies wait
         self._resume_on_write = False  # _resume waits for resume_writing()
-        self._budget = PassBudget()  # machine calls per reactor pass
 
     # -- StreamProtocol --------------------------------------------------------
 
@@ -229,21 +228,18 @@ class _SMTPConnection:
     def _pump(self, finish: bool = False) -> None:
         """Run the machine until it needs bytes; answer its proposals.
 
-        Replies produced by one batch of input go out in one write.  The
-        machine is called again after a YIELD (its per-call command budget is
-        spent) while this pass's :class:`reactor.PassBudget` allows; once
-        that is spent too, reading pauses and the rest is answered on a later
-        reactor pass, unless ``finish`` (the server is stopping).
+        Replies produced by one batch of input go out in one write.  When
+        the machine yields (its per-call command budget is spent), reading
+        pauses and the rest is answered on a later reactor pass, unless
+        ``finish`` (the server is stopping).
         """
         m = self.machine
         assert m is not None
-        budget = self._budget
-        budget.start()
         try:
             while True:
                 event = m.next_event()
                 if event is YIELD:
-                    if finish or budget.spend():
+                    if finish:
                         continue
                     self._yield()
                     return
