@@ -8,6 +8,7 @@ when the last server stops.  See ``_loop.py`` for the theory of operation.
 from ._errors import (
     HandlerErrors,
     HandlerTimeout,
+    InvalidArgumentError,
     PeerError,
     ReactorDied,
     ReactorError,
@@ -46,6 +47,7 @@ from ._transport import (
 )
 
 __all__ = [
+    "InvalidArgumentError",
     "EVENTS_PER_PASS",
     "PASS_TIME_BUDGET",
     "PassBudget",

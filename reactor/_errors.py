@@ -31,6 +31,7 @@ __all__ = [
     "ServerStoppedError",
     "TestServersError",
     "UsageError",
+    "InvalidArgumentError",
     "WaitTimeout",
     "safe_repr",
 ]
@@ -110,6 +111,10 @@ class UsageError(ReactorError, RuntimeError):
     For example ``start_tls()`` on a connection that is already TLS, or
     ``wait_for_datagrams()`` on a server created with ``record=False``.
     """
+
+
+class InvalidArgumentError(ReactorError, ValueError):
+    """An argument has a value the call cannot take (e.g. ``low`` above ``high``)."""
 
 
 class PeerError(TestServersError, ValueError):

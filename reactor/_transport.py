@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ._errors import UsageError
+from ._errors import InvalidArgumentError, UsageError
 from ._loop import Reactor, TimerHandle
 from ._tls import TLS_HANDSHAKE_TIMEOUT, TLSEvent, TLSFailure, TLSLayer
 
@@ -189,6 +189,32 @@ class StreamTransport:
     def get_write_buffer_size(self) -> int:
         held = 0 if self._tls is None else self._tls.pending_plain_size
         return len(self._wbuf) + held
+
+    def set_write_buffer_limits(
+        self, high: int | None = None, low: int | None = None, *, kernel: int | None = None
+    ) -> None:
+        """Set this transport's back-pressure marks, and optionally the kernel's share.
+
+        ``high``/``low`` replace :attr:`high_water`/:attr:`low_water` (``low``
+        defaults to a quarter of ``high``).  ``kernel`` sets the socket's send
+        buffer (``SO_SNDBUF``), which otherwise grows to megabytes on its own:
+        a protocol with small replies (SMTP) uses it so that a peer that
+        never reads is stopped after kilobytes of replies, not megabytes.
+
+        :raises InvalidArgumentError: ``low`` above ``high``, or a negative size.
+        """
+        high = self.high_water if high is None else high
+        low = high // 4 if low is None else low
+        if not 0 <= low <= high:
+            raise InvalidArgumentError(f"need 0 <= low <= high, got low={low} high={high}")
+        self.high_water, self.low_water = high, low
+        if kernel is not None:
+            if kernel <= 0:
+                raise InvalidArgumentError(f"kernel send buffer must be > 0, got {kernel}")
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, kernel)
+            except OSError:
+                pass  # a socket that refuses keeps the kernel's default
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data``; it is sent in order, in as few sends as possible.

@@ -19,7 +19,7 @@ from typing import Any
 
 from protocols import TCPServer
 from protocols.http import HTTPRequest, HTTPServer, Reply
-from protocols.smtp import SMTPServer
+from protocols.smtp import REPLY_HIGH_WATER, REPLY_KERNEL_BUFFER, SMTPServer
 from reactor import WRITE_HIGH_WATER, WRITE_LOW_WATER, StreamTransport, current_reactor
 
 CLIENT_RCVBUF = 64 * 1024
@@ -125,6 +125,32 @@ class TestSMTPNoopFlood(unittest.TestCase):
         held = buffered(server)
         self.assertTrue(stalled, f"server kept reading: {sent} bytes sent, {held} buffered")
         self.assertLessEqual(held, MAX_SERVER_BUFFER)
+
+    def test_noop_flood_stops_at_the_smtp_reply_marks(self) -> None:
+        # SMTP replies are tiny: the stream default (4 MiB held, and a kernel
+        # send buffer grown to megabytes) let a never-reading client have
+        # ~1 s of commands answered.  The SMTP marks stop it after kilobytes.
+        server = SMTPServer()
+        server.start()
+        self.addCleanup(server.stop)
+        sock = connect(server.server_address)
+        self.addCleanup(sock.close)
+        sock.setblocking(True)
+        sock.sendall(b"EHLO x\r\n")
+        sock.setblocking(False)
+        sent, stalled = send_until_stalled(sock, b"NOOP\r\n" * 10923)
+        self.assertTrue(stalled, f"server kept reading: {sent} bytes sent")
+        held = buffered(server)
+        self.assertLessEqual(held, REPLY_HIGH_WATER + 64 * 1024)
+
+        def kernel_buffers() -> list[int]:
+            return [
+                t.socket.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+                for t in transports(server)
+            ]
+
+        for size in on_reactor(kernel_buffers):  # Linux reports twice what was set
+            self.assertLessEqual(size, 2 * REPLY_KERNEL_BUFFER)
 
 
 class TestHTTPNeverRead(unittest.TestCase):

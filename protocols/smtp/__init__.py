@@ -41,10 +41,21 @@ from ._events import (
     StartTLSRequested,
 )
 from ._machine import AUTH_MECHANISMS, TRANSITIONS, SMTPServerConnection, State
-from ._server import Envelope, Login, Rejection, SMTPReject, SMTPServer, add_smtp_sink
+from ._server import (
+    REPLY_HIGH_WATER,
+    REPLY_KERNEL_BUFFER,
+    Envelope,
+    Login,
+    Rejection,
+    SMTPReject,
+    SMTPServer,
+    add_smtp_sink,
+)
 from ._state import TRIGGERS, Trigger
 
 __all__ = [
+    "REPLY_HIGH_WATER",
+    "REPLY_KERNEL_BUFFER",
     "AUTH_LINE_LIMIT",
     "AUTH_MECHANISMS",
     "COMMAND_LINE_LIMIT",

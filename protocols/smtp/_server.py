@@ -53,6 +53,8 @@ from ._machine import SMTPServerConnection
 _ENHANCED_RE = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}")
 
 __all__ = [
+    "REPLY_HIGH_WATER",
+    "REPLY_KERNEL_BUFFER",
     "Envelope",
     "Login",
     "Rejection",
@@ -60,6 +62,19 @@ __all__ = [
     "SMTPServer",
     "add_smtp_sink",
 ]
+
+#: Reply octets an SMTP connection holds for a client that does not read
+#: before it stops reading commands (its transport's high-water mark; reading
+#: resumes at a quarter).  SMTP replies are a few dozen octets and even a
+#: pipelining client (RFC 2920) reads them after each batch, so 256 KiB (some
+#: 30,000 replies) is far beyond an honest client's backlog, while a client
+#: that floods commands and never reads is stopped after milliseconds of work
+#: (the stream default, 4 MiB of 8-octet replies, took about 1.3 s of CPU).
+REPLY_HIGH_WATER = 256 * 1024
+
+#: The kernel's share of that backlog (the socket's send buffer): left to
+#: itself it grows to megabytes, each one more flood of commands answered.
+REPLY_KERNEL_BUFFER = 64 * 1024
 
 
 class SMTPReject(SMTPProtocolError):
@@ -175,6 +190,7 @@ class _SMTPConnection:
 
     def connection_made(self, transport: StreamTransport) -> None:
         self.transport = transport
+        transport.set_write_buffer_limits(REPLY_HIGH_WATER, kernel=REPLY_KERNEL_BUFFER)
         if transport.peername is not None:
             self.peer = transport.peername
         server = self.server
