@@ -346,6 +346,14 @@ class Reactor:
             self._shutdown_loop()
 
     def _shutdown_loop(self) -> None:
+        if self.death_cause is None:
+            # A normal exit: what the last pass queued still runs, once
+            # (e.g. connection_lost of the connections the last stop()
+            # closed, which transports deliver on the next pass).
+            ready = self._ready
+            for _ in range(len(ready)):
+                callback, args = ready.popleft()
+                self._dispatch(callback, *args)
         with self._waiters_lock:
             self.dead = self.death_cause is not None
             self._closed = True

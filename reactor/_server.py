@@ -80,6 +80,10 @@ _DRAIN_ACCEPT_LIMIT = 4096
 _DRAIN_DATAGRAM_LIMIT = 200_000
 
 
+def _noop() -> None:
+    """A barrier for :meth:`Reactor.run_sync`: the passes before it have run."""
+
+
 class _Lease:
     """One start()'s claim on the shared reactor, released exactly once.
 
@@ -482,6 +486,16 @@ class BaseServer:
                 ),
                 "stop()",
             )
+        else:
+            if not (last and last[0]):
+                # Transports deliver connection_lost on the loop's next pass:
+                # wait for that pass, so that every protocol of this server
+                # has heard of the close when stop() returns (for the last
+                # server the exiting loop runs it, and is joined below).
+                try:
+                    reactor.run_sync(_noop, timeout=max(0.0, deadline - time.monotonic()))
+                except (ReactorDied, ReactorExited, TimeoutError):
+                    pass
         self._join_workers(deadline)
         self._unlink_unix_path()
         if last and last[0]:

@@ -7,7 +7,9 @@ callbacks (the asyncio shape, without asyncio)::
     connection_made(transport)      once, before any data
     data_received(data: bytes)      decrypted application bytes
     eof_received() -> bool | None   peer half-closed; return True to keep writing
-    connection_lost(exc)            once, last; exc is None for a clean close
+    connection_lost(exc)            once, last, on the loop pass after the close
+                                    (never inside abort/close/write); exc is
+                                    None for a clean close
     pause_writing() / resume_writing()   optional: more than ``high_water``
                                     bytes wait to be sent / back at ``low_water``
 
@@ -148,8 +150,8 @@ class StreamTransport:
         self._events = 0
         self._reading = True
         self._paused_for_writes = False
-        self._closing = False  # close() called: flush, then close
-        self._closed = False  # socket closed, connection_lost delivered
+        self._closing = False  # close() called: flush, then close (also set once closed)
+        self._closed = False  # socket closed, connection_lost queued
         self._eof = False
         self._write_eof_pending = False
         self._flush_scheduled = False
@@ -184,7 +186,7 @@ class StreamTransport:
         return None if self._tls is None else self._tls.sslobj
 
     def is_closing(self) -> bool:
-        return self._closing or self._closed
+        return self._closing
 
     def get_write_buffer_size(self) -> int:
         held = 0 if self._tls is None else self._tls.pending_plain_size
@@ -223,7 +225,7 @@ class StreamTransport:
         sent by one ``send()`` at the end of the pass (a reply written in
         pieces still leaves in one segment, and pipelined replies share one).
         """
-        if self._closing or self._closed or not data:
+        if self._closing or not data:
             return
         if self._tls is not None:
             out = self._tls.write(bytes(data))  # held while handshaking
@@ -237,8 +239,7 @@ class StreamTransport:
             self._reactor.call_soon(self._scheduled_flush)
         if not self._paused_for_writes and self.get_write_buffer_size() > self.high_water:
             self._update_back_pressure()  # enforced on every write, not only on a flush
-            if not self._closed:
-                self._update_events()
+            self._update_events()
 
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
@@ -251,7 +252,7 @@ class StreamTransport:
 
     def close(self) -> None:
         """Close after the write buffer is flushed; reads stop at once."""
-        if self._closing or self._closed:
+        if self._closing:
             return
         self._closing = True
         self._reading = False
@@ -259,8 +260,7 @@ class StreamTransport:
             self._tls.unwrap()  # queues close_notify once the handshake is done
             self._wbuf += self._tls.take_output()
         self._flush()
-        if not self._closed:
-            self._update_events()
+        self._update_events()
 
     def abort(self, exc: BaseException | None = None) -> None:
         """Close now, dropping anything unsent."""
@@ -302,7 +302,7 @@ class StreamTransport:
         stop are handled, not lost.  Bounded: it stops at EAGAIN.
         """
         for _ in range(4096):
-            if self._closed or self._closing or self._eof:
+            if self._closing or self._eof:
                 return
             if not self._read_once():
                 return
@@ -310,9 +310,9 @@ class StreamTransport:
     # -- I/O callbacks ------------------------------------------------------
 
     def _on_events(self, mask: int) -> None:
-        if mask & selectors.EVENT_WRITE and not self._closed:
+        if mask & selectors.EVENT_WRITE:
             self._flush()
-        if mask & selectors.EVENT_READ and not self._closed and self._reading:
+        if mask & selectors.EVENT_READ and self._reading:  # False once closed
             self._read_once()
 
     def _read_once(self) -> bool:
@@ -341,9 +341,7 @@ class StreamTransport:
             self._force_close(None)
             return
         keep_open = self._call(self.protocol.eof_received)
-        if self._closed:
-            return
-        if keep_open:
+        if keep_open:  # (if it aborted, both branches below are no-ops)
             self._update_events()
         else:
             self.close()
@@ -407,6 +405,7 @@ class StreamTransport:
             return
         self._closed = True
         self._closing = True
+        self._reading = False
         if self._tls is not None:
             self._tls.close()
         if self._events:
@@ -414,9 +413,18 @@ class StreamTransport:
             self._events = 0
         self._sock.close()
         self._wbuf.clear()
-        if self._on_closed is not None:
-            self._on_closed(self)
-        self._call(self.protocol.connection_lost, exc)
+        # The protocol hears of it on the next pass, never from inside the
+        # transport call (abort, close, write...) that closed the connection.
+        self._reactor.call_soon(self._connection_lost, exc)
+
+    def _connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            self._call(self.protocol.connection_lost, exc)
+        finally:
+            # Server bookkeeping last: once a connection no longer counts
+            # (connection_count, wait_for), its connection_lost has run.
+            if self._on_closed is not None:
+                self._on_closed(self)
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -436,11 +444,11 @@ class StreamTransport:
             self._tls_feed(b"")  # the client speaks first
 
     def _tls_timed_out(self) -> None:
-        if not self._closed:
-            self._owner.handle_tls_error(
-                TimeoutError(f"TLS handshake not done in {TLS_HANDSHAKE_TIMEOUT} s"), self.peername
-            )
-            self._force_close(None)
+        # Never after _force_close: that cancels the layer's timer.
+        self._owner.handle_tls_error(
+            TimeoutError(f"TLS handshake not done in {TLS_HANDSHAKE_TIMEOUT} s"), self.peername
+        )
+        self._force_close(None)
 
     def _tls_feed(self, data: bytes) -> None:
         tls = self._tls
