@@ -18,7 +18,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 import unittest
@@ -53,6 +52,9 @@ CONTINUE = 100
 
 TIMEOUT = 10.0  # generous: a noisy 2-core box
 CURL = shutil.which("curl")
+
+#: The repository root: the child process runs ``python -m tests.neighbour_latency`` there.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def connect(port: int, host: str = "127.0.0.1") -> socket.socket:
@@ -804,36 +806,12 @@ class HostileLoadTests(unittest.TestCase):
         # The clients run in a child process: in this one they would compete
         # with the busy reactor thread for the GIL, which is not what is
         # measured here (how long the reactor leaves server B waiting).
-        child = textwrap.dedent(
-            """
-            import http.client, socket, statistics, sys, threading, time
-            a_port, b_port = int(sys.argv[1]), int(sys.argv[2])
-            flood = b"1\\r\\nx\\r\\n" * (1 << 20)  # 1 MiB of 1-byte chunks
-            sender = socket.create_connection(("127.0.0.1", a_port))
-            def send():
-                sender.sendall(b"POST /f HTTP/1.1\\r\\nHost: h\\r\\n"
-                               b"Transfer-Encoding: chunked\\r\\n\\r\\n" + flood + b"0\\r\\n\\r\\n")
-                sender.recv(100)  # A's answer: the flood was processed
-                done.set()
-            done = threading.Event()
-            threading.Thread(target=send, daemon=True).start()
-            conn = http.client.HTTPConnection("127.0.0.1", b_port, timeout=10)
-            lat = []
-            while not done.is_set() and len(lat) < 300:
-                t0 = time.monotonic()
-                conn.request("GET", "/b")
-                conn.getresponse().read()
-                lat.append(time.monotonic() - t0)
-            conn.close()
-            done.wait(30)
-            sender.close()
-            print(len(lat), statistics.median(lat), max(lat))
-            """
-        )
         with HTTPServer(handler=lambda r: Reply(200, b"ok")) as a, \
                 HTTPServer(handler=lambda r: Reply(200, b"ok")) as b:
             out = subprocess.run(
-                [sys.executable, "-c", child, str(a.port), str(b.port)],
+                [sys.executable, "-m", "tests.neighbour_latency", "chunks",
+                 str(a.port), str(b.port), str(1 << 20)],  # 1 MiB of 1-byte chunks
+                cwd=ROOT,
                 capture_output=True, text=True, timeout=60,
             )
         self.assertEqual(out.returncode, 0, out.stderr)

@@ -7,10 +7,10 @@ budget itself (:class:`reactor.PassBudget`) counts events and time.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import unittest
@@ -19,6 +19,9 @@ from protocols import HTTPServer, Reply, TCPServer
 from reactor import EVENTS_PER_PASS, PASS_TIME_BUDGET, PassBudget
 
 LINES = 100_000
+
+#: The repository root: the child process runs ``python -m tests.neighbour_latency`` there.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class PassBudgetCountsEventsAndTime(unittest.TestCase):
@@ -57,36 +60,6 @@ class LineFloodDoesNotStallOtherServers(unittest.TestCase):
         # The clients run in a child process: in this one they would compete
         # with the busy reactor thread for the GIL, which is not what is
         # measured here (how long the reactor leaves server B waiting).
-        child = textwrap.dedent(
-            """
-            import http.client, socket, statistics, sys, threading, time
-            a_port, b_port, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-            flood = b"".join(b"%d\\n" % i for i in range(n))
-            sender = socket.create_connection(("127.0.0.1", a_port))
-            def send():
-                sender.sendall(flood)  # one send of every line
-                got = b""
-                while not got.endswith(b"\\n"):
-                    chunk = sender.recv(100)  # A's answer: every line was delivered
-                    if not chunk:
-                        break
-                    got += chunk
-                done.set()
-            done = threading.Event()
-            threading.Thread(target=send, daemon=True).start()
-            conn = http.client.HTTPConnection("127.0.0.1", b_port, timeout=10)
-            lat = []
-            while not done.is_set() and len(lat) < 1000:
-                t0 = time.monotonic()
-                conn.request("GET", "/b")
-                conn.getresponse().read()
-                lat.append(time.monotonic() - t0)
-            conn.close()
-            done.wait(30)
-            sender.close()
-            print(len(lat), statistics.median(lat), max(lat))
-            """
-        )
         lines: list[bytes] = []
 
         def on_line(conn: object, line: bytes) -> None:
@@ -97,7 +70,9 @@ class LineFloodDoesNotStallOtherServers(unittest.TestCase):
         with TCPServer(on_line=on_line, record=False) as a, \
                 HTTPServer(handler=lambda r: Reply(200, b"ok"), record=False) as b:
             out = subprocess.run(
-                [sys.executable, "-c", child, str(a.port), str(b.port), str(LINES)],
+                [sys.executable, "-m", "tests.neighbour_latency", "lines", str(a.port), str(b.port),
+                 str(LINES)],
+                cwd=ROOT,
                 capture_output=True, text=True, timeout=120,
             )
             a.wait_for(lambda: len(lines) == LINES, timeout=30)
