@@ -66,6 +66,7 @@ from .smtp import (
     add_smtp_sink,
 )
 from .syslog import (
+    SyslogError,
     SyslogMessage,
     SyslogTCPServer,
     SyslogTLSServer,
@@ -122,6 +123,7 @@ __all__ = [
     "UDPServer",
     "UnixDatagramServer",
     "UnixStreamServer",
+    "SyslogError",
     "SyslogMessage",
     "SyslogTCPServer",
     "SyslogTLSServer",

@@ -1,7 +1,9 @@
 """Every exception this package raises on its own, in one taxonomy.
 
 :class:`TestServersError` is the root: every library condition raises a
-subclass of it (the protocol packages derive their own bases from it too).
+subclass of it.  The protocol packages derive their own bases from it:
+``protocols.http.HTTPProtocolError``, ``protocols.smtp.SMTPProtocolError`` and
+``protocols.syslog.SyslogError``.
 Like trio, lifecycle errors keep three causes apart:
 
 * *you closed it*: :class:`ServerClosedError` (and :class:`ServerStoppedError`

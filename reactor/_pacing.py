@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from typing import Final
 
+from ._errors import InvalidArgumentError
+
 __all__ = ["EVENTS_PER_PASS", "PASS_TIME_BUDGET", "PassBudget"]
 
 #: Events (requests, chunks, lines, machine calls) one connection may process
@@ -30,13 +32,15 @@ class PassBudget:
     each event: it returns True while the budget allows that event and False
     once it is spent (the caller then yields: pauses reading, schedules its
     continuation with ``reactor.call_soon`` and returns).  Never raises.
+
+    :raises InvalidArgumentError: (from the constructor) events < 1 or seconds <= 0.
     """
 
     __slots__ = ("events", "seconds", "_left", "_deadline")
 
     def __init__(self, events: int = EVENTS_PER_PASS, seconds: float = PASS_TIME_BUDGET) -> None:
         if events < 1 or not seconds > 0:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"PassBudget needs events >= 1 and seconds > 0, got {events!r}, {seconds!r}"
             )
         self.events = events

@@ -9,8 +9,10 @@ from ._parser import (
     Facility,
     Frame,
     Framing,
+    InvalidArgumentError,
     SDElement,
     Severity,
+    SyslogError,
     SyslogFormat,
     SyslogFramer,
     SyslogMessage,
@@ -29,6 +31,8 @@ from ._server import (
 )
 
 __all__ = [
+    "InvalidArgumentError",
+    "SyslogError",
     "MAX_MESSAGE_SIZE",
     "MAX_OCTET_COUNT",
     "Facility",

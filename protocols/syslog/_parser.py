@@ -37,9 +37,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
+from reactor import TestServersError
+
 from .._buffer import ReceiveBuffer
 
 __all__ = [
+    "InvalidArgumentError",
+    "SyslogError",
     "MAX_MESSAGE_SIZE",
     "MAX_OCTET_COUNT",
     "Facility",
@@ -88,6 +92,19 @@ _BOM: Final = b"\xef\xbb\xbf"
 _TRAILER: Final = b"\x00\r\n"  # what senders append: NUL (SysLogHandler), CR, LF
 
 
+
+class SyslogError(TestServersError):
+    """Base of every error :mod:`protocols.syslog` raises on its own.
+
+    A message that does not parse is never an error: it is recorded with its
+    reason.  Errors are for the caller's own mistakes.
+    """
+
+
+class InvalidArgumentError(SyslogError, ValueError):
+    """A value given to the package is invalid (an unknown severity name, a
+    record that cannot be formatted).  Still a ``ValueError``, which it replaced."""
+
 class Severity(enum.IntEnum):
     """RFC 5424 §6.2.1 severities (the low three bits of PRI)."""
 
@@ -104,16 +121,20 @@ class Severity(enum.IntEnum):
     def from_name(cls, value: str | int) -> Severity:
         """A severity from its number, RFC name or a usual alias (``"error"``, ``"warn"``).
 
-        :raises ValueError: an unknown name or a number outside 0-7.
+        :raises InvalidArgumentError: an unknown name or a number outside 0-7
+            (a ``ValueError`` too).
         """
         if isinstance(value, int):
-            return cls(value)
+            try:
+                return cls(value)
+            except ValueError:
+                raise InvalidArgumentError(f"syslog severity {value!r} is not 0-7") from None
         key = value.strip().upper()
         key = _SEVERITY_ALIASES.get(key, key)
         try:
             return cls[key]
         except KeyError:
-            raise ValueError(f"unknown syslog severity {value!r}") from None
+            raise InvalidArgumentError(f"unknown syslog severity {value!r}") from None
 
 
 _SEVERITY_ALIASES: Final = {
@@ -561,14 +582,14 @@ def format_message(record: SyslogMessage) -> bytes:
     What :func:`parse_message` makes of them has the same fields (the
     round trip the tests check).  An INVALID record formats as its raw bytes.
 
-    :raises ValueError: a field the format cannot carry (RFC 5424 fields with
+    :raises InvalidArgumentError: a field the format cannot carry (RFC 5424 fields with
         spaces, a PRI-less record).
     """
     if record.format is SyslogFormat.INVALID:
         return record.raw
     pri = record.pri
     if pri is None:
-        raise ValueError("a record without facility and severity has no PRI")
+        raise InvalidArgumentError("a record without facility and severity has no PRI")
     body = (_BOM if record.bom else b"") + record.message.encode("utf-8")
     if record.format is SyslogFormat.RFC3164:
         out = b"<%d>" % pri
@@ -591,7 +612,7 @@ def format_message(record: SyslogMessage) -> bytes:
         if value is None:
             return b"-"
         if not value or any(not 33 <= ord(c) <= 126 for c in value):
-            raise ValueError(f"RFC 5424 header field {value!r} is not PRINTUSASCII")
+            raise InvalidArgumentError(f"RFC 5424 header field {value!r} is not PRINTUSASCII")
         return value.encode("ascii")
 
     ts_text = b"-" if record.timestamp is None else _format_rfc3339(record.timestamp).encode()

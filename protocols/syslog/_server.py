@@ -145,7 +145,7 @@ class SyslogServer(BaseServer):
         ``(sd_id, param, value)``; ``text`` a substring of the message.
 
         :raises TimeoutError: listing what did arrive.
-        :raises ValueError: an unknown severity name.
+        :raises InvalidArgumentError: an unknown severity name (a ``ValueError``).
         :raises ReactorDied: the reactor thread died meanwhile.
         """
         if severity is not None:
