@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
     def send() -> None:
         sender.sendall(flood)  # one send of the whole flood
         got = b""
-        while not got.endswith(b"\n"):  # A's answer: the flood was processed
+        while b"\n" not in got:  # A's first answer line: the flood was processed
             chunk = sender.recv(100)
             if not chunk:
                 break
