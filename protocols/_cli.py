@@ -199,22 +199,6 @@ def _udp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
     return UDPServer((args.host, args.udp), reply=reply, record=False, poll_interval=None)
 
 
-class _SinkHTTPServer(HTTPServer):
-    """The HTTP sink: also prints each protocol error (400, 505...) it answers."""
-
-    printer: Printer
-
-    def _protocol_error(self, exc: RemoteProtocolError, peer: Any) -> None:
-        super()._protocol_error(exc, peer)
-        self.printer.block(
-            f"HTTP protocol error from {peer}: answered {exc.status_hint}",
-            str(exc),
-            peer=str(peer),
-            status=exc.status_hint,
-            error=str(exc),
-        )
-
-
 def _http_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
     def handler(request: HTTPRequest) -> Reply:
         head = "".join(f"{name}: {value}\n" for name, value in request.headers)
@@ -229,9 +213,24 @@ def _http_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
         )
         return Reply(200, "OK\n")
 
-    server = _SinkHTTPServer((args.host, args.http), handler, record=False, poll_interval=None)
-    server.printer = p
-    return server
+    def protocol_error(exc: RemoteProtocolError, peer: Any) -> None:
+        # The body is what the client sent, escaped (a bounded slice of it:
+        # see protocols.http.OFFENDING_BYTES_LIMIT).
+        p.block(
+            f"HTTP protocol error from {peer}: answered {exc.status_hint} ({exc})",
+            _show(exc.offending),
+            peer=str(peer),
+            status=exc.status_hint,
+            error=str(exc),
+        )
+
+    return HTTPServer(
+        (args.host, args.http),
+        handler,
+        record=False,
+        on_protocol_error=protocol_error,
+        poll_interval=None,
+    )
 
 
 def _smtp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
@@ -357,7 +356,7 @@ def build_sinks(args: argparse.Namespace, printer: Printer) -> list[BaseServer]:
 
 
 def _describe_sink(server: BaseServer, args: argparse.Namespace) -> str:
-    name = type(server).__name__.lstrip("_").replace("Sink", "")  # _SinkHTTPServer: HTTPServer
+    name = type(server).__name__
     text = f"{name} listening on {server.server_address}"
     if isinstance(server, SMTPServer):
         tls = getattr(args, "smtp_tls", "off")

@@ -259,8 +259,15 @@ class CLITest(unittest.TestCase):
         sink.wait_for_output("answered 505", "answered 400")
         code, out, err = sink.interrupt()
         self.assertEqual(code, 0, err)
-        self.assertIn("answered 505\nunsupported HTTP version", out)
-        self.assertIn("answered 400\nmalformed request line", out)
+        # The reason on the title line, then what the client sent, escaped.
+        self.assertIn(
+            "answered 505 (unsupported HTTP version)\nPRI * HTTP/2.0\\x0d\n\\x0d\nSM\\x0d\n\\x0d\n",
+            out,
+        )
+        self.assertIn(
+            "answered 400 (malformed request line)\nGET /\\x1b[31m HTTP/1.1\\x0d\n\\x0d\n", out
+        )
+        self.assertNotIn("\x1b", out)
 
     def test_json_lines(self) -> None:
         import json

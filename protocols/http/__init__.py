@@ -10,7 +10,12 @@ CPython's test_logging helper).
 """
 
 from ._compat import CompatRequest, TestHTTPServer
-from ._errors import AlreadyAnsweredError, InvalidArgumentError, InvalidReplyError
+from ._errors import (
+    OFFENDING_BYTES_LIMIT,
+    AlreadyAnsweredError,
+    InvalidArgumentError,
+    InvalidReplyError,
+)
 from ._events import (
     DEFAULT_LIMITS,
     MAX_BODY_SIZE,
@@ -47,6 +52,7 @@ __all__ = [
     "MAX_HEADER_FIELDS",
     "MAX_REQUEST_LINE",
     "NEED_DATA",
+    "OFFENDING_BYTES_LIMIT",
     "PAUSED",
     "CompatRequest",
     "ConnectionClosed",

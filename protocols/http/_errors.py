@@ -24,6 +24,7 @@ from __future__ import annotations
 from reactor import TestServersError
 
 __all__ = [
+    "OFFENDING_BYTES_LIMIT",
     "AlreadyAnsweredError",
     "HTTPProtocolError",
     "InvalidArgumentError",
@@ -32,6 +33,12 @@ __all__ = [
     "NoResponseError",
     "RemoteProtocolError",
 ]
+
+
+#: Most octets of the offending input a :class:`RemoteProtocolError` keeps
+#: in ``offending`` (enough for a request line and a few fields; a hostile
+#: 1 MB head is not copied).
+OFFENDING_BYTES_LIMIT = 256
 
 
 class HTTPProtocolError(TestServersError):
@@ -55,7 +62,14 @@ class RemoteProtocolError(HTTPProtocolError):
     state and, if no response had been started, an error response with status
     ``status_hint`` and ``Connection: close`` is already queued in
     ``data_to_send()``; the caller sends it and closes the connection.
+
+    ``offending`` holds (at most :data:`OFFENDING_BYTES_LIMIT` octets of) the
+    input that was refused, exactly as received: for a request head, the
+    head from its first octet; in a body, the octets around where reading
+    stopped.  It is ``b""`` when the error was not raised by the machine.
     """
+
+    offending: bytes = b""
 
 
 class LocalProtocolError(HTTPProtocolError):

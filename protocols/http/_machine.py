@@ -64,6 +64,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from .._buffer import ReceiveBuffer
+from ._errors import OFFENDING_BYTES_LIMIT
 from ._events import (
     DEFAULT_LIMITS,
     NEED_DATA,
@@ -226,12 +227,14 @@ class HTTP11Machine:
         state = self.their_state
         if state is _ERROR:
             raise LocalProtocolError(f"the connection failed earlier: {self.error}")
+        start = self._rb.pos
         try:
             if state is _IDLE:
                 return self._read_head()
             if state is _SEND_BODY:
                 return self._read_body()
         except RemoteProtocolError as exc:
+            exc.offending = _offending(self._rb, start, state is _IDLE)
             self._fail(exc)
             raise
         if state is _CLOSED:
@@ -634,3 +637,14 @@ class HTTP11Machine:
             )
             self._out += body
 
+
+def _offending(rb: ReceiveBuffer, start: int, head: bool) -> bytes:
+    """The refused input a RemoteProtocolError keeps (``OFFENDING_BYTES_LIMIT`` octets).
+
+    ``start`` is where the failing ``next_event()`` began reading: for a head
+    the slice begins there (``rb.pos`` may already be past it); in a body it
+    is centred on where reading stopped, not before ``start``.
+    """
+    if not head:
+        start = max(start, rb.pos - OFFENDING_BYTES_LIMIT // 2)
+    return bytes(rb.data[start : start + OFFENDING_BYTES_LIMIT])

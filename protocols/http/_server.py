@@ -599,6 +599,12 @@ class HTTPServer(StreamServerBase):
         now without reading the body: no ``100 Continue`` is ever sent for
         it, the request is recorded with ``complete=False``, and the
         connection closes after the response.
+    :param on_protocol_error: ``on_protocol_error(error, peer)`` on the
+        reactor thread for each malformed or hostile request refused, after
+        it was recorded in :attr:`protocol_errors`: ``error`` is the
+        :class:`RemoteProtocolError` (``str(error)`` the reason,
+        ``status_hint`` the status answered, ``offending`` the refused
+        input), ``peer`` the client's address.  Exceptions go to ``errors``.
 
     Other keywords are :class:`reactor.BaseServer`'s (``poll_interval``,
     ``idle_timeout``, ``raise_errors``...).  Usable as a context manager::
@@ -617,15 +623,19 @@ class HTTPServer(StreamServerBase):
         limits: HTTPLimits = DEFAULT_LIMITS,
         record: bool = True,
         on_head: Callable[[Request], HandlerResult] | None = None,
+        on_protocol_error: Callable[[RemoteProtocolError, Any], object] | None = None,
         **kwargs: Any,
     ) -> None:
         self.handler = handler
         self.on_head = on_head
+        self.on_protocol_error = on_protocol_error
         self.limits = limits
         self.record = record
         #: Every complete request, in arrival order (if ``record``).
         self.requests: list[HTTPRequest] = []
-        #: Malformed or hostile requests that were refused (4xx/5xx sent).
+        #: Malformed or hostile requests that were refused (4xx/5xx sent):
+        #: each a :class:`RemoteProtocolError` with the reason (``str()``),
+        #: ``status_hint`` and the ``offending`` input octets.
         self.protocol_errors: list[RemoteProtocolError] = []
         #: Requests still waiting for a late response (``respond_later()``,
         #: ``Reply(delay=...)``) when ``stop()`` ran: each client got a 503.
@@ -738,6 +748,11 @@ class HTTPServer(StreamServerBase):
 
     def _protocol_error(self, exc: RemoteProtocolError, peer: Any) -> None:
         self._record(self.protocol_errors, exc)
+        if self.on_protocol_error is not None:
+            try:
+                self.on_protocol_error(exc, peer)
+            except Exception as cb_exc:
+                self.handle_error(cb_exc, f"on_protocol_error for {safe_repr(exc)}")
 
     # -- waiting (any thread) -------------------------------------------------------
 
