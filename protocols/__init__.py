@@ -31,6 +31,7 @@ from ._datagram import (
     UDPServer,
     UnixDatagramServer,
 )
+from ._match import Contains, Exact, Matcher, Prefix, Subset
 from ._stream import (
     MAX_LINE_LENGTH,
     MAX_RECORDED_BYTES,
@@ -43,9 +44,11 @@ from ._stream import (
     TestUnixStreamServer,
     UnixStreamServer,
 )
-from ._tls import localhost_contexts
+from ._tls import CA_FILE, client_context, localhost_contexts, server_context
 from .http import (
     CompatRequest,
+    Expectation,
+    ExpectationError,
     HTTP11Machine,
     HTTPLimits,
     HTTPRequest,
@@ -54,6 +57,8 @@ from .http import (
     Reply,
     Responder,
     TestHTTPServer,
+    UnexpectedRequest,
+    make_reply,
 )
 from .smtp import (
     Envelope,
@@ -76,6 +81,18 @@ from .syslog import (
 )
 
 __all__ = [
+    "CA_FILE",
+    "Contains",
+    "Exact",
+    "Expectation",
+    "ExpectationError",
+    "Matcher",
+    "Prefix",
+    "Subset",
+    "UnexpectedRequest",
+    "client_context",
+    "make_reply",
+    "server_context",
     "MAX_LINE_LENGTH",
     "MAX_RECORDED_BYTES",
     "Datagram",

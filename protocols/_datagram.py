@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 
 from reactor import DEFAULT_WAIT_TIMEOUT, DatagramServerBase, UsageError
 
+from . import _match
+
 __all__ = [
     "Datagram",
     "DatagramRequest",
@@ -124,12 +126,29 @@ class DatagramServer(DatagramServerBase):
             self._notify()
 
     def wait_for_datagrams(
-        self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT
+        self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT, **matchers: Any
     ) -> list[Datagram]:
-        """Wait until ``count`` datagrams were recorded; return the first ``count``."""
+        """Wait until ``count`` datagrams (matching ``data=``/``peer=``/``predicate=``,
+        if given) were recorded; return the first ``count``.
+
+        :raises TimeoutError: naming what arrived, and the nearest miss.
+        """
         if not self.record:
             raise UsageError("this server was created with record=False")
-        return self._wait_for_items(lambda: self.datagrams, count, timeout, "datagram(s)")
+        return _match.wait_matching(
+            self,
+            lambda: self.datagrams,
+            count,
+            timeout,
+            "datagram(s)",
+            _match.datagram_criteria(**matchers),
+            _match.describe_datagram,
+        )
+
+    def find_datagrams(self, **matchers: Any) -> list[Datagram]:
+        """Recorded datagrams matching ``data=``/``peer=``/``predicate=`` (a snapshot)."""
+        criteria = _match.datagram_criteria(**matchers)
+        return [d for d in list(self.datagrams) if criteria.matches(d)]
 
 
 class UDPServer(DatagramServer):

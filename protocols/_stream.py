@@ -38,6 +38,8 @@ from reactor import (
     ThreadedStreamServerBase,
 )
 
+from . import _match
+
 __all__ = [
     "Stream",
     "StreamConnection",
@@ -330,30 +332,50 @@ class StreamServer(ThreadedStreamServerBase):
     # -- waiting --------------------------------------------------------------
 
     def wait_for_streams(
-        self, count: int = 1, *, closed: bool = True, timeout: float | None = DEFAULT_WAIT_TIMEOUT
+        self,
+        count: int = 1,
+        *,
+        closed: bool = True,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        **matchers: Any,
     ) -> list[Stream]:
-        """Wait until ``count`` connections were seen (and, by default, ended).
+        """Wait until ``count`` connections were seen (and, by default, ended),
+        matching ``data=``/``peer=``/``predicate=`` if given (:mod:`protocols._match`).
 
-        Returns those streams, oldest first.  :raises TimeoutError:
+        Returns those streams, oldest first.
+        :raises TimeoutError: naming what arrived, and the nearest miss.
         """
+        what = f"{'closed ' if closed else ''}connection(s)"
+        return _match.wait_matching(
+            self,
+            lambda: self.streams,
+            count,
+            timeout,
+            what,
+            _match.stream_criteria(**matchers),
+            _match.describe_stream,
+            extra=(lambda s: s.closed) if closed else None,
+        )
 
-        def done() -> list[Stream] | None:
-            got = [s for s in self.streams if s.closed or not closed]
-            return got[:count] if len(got) >= count else None
+    def wait_for_data(self, needle: Any, timeout: float | None = DEFAULT_WAIT_TIMEOUT) -> Stream:
+        """Wait until some connection has received ``needle`` (bytes: a substring;
+        or any ``data=`` matcher, e.g. a regex); return its stream."""
+        if isinstance(needle, (bytes, bytearray)):
+            needle = _match.Contains(bytes(needle))
+        return _match.wait_matching(
+            self,
+            lambda: self.streams,
+            1,
+            timeout,
+            "connection(s)",
+            _match.stream_criteria(data=needle),
+            _match.describe_stream,
+        )[0]
 
-        what = f"{count} {'closed ' if closed else ''}connection(s)"
-        return self.wait_for(done, timeout, what)
-
-    def wait_for_data(self, needle: bytes, timeout: float | None = DEFAULT_WAIT_TIMEOUT) -> Stream:
-        """Wait until some connection has received ``needle``; return its stream."""
-
-        def found() -> Stream | None:
-            for s in self.streams:
-                if needle in s.data:
-                    return s
-            return None
-
-        return self.wait_for(found, timeout, f"{needle!r}")
+    def find_streams(self, **matchers: Any) -> list[Stream]:
+        """Recorded streams matching ``data=``/``peer=``/``predicate=`` (a snapshot)."""
+        criteria = _match.stream_criteria(**matchers)
+        return [s for s in list(self.streams) if criteria.matches(s)]
 
 
 class TCPServer(StreamServer):

@@ -14,7 +14,16 @@ from __future__ import annotations
 import os
 import ssl
 
-__all__ = ["CA_FILE", "CERT_DIR", "CERT_FILE", "KEYCERT_FILE", "KEY_FILE", "localhost_contexts"]
+__all__ = [
+    "CA_FILE",
+    "CERT_DIR",
+    "CERT_FILE",
+    "KEYCERT_FILE",
+    "KEY_FILE",
+    "client_context",
+    "localhost_contexts",
+    "server_context",
+]
 
 #: Directory of the committed PEM files.
 CERT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "certs")
@@ -40,7 +49,27 @@ def localhost_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
 
     :raises OSError: the certificate files are missing.
     """
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(CERT_FILE, KEY_FILE)
-    client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=CA_FILE)
-    return server_ctx, client_ctx
+    return server_context(), client_context()
+
+
+def server_context() -> ssl.SSLContext:
+    """A new server context presenting the localhost certificate.
+
+    :raises OSError: the certificate files are missing.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(CERT_FILE, KEY_FILE)
+    return ctx
+
+
+def client_context() -> ssl.SSLContext:
+    """A new client context that trusts only the test CA (CERT_REQUIRED, hostname checks).
+
+    Ready for ``smtplib`` (``context=``), ``urllib.request`` (``context=``),
+    ``http.client``, ``httpx`` (``verify=``) and ``urllib3``
+    (``ssl_context=``); ``requests`` and ``curl`` take the file itself:
+    ``verify=CA_FILE``, ``--cacert CA_FILE``.
+
+    :raises OSError: the CA file is missing.
+    """
+    return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=CA_FILE)

@@ -156,3 +156,23 @@ class HandlerErrors(ReactorError):
         if first is not None:
             summary += f"; first: {safe_repr(first)}"
         super().__init__(summary)
+
+    def __str__(self) -> str:
+        """The summary, then each handler's traceback (the first :data:`SHOWN_TRACEBACKS`)."""
+        import traceback
+
+        text = super().__str__()
+        shown = self.errors[:SHOWN_TRACEBACKS]
+        for i, exc in enumerate(shown, 1):
+            try:
+                tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            except BaseException:  # noqa: BLE001 - a broken error must not hide the others
+                tb = safe_repr(exc) + "\n"
+            text += f"\n--- handler error {i} of {len(self.errors)} ---\n{tb.rstrip()}"
+        if len(self.errors) > len(shown):
+            text += f"\n... and {len(self.errors) - len(shown)} more (see .errors)"
+        return text
+
+
+#: Handler tracebacks ``str(HandlerErrors)`` shows at most (``.errors`` has all).
+SHOWN_TRACEBACKS = 10

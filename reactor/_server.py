@@ -40,6 +40,7 @@ from ._errors import (
     ServerClosedError,
     ServerStoppedError,
     WaitTimeout,
+    safe_repr,
 )
 from ._loop import Reactor, TimerHandle, acquire, current_reactor, release
 from ._transport import DatagramTransport, Listener, StreamProtocol, StreamTransport
@@ -66,6 +67,9 @@ MIN_STOP_WAIT = 0.05
 
 #: Default timeout of ``wait_for()`` and the ``wait_for_*`` helpers.
 DEFAULT_WAIT_TIMEOUT = 10.0
+
+#: Records summarized (the newest ones) in a ``wait_for_*`` timeout message.
+WAIT_REPORT_ITEMS = 5
 
 #: SO_RCVBUF asked for datagram sockets (the kernel caps it at
 #: net.core.rmem_max): bursts from a log shipper must not be dropped while
@@ -648,28 +652,52 @@ class BaseServer:
             self._cond.notify_all()
 
     def _wait_for_items(
-        self, records: Callable[[], list[T]], count: int, timeout: float | None, what: str
+        self,
+        records: Callable[[], list[T]],
+        count: int,
+        timeout: float | None,
+        what: str,
+        describe: Callable[[T], str] | None = None,
     ) -> list[T]:
-        """Wait until ``records()`` holds ``count`` items; return the first ``count``."""
+        """Wait until ``records()`` holds ``count`` items; return the first ``count``.
+
+        On timeout the error also says how many arrived and summarizes the
+        last :data:`WAIT_REPORT_ITEMS` with ``describe`` (default: a cut ``repr``).
+        """
 
         def enough() -> list[T] | None:
             items = records()
             return items[:count] if len(items) >= count else None
 
-        return self.wait_for(enough, timeout, f"{count} {what}")
+        def report() -> str:
+            items = list(records())
+            text = f"{len(items)} arrived"
+            last = items[-WAIT_REPORT_ITEMS:]
+            for item in last:
+                try:
+                    line = describe(item) if describe is not None else repr(item)
+                except Exception:  # noqa: BLE001 - a report must not fail the wait
+                    line = f"<{type(item).__name__}>"
+                text += f"\n  {line[:200]}"
+            return text
+
+        return self.wait_for(enough, timeout, f"{count} {what}", report=report)
 
     def wait_for(
         self,
         predicate: Callable[[], T | None],
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         what: str = "condition",
+        *,
+        report: Callable[[], str] | None = None,
     ) -> T:
         """Block until ``predicate()`` is true and return its value.
 
         The predicate is re-evaluated whenever the server records something.
 
-        :raises WaitTimeout: (a ``TimeoutError``) naming ``what``, if
-            ``timeout`` passes first.
+        :raises WaitTimeout: (a ``TimeoutError``) naming the server and its
+            address, ``what`` was awaited and, with ``report``, what
+            ``report()`` says arrived, if ``timeout`` passes first.
         :raises ReactorDied: at once if the reactor thread dies meanwhile
             (unless the predicate is already true).
         :raises ServerStoppedError: at once if the server was started when
@@ -701,9 +729,18 @@ class BaseServer:
                 f"{type(self).__name__}: the server was stopped while waiting for {what}"
             )
         if not result:
-            name = type(self).__name__
-            raise WaitTimeout(f"{name}: timed out after {timeout} s waiting for {what}")
+            msg = f"{self._label()}: timed out after {timeout} s waiting for {what}"
+            if report is not None:
+                try:
+                    msg += f"; {report()}"
+                except Exception as exc:  # noqa: BLE001 - never hide the timeout
+                    msg += f"; (report failed: {safe_repr(exc)})"
+            raise WaitTimeout(msg)
         return result
+
+    def _label(self) -> str:
+        """``"HTTPServer ('127.0.0.1', 8080)"``: names the server in messages."""
+        return f"{type(self).__name__} {self.server_address!r}"
 
 
 class StreamServerBase(BaseServer):

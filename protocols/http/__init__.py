@@ -4,7 +4,8 @@ Modules: ``_errors`` (the error classes, one base: :class:`HTTPProtocolError`),
 ``_events`` (events, sentinels, limits), ``_state`` (the
 state enum and every transition), ``_grammar`` (RFC 9110/9112 token and field
 grammar), ``_framing`` (message framing and the serialized head),
-``_machine`` (:class:`HTTP11Machine`), ``_server`` (the native
+``_machine`` (:class:`HTTP11Machine`), ``_expect`` (expectations and strict
+mode), ``_server`` (the native
 :class:`HTTPServer`) and ``_compat`` (``TestHTTPServer``, the drop-in for
 CPython's test_logging helper).
 """
@@ -38,6 +39,7 @@ from ._events import (
     Request,
     Response,
 )
+from ._expect import Expectation, ExpectationError, SequenceExhausted, UnexpectedRequest, make_reply
 from ._machine import CHUNKS_PER_DATA_EVENT, HTTP11Machine
 from ._server import HTTPRequest, HTTPServer, NoResponseError, Reply, Responder
 from ._state import State
@@ -59,6 +61,11 @@ __all__ = [
     "Data",
     "EndOfMessage",
     "Event",
+    "Expectation",
+    "ExpectationError",
+    "SequenceExhausted",
+    "UnexpectedRequest",
+    "make_reply",
     "HTTP11Machine",
     "HTTPLimits",
     "HTTPProtocolError",

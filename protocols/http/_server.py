@@ -65,6 +65,7 @@ from ._events import (
     RemoteProtocolError,
     Request,
 )
+from ._expect import ExpectingServer
 from ._machine import HTTP11Machine
 from ._state import State
 
@@ -579,7 +580,7 @@ class _HTTPConnection:
 Handler = Callable[[HTTPRequest], HandlerResult]
 
 
-class HTTPServer(StreamServerBase):
+class HTTPServer(ExpectingServer, StreamServerBase):
     """An HTTP/1.1 server (HTTPS with ``ssl_context``) on the shared reactor.
 
     :param addr: ``(host, port)``; default ``("127.0.0.1", 0)``.
@@ -605,6 +606,9 @@ class HTTPServer(StreamServerBase):
         :class:`RemoteProtocolError` (``str(error)`` the reason,
         ``status_hint`` the status answered, ``offending`` the refused
         input), ``peer`` the client's address.  Exceptions go to ``errors``.
+    :param strict: answer requests no expectation (``expect()``) and no
+        handler answers with a 500 naming the nearest expectations, and
+        record them in :attr:`unexpected` (see :mod:`protocols.http._expect`).
 
     Other keywords are :class:`reactor.BaseServer`'s (``poll_interval``,
     ``idle_timeout``, ``raise_errors``...).  Usable as a context manager::
@@ -624,9 +628,11 @@ class HTTPServer(StreamServerBase):
         record: bool = True,
         on_head: Callable[[Request], HandlerResult] | None = None,
         on_protocol_error: Callable[[RemoteProtocolError, Any], object] | None = None,
+        strict: bool = False,
         **kwargs: Any,
     ) -> None:
         self.handler = handler
+        self.strict = strict
         self.on_head = on_head
         self.on_protocol_error = on_protocol_error
         self.limits = limits
@@ -685,11 +691,12 @@ class HTTPServer(StreamServerBase):
 
     def _run_handler(self, conn: _HTTPConnection, request: HTTPRequest) -> None:
         """Call the native handler and send (or schedule) what it returns."""
-        if self.handler is None:
+        handler = self._route(request)  # an expectation's, the handler, or strict's 500
+        if handler is None:
             conn.respond_now(Reply(200))
             return
         try:
-            result = self.handler(request)
+            result = handler(request)
             if type(result) is Reply and result.delay is None and request._responder is None:
                 reply: Reply | None = result  # the common case: skip the coercions
             else:
@@ -757,13 +764,14 @@ class HTTPServer(StreamServerBase):
     # -- waiting (any thread) -------------------------------------------------------
 
     def wait_for_requests(
-        self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT
+        self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT, **matchers: Any
     ) -> list[HTTPRequest]:
-        """Wait until ``count`` requests were received; return the first ``count``.
+        """Wait until ``count`` requests (matching ``expect()``'s keywords, if given)
+        were received; return the first ``count``.
 
-        :raises TimeoutError: naming how many arrived.
+        :raises TimeoutError: naming what arrived, and the nearest miss.
         """
-        return self._wait_for_items(lambda: self.requests, count, timeout, "HTTP request(s)")
+        return self._wait_requests(count, timeout, matchers)
 
     def wait_for_request(
         self,
@@ -778,7 +786,14 @@ class HTTPServer(StreamServerBase):
                     return r
             return None
 
-        return self.wait_for(found, timeout, "a matching HTTP request")
+        from .._match import arrival_report, describe_request
+
+        return self.wait_for(
+            found,
+            timeout,
+            "a matching HTTP request",
+            report=lambda: arrival_report(list(self.requests), describe_request),
+        )
 
 
 # --------------------------------------------------------------------------

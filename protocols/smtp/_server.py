@@ -30,6 +30,7 @@ from typing import Any, TextIO
 
 from reactor import DEFAULT_WAIT_TIMEOUT, StreamServerBase, StreamTransport
 
+from .. import _match
 from ._events import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_RECIPIENTS,
@@ -118,7 +119,11 @@ class Envelope:
     tls: bool = False
     tls_version: str | None = None
     auth_user: str | None = None
-    received_at: float = field(default_factory=time.time, compare=False)
+    #: ``time.monotonic()`` when the message was accepted: the clock of every
+    #: record (HTTP requests, datagrams, streams); :attr:`received_wall` is
+    #: the wall-clock ``time.time()`` of the same moment.
+    received_at: float = field(default_factory=time.monotonic, compare=False)
+    received_wall: float = field(default_factory=time.time, compare=False)
 
     @functools.cached_property
     def message(self) -> email.message.EmailMessage:
@@ -559,29 +564,51 @@ class SMTPServer(StreamServerBase):
     # -- waiting (any thread but the reactor's) ---------------------------------
 
     def wait_for_messages(
-        self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT
+        self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT, **matchers: Any
     ) -> list[Envelope]:
-        """Block until ``count`` messages were accepted; return the first ``count``.
+        """Block until ``count`` messages (matching ``sender=``, ``recipient=``,
+        ``subject=``, ``headers=``, ``body=``, ``tls=``, ``auth_user=``,
+        ``predicate=``, if given) were accepted; return the first ``count``.
 
-        :raises TimeoutError: if they do not arrive within ``timeout`` seconds.
+        :raises TimeoutError: if they do not arrive within ``timeout`` seconds,
+            naming what arrived and the nearest miss.
         """
-        return self._wait_for_items(lambda: self.messages, count, timeout, "message(s)")
+        return _match.wait_matching(
+            self,
+            lambda: self.messages,
+            count,
+            timeout,
+            "message(s)",
+            _match.envelope_criteria(**matchers),
+            _match.describe_envelope,
+        )
 
-    def wait_for_message(self, timeout: float | None = DEFAULT_WAIT_TIMEOUT) -> Envelope:
-        """Block until a message was accepted; return the first one."""
-        return self.wait_for_messages(1, timeout)[0]
+    def wait_for_message(
+        self, timeout: float | None = DEFAULT_WAIT_TIMEOUT, **matchers: Any
+    ) -> Envelope:
+        """Block until a (matching) message was accepted; return the first one."""
+        return self.wait_for_messages(1, timeout, **matchers)[0]
+
+    def find_messages(self, **matchers: Any) -> list[Envelope]:
+        """Accepted messages matching the ``wait_for_messages()`` keywords (a snapshot)."""
+        criteria = _match.envelope_criteria(**matchers)
+        return [e for e in list(self.messages) if criteria.matches(e)]
 
     def wait_for_rejections(
         self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT
     ) -> list[Rejection]:
         """Block until ``count`` messages were refused; return the first ``count``."""
-        return self._wait_for_items(lambda: self.rejected, count, timeout, "rejected message(s)")
+        return self._wait_for_items(
+            lambda: self.rejected, count, timeout, "rejected message(s)", _describe_rejection
+        )
 
     def wait_for_logins(
         self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT
     ) -> list[Login]:
         """Block until ``count`` AUTH attempts were seen; return the first ``count``."""
-        return self._wait_for_items(lambda: self.logins, count, timeout, "AUTH attempt(s)")
+        return self._wait_for_items(
+            lambda: self.logins, count, timeout, "AUTH attempt(s)", _describe_login
+        )
 
     def clear(self) -> None:
         """Forget the recorded messages, rejections and logins."""
@@ -589,6 +616,15 @@ class SMTPServer(StreamServerBase):
             self.messages.clear()
             self.rejected.clear()
             self.logins.clear()
+
+
+def _describe_rejection(r: Rejection) -> str:
+    return f"{r.code} {r.reason} from {r.mail_from!r} to {list(r.rcpt_tos)!r}"
+
+
+def _describe_login(login: Login) -> str:
+    tls = ", TLS" if login.tls else ""
+    return f"AUTH {login.mechanism} {login.username!r} -> {login.reply_code}{tls}"
 
 
 def add_smtp_sink(
