@@ -32,6 +32,13 @@ from ._datagram import (
     UnixDatagramServer,
 )
 from ._match import Contains, Exact, Matcher, Prefix, Subset
+from ._scripted import (
+    MAX_FRAME_LENGTH,
+    DataListener,
+    LengthPrefix,
+    ScriptedConnection,
+    ScriptedServer,
+)
 from ._stream import (
     MAX_LINE_LENGTH,
     MAX_RECORDED_BYTES,
@@ -93,6 +100,11 @@ __all__ = [
     "client_context",
     "make_reply",
     "server_context",
+    "MAX_FRAME_LENGTH",
+    "DataListener",
+    "LengthPrefix",
+    "ScriptedConnection",
+    "ScriptedServer",
     "MAX_LINE_LENGTH",
     "MAX_RECORDED_BYTES",
     "Datagram",

@@ -5,6 +5,7 @@ Every server of every kind registers its sockets on one shared
 when the last server stops.  See ``_loop.py`` for the theory of operation.
 """
 
+from ._connect import CONNECT_TIMEOUT, Connector, open_listener
 from ._errors import (
     HandlerErrors,
     HandlerTimeout,
@@ -47,6 +48,9 @@ from ._transport import (
 )
 
 __all__ = [
+    "CONNECT_TIMEOUT",
+    "Connector",
+    "open_listener",
     "InvalidArgumentError",
     "EVENTS_PER_PASS",
     "PASS_TIME_BUDGET",

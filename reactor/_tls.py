@@ -34,6 +34,9 @@ class TLSEvent(enum.Enum):
 
     HANDSHAKE_DONE = "handshake done"
     CLOSE_NOTIFY = "close_notify"  # the peer ended its TLS stream cleanly
+    #: The peer answered :meth:`TLSLayer.begin_unwrap` with its close_notify:
+    #: TLS is over, the items after this one are plaintext read past it.
+    UNWRAPPED = "unwrapped"
 
 
 class TLSFailure:
@@ -76,6 +79,8 @@ class TLSLayer:
             self._in_bio, self._out_bio, server_side=server_side
         )
         self.handshaking = True
+        #: :meth:`begin_unwrap` was called: close_notify sent, the peer's awaited.
+        self.unwrapping = False
         self._pending_plain: list[bytes] = []
         self._on_timeout = on_timeout
         self._timer: TimerHandle | None = reactor.call_later(TLS_HANDSHAKE_TIMEOUT, self._timed_out)
@@ -104,9 +109,11 @@ class TLSLayer:
     def write(self, data: bytes) -> bytes:
         """Encrypt ``data``; returns the ciphertext to send.
 
-        While handshaking, ``data`` is held and ``b""`` returned.
+        While handshaking, or unwrapping (the bytes then go out in plaintext
+        once the peer's close_notify arrived: see ``take_held``), ``data`` is
+        held and ``b""`` returned.
         """
-        if self.handshaking:
+        if self.handshaking or self.unwrapping:
             self._pending_plain.append(data)
             return b""
         self._encrypt(data)
@@ -126,6 +133,27 @@ class TLSLayer:
             self.sslobj.unwrap()
         except (ssl.SSLError, ValueError, OSError):
             pass
+
+    def begin_unwrap(self) -> None:
+        """Queue close_notify and go back to plaintext once the peer answers.
+
+        For a protocol that ends TLS but keeps the connection (FTP's CCC,
+        RFC 4217 §12.3).  Plaintext written meanwhile is held; once
+        :meth:`feed` reports :attr:`TLSEvent.UNWRAPPED`, :meth:`take_held`
+        returns it for sending in the clear.
+        """
+        if self.handshaking or self.unwrapping:
+            return
+        self.unwrapping = True
+        try:
+            self.sslobj.unwrap()
+        except (ssl.SSLError, ValueError, OSError):
+            pass  # SSLWantReadError: close_notify sent, the peer's not yet here
+
+    def take_held(self) -> bytes:
+        """Plaintext held while unwrapping (send it in the clear now)."""
+        held, self._pending_plain = self._pending_plain, []
+        return b"".join(held)
 
     def feed(self, data: bytes) -> list[TLSItem]:
         """Take ciphertext from the peer; return what it yields, in order.
@@ -158,12 +186,27 @@ class TLSLayer:
             except ssl.SSLWantReadError:
                 return items
             except ssl.SSLZeroReturnError:
+                if self.unwrapping:
+                    return self._unwrapped(items)
                 items.append(TLSEvent.CLOSE_NOTIFY)
                 return items
             except ssl.SSLError as exc:
                 items.append(TLSFailure(exc, in_handshake=False))
                 return items
             if not plain:
+                if self.unwrapping:
+                    return self._unwrapped(items)
                 items.append(TLSEvent.CLOSE_NOTIFY)
                 return items
             items.append(plain)
+
+    def _unwrapped(self, items: list[TLSItem]) -> list[TLSItem]:
+        try:
+            self.sslobj.unwrap()  # completes the shutdown on our side
+        except (ssl.SSLError, ValueError, OSError):
+            pass
+        items.append(TLSEvent.UNWRAPPED)
+        rest = self._in_bio.read()  # what the peer sent after close_notify
+        if rest:
+            items.append(rest)
+        return items

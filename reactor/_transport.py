@@ -161,6 +161,7 @@ class StreamTransport:
         self.extra: dict[str, Any] = {}
         self._tls: TLSLayer | None = None
         self._tls_done_cb: Callable[[], None] | None = None  # start_tls(on_done=)
+        self._unwrap_done_cb: Callable[[], None] | None = None  # stop_tls(on_done=)
         self._update_events()
         if ssl_context is not None:
             self._begin_tls(ssl_context, server_side)
@@ -293,6 +294,25 @@ class StreamTransport:
             raise UsageError("connection is already TLS")
         self._tls_done_cb = on_done
         self._begin_tls(context, server_side)
+        self._flush()
+
+    def stop_tls(self, *, on_done: Callable[[], None] | None = None) -> None:
+        """End TLS but keep the connection, going back to plaintext (FTP's CCC).
+
+        Bytes already written go out encrypted, then close_notify; bytes
+        written after this call are held and sent in the clear once the
+        peer's close_notify has arrived, and ``on_done`` then runs.  What the
+        peer sends after its close_notify is delivered as plaintext.
+
+        :raises UsageError: the connection is not TLS, or its handshake is
+            not done yet.
+        """
+        tls = self._tls
+        if tls is None or tls.handshaking or tls.unwrapping:
+            raise UsageError("stop_tls() needs an established TLS session")
+        self._unwrap_done_cb = on_done
+        tls.begin_unwrap()
+        self._wbuf += tls.take_output()
         self._flush()
 
     def drain_now(self) -> None:
@@ -464,6 +484,15 @@ class StreamTransport:
                 done, self._tls_done_cb = self._tls_done_cb, None
                 if done is not None:
                     self._call(done)
+            elif item is TLSEvent.UNWRAPPED:  # stop_tls() completed: plaintext from here
+                self._wbuf += tls.take_output()
+                tls.close()
+                self._tls = None
+                self._wbuf += tls.take_held()
+                self._flush()
+                done, self._unwrap_done_cb = self._unwrap_done_cb, None
+                if done is not None:
+                    self._call(done)
             elif item is TLSEvent.CLOSE_NOTIFY:
                 self._wbuf += tls.take_output()
                 self._on_eof()
@@ -508,6 +537,8 @@ class Listener:
         self._starved = False  # in an EMFILE episode (reported already)
         self._registered = False
         self._closed = False
+        #: The bound address (``getsockname()``): the real port after port 0.
+        self.sockname: Any = sock.getsockname()
         sock.setblocking(False)
         self._watch()
 

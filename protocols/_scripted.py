@@ -1,0 +1,841 @@
+"""Scripted stream servers: asynchat's shape, on the reactor.
+
+A test that fakes a line protocol (POP3, FTP, a Redis or memcached stand-in)
+wants to write the server as a script: "greet, then for each line received,
+push a reply".  :class:`ScriptedServer` runs such scripts on the shared
+reactor thread, one :class:`ScriptedConnection` per connection.
+
+Theory of operation
+-------------------
+
+1. Received bytes are appended to one buffer per connection.  The buffer is
+   cut into *frames* by the connection's current **terminator**: a
+   delimiter (``b"\\r\\n"``, ``b"\\0"``...: the frame is what comes before
+   it), a byte count (the next *n* bytes), a :class:`LengthPrefix` (a
+   big-endian length, then that many bytes), or ``None`` (raw: every chunk
+   as it arrives).  The script may change the terminator from inside a
+   frame callback; the next frame is cut by the new one.
+2. Each frame goes to the script's ``on_frame(frame)`` (raw chunks to
+   ``on_data(chunk)``), at most :data:`reactor.EVENTS_PER_PASS` frames and
+   :data:`reactor.PASS_TIME_BUDGET` seconds per reactor pass
+   (:class:`reactor.PassBudget`); the rest wait, reading paused, for a
+   later pass, so a flood of short lines cannot starve other servers.
+3. Replies are ``push(bytes)``: queued on the transport, coalesced into one
+   send per pass.  A peer that does not read its replies trips the
+   transport's high-water mark: frames stop being delivered (and reading
+   stops) until the backlog drains to the low-water mark, so a client that
+   pipelines commands without reading costs bounded memory.
+4. ``hold()`` stops frame delivery until ``release()`` (an FTP control
+   connection waits for its data connection this way); input stays
+   buffered, reading paused.
+5. ``start_tls()`` upgrades the connection in place.  Input that was
+   already buffered after the frame that asked for the upgrade is
+   discarded, never delivered (counted in
+   :attr:`ScriptedConnection.discarded_plaintext`): a command pipelined
+   behind "STLS" in plaintext cannot be injected into the TLS session
+   (RFC 3207 §4.2, RFC 2595 §3.1).  Bytes arriving after the upgrade are
+   TLS records.
+6. ``listen()`` and ``connect()`` open *child* connections (an FTP data
+   channel, passive or active) from inside a callback; the server tracks
+   them, and ``stop()`` closes them with everything else.
+
+Every callback runs on the reactor thread and must not block.  An exception
+from a callback is recorded in the server's ``errors`` (guarantee G5) and
+aborts that connection only.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+import ssl
+import struct
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from reactor import (
+    CONNECT_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
+    Connector,
+    InvalidArgumentError,
+    Listener,
+    PassBudget,
+    PeerError,
+    StreamServerBase,
+    StreamTransport,
+    UsageError,
+    open_listener,
+)
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "MAX_FRAME_LENGTH",
+    "DataListener",
+    "LengthPrefix",
+    "ScriptedConnection",
+    "ScriptedServer",
+]
+
+#: Longest frame (bytes, terminator excluded) a delimiter, count or length
+#: prefix may make; a longer one is a :class:`reactor.PeerError` that
+#: closes the connection.  64 KiB is far above any command line (RFC 1939
+#: §3 caps POP3 commands at 255 octets, RFC 959 FTP servers commonly 8 KiB)
+#: and keeps the memory of a peer that never sends the terminator bounded.
+MAX_FRAME_LENGTH = 64 * 1024
+
+_PREFIX_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
+@dataclass(frozen=True, slots=True)
+class LengthPrefix:
+    """Terminator for length-prefixed frames: ``size`` bytes of length, then the payload.
+
+    ``byteorder`` is ``"big"`` (network order, the default) or ``"little"``.
+    The frame delivered is the payload without the prefix.
+
+    :raises InvalidArgumentError: ``size`` not 1, 2, 4 or 8, or a bad byte order.
+    """
+
+    size: int = 4
+    byteorder: str = "big"
+
+    def __post_init__(self) -> None:
+        if self.size not in _PREFIX_FORMATS:
+            raise InvalidArgumentError(f"LengthPrefix size must be 1, 2, 4 or 8, got {self.size!r}")
+        if self.byteorder not in ("big", "little"):
+            raise InvalidArgumentError(
+                f"byteorder must be 'big' or 'little', got {self.byteorder!r}"
+            )
+
+    def encode(self, payload: bytes) -> bytes:
+        """``payload`` with its length prefix (what :meth:`ScriptedConnection.push_frame` sends)."""
+        order = ">" if self.byteorder == "big" else "<"
+        return struct.pack(order + _PREFIX_FORMATS[self.size], len(payload)) + payload
+
+
+Terminator = bytes | int | LengthPrefix | None
+
+_HOOKS = ("on_connect", "on_frame", "on_data", "on_eof", "on_close")
+
+
+def _check_terminator(term: object, limit: int) -> Terminator:
+    if term is None or isinstance(term, LengthPrefix):
+        return term
+    if isinstance(term, str):
+        term = term.encode("ascii")
+    if isinstance(term, (bytes, bytearray)):
+        if not term:
+            raise InvalidArgumentError("a delimiter terminator must not be empty")
+        return bytes(term)
+    if isinstance(term, int) and not isinstance(term, bool):
+        if not 0 < term <= limit:
+            raise InvalidArgumentError(
+                f"a count terminator must be 1..max_frame_length={limit}, got {term}"
+            )
+        return term
+    raise InvalidArgumentError(f"terminator must be bytes, int, LengthPrefix or None, not {term!r}")
+
+
+class ScriptedConnection:
+    """One scripted connection: its terminator, its replies, its script.
+
+    Created by the server for each accepted connection (and by
+    :meth:`listen`/:meth:`connect` for child connections).  ``script`` is
+    the per-connection object the server's ``script`` factory made (its
+    attributes are the script's state); :attr:`state` is a free namespace
+    for function-style scripts.
+
+    :meth:`push`, :meth:`close_when_done`, :meth:`close` may be called from
+    any thread (from another thread they are handed to the reactor); every
+    other method is for the reactor thread, i.e. from inside a callback.
+    """
+
+    def __init__(
+        self,
+        server: ScriptedServer,
+        peer: Any,
+        *,
+        script: Callable[[ScriptedConnection], object] | None = None,
+        callbacks: Mapping[str, Callable[..., object] | None] | None = None,
+        terminator: Terminator = b"\r\n",
+        greeting: bytes | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        parent: ScriptedConnection | None = None,
+    ) -> None:
+        self.server = server
+        self.peer = peer
+        self.parent = parent
+        #: A namespace for the script's per-connection state.
+        self.state = types.SimpleNamespace()
+        self.transport: StreamTransport | None = None
+        #: Plaintext input dropped at a ``start_tls()`` (bytes): never delivered.
+        self.discarded_plaintext = 0
+        #: Frames delivered so far.
+        self.frames_received = 0
+        self.closed = False
+        self._terminator = _check_terminator(terminator, server.max_frame_length)
+        self._greeting = greeting
+        self._tls_context = tls_context
+        self._buf = bytearray()
+        self._scanned = 0  # bytes of _buf (from its start) searched for a delimiter
+        self._budget = PassBudget()
+        self._held = False
+        self._write_paused = False
+        self._read_paused = False  # reading paused by us (held, yielded, write-paused)
+        self._continue_scheduled = False
+        self._eof_pending = False  # EOF arrived while frames were still waiting
+        self._tls_starting = False  # start_tls() called, handshake not done yet
+        self._close_after_tls = False  # close_when_done() during the handshake
+        self._tls_epoch = 0  # bumped by start_tls(): a frame loop in progress stops
+        self._children: set[DataListener | Connector] = set()
+        self.script: object | None = None
+        # Every hook as a callable of the hook's own arguments: the script
+        # object's bound methods, or the function callbacks bound to self.
+        self._cbs: dict[str, Callable[..., Any]] = {}
+        for name, fn in (callbacks or {}).items():
+            if fn is not None:
+                self._cbs[name] = functools.partial(fn, self)
+        if script is not None:
+            self.script = script(self)
+            for name in _HOOKS:
+                method = getattr(self.script, name, None)
+                if method is not None:
+                    self._cbs[name] = method
+
+    # -- the script's API ------------------------------------------------------
+
+    @property
+    def terminator(self) -> Terminator:
+        return self._terminator
+
+    def set_terminator(self, terminator: Terminator) -> None:
+        """Cut the next frames by ``terminator`` (see the module docstring).
+
+        :raises InvalidArgumentError: an empty delimiter, a count outside
+            ``1..max_frame_length``, or another type.
+        """
+        self._terminator = _check_terminator(terminator, self.server.max_frame_length)
+        self._scanned = 0
+
+    @property
+    def socket(self) -> socket.socket | None:
+        """The connection's socket, for socket options only (never read or write it)."""
+        return None if self.transport is None else self.transport.socket
+
+    @property
+    def sockname(self) -> Any:
+        return None if self.transport is None else self.transport.sockname
+
+    @property
+    def is_tls(self) -> bool:
+        """True once a TLS handshake has completed (and until ``stop_tls()``)."""
+        return self.transport is not None and self.transport.is_tls
+
+    @property
+    def pending_input(self) -> bytes:
+        """Buffered input not yet delivered (an unterminated last line at EOF...)."""
+        return bytes(self._buf)
+
+    def push(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data`` (queued in order; never blocks; any thread)."""
+        self._on_reactor(self._push, bytes(data))
+
+    def push_line(self, line: str | bytes, ending: bytes = b"\r\n") -> None:
+        """Send ``line`` (a str is UTF-8 encoded) followed by ``ending``."""
+        data = line.encode("utf-8") if isinstance(line, str) else bytes(line)
+        self.push(data + ending)
+
+    def push_frame(self, payload: bytes, prefix: LengthPrefix | None = None) -> None:
+        """Send ``payload`` length-prefixed (the terminator's prefix, else 4 bytes big-endian)."""
+        if prefix is None:
+            term = self._terminator
+            prefix = term if isinstance(term, LengthPrefix) else LengthPrefix()
+        self.push(prefix.encode(bytes(payload)))
+
+    def close_when_done(self) -> None:
+        """Close once everything pushed so far has been sent (any thread).
+
+        During a TLS handshake the close waits for the handshake, so
+        replies pushed behind ``start_tls()`` are sent first.
+        """
+        self._on_reactor(self._close_when_done)
+
+    def close(self) -> None:
+        """Same as :meth:`close_when_done`: unlike asynchat's, unsent data is never dropped."""
+        self.close_when_done()
+
+    def abort(self) -> None:
+        """Close now, dropping anything unsent (reactor thread)."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    def hold(self) -> None:
+        """Stop delivering frames until :meth:`release` (input stays buffered, reading pauses)."""
+        self._held = True
+        self._pause_reading()
+
+    def release(self) -> None:
+        """Deliver frames again (from the next reactor pass on)."""
+        if self._held:
+            self._held = False
+            self._schedule_continue()
+
+    def start_tls(
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_side: bool = True,
+        on_done: Callable[[], object] | None = None,
+    ) -> None:
+        """Upgrade this connection to TLS now (POP3 STLS, FTP AUTH TLS, IMAP STARTTLS).
+
+        Pushed bytes already queued go out in plaintext first (the "+OK
+        begin TLS" reply); bytes pushed afterwards are held and encrypted
+        once the handshake completes.  Input already buffered behind the
+        frame being handled is discarded (see the module docstring, step
+        5).  ``on_done()`` runs once the handshake has completed.  A failed
+        handshake is recorded in the server's ``tls_errors`` and closes the
+        connection.
+
+        :raises UsageError: the connection is already TLS or closed.
+        """
+        t = self._require_transport()
+        self._tls_epoch += 1
+        self.discarded_plaintext += len(self._buf)
+        self._buf.clear()
+        self._scanned = 0
+        self._tls_starting = True
+
+        def done() -> None:
+            self._tls_starting = False
+            if on_done is not None:
+                on_done()
+            if self._close_after_tls and self.transport is not None:
+                self.transport.close()
+
+        t.start_tls(context, server_side=server_side, on_done=done)
+
+    def stop_tls(self, *, on_done: Callable[[], object] | None = None) -> None:
+        """End TLS and go on in plaintext (FTP CCC): see :meth:`reactor.StreamTransport.stop_tls`.
+
+        :raises UsageError: the connection has no established TLS session.
+        """
+        t = self._require_transport()
+        t.stop_tls(on_done=None if on_done is None else (lambda: None if on_done() else None))
+
+    def listen(
+        self,
+        script: Callable[[ScriptedConnection], object] | None = None,
+        *,
+        host: str | None = None,
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+        terminator: Terminator = None,
+        once: bool = True,
+        timeout: float | None = None,
+        on_timeout: Callable[[], object] | None = None,
+        **callbacks: Callable[..., object] | None,
+    ) -> DataListener:
+        """Listen for a child connection (FTP PASV/EPSV); returns the :class:`DataListener`.
+
+        ``host`` defaults to the address this connection was accepted on.
+        Each accepted connection becomes a :class:`ScriptedConnection` of
+        this server with ``script`` (or the ``on_connect=``, ``on_frame=``,
+        ``on_data=``, ``on_eof=``, ``on_close=`` callbacks) and
+        ``terminator`` (default raw); with ``ssl_context`` it is TLS from
+        the first byte.  ``once`` closes the listener after the first
+        accept.  After ``timeout`` seconds without one, the listener closes
+        and ``on_timeout()`` runs.  The listener also closes when this
+        connection closes and when the server stops.
+
+        :raises OSError: bind or listen failed.
+        :raises UsageError: not on the reactor thread, or the connection is closed.
+        """
+        t = self._require_transport()
+        if host is None:
+            host = str(t.sockname[0])
+        listener = DataListener(
+            self,
+            (host, port),
+            script=script,
+            callbacks=callbacks,
+            ssl_context=ssl_context,
+            terminator=terminator,
+            once=once,
+            timeout=timeout,
+            on_timeout=on_timeout,
+        )
+        self._children.add(listener)
+        return listener
+
+    def connect(
+        self,
+        address: Any,
+        script: Callable[[ScriptedConnection], object] | None = None,
+        *,
+        terminator: Terminator = None,
+        timeout: float | None = None,
+        on_error: Callable[[OSError], object] | None = None,
+        **callbacks: Callable[..., object] | None,
+    ) -> Connector:
+        """Open an outbound child connection to ``address`` (FTP PORT/EPRT).
+
+        Non-blocking: once connected, the new :class:`ScriptedConnection`
+        (with ``script`` or the ``on_*`` callbacks, and ``terminator``,
+        default raw) gets its ``on_connect``.  A failure (refused, timed out
+        after ``timeout`` seconds, default the server's ``connect_timeout``)
+        is recorded in the server's :attr:`ScriptedServer.connect_errors`
+        and passed to ``on_error(exc)``.  Returns the
+        :class:`reactor.Connector` (``cancel()`` gives up).  Cancelled when
+        this connection closes or the server stops.
+
+        :raises UsageError: not on the reactor thread, or the connection is closed.
+        """
+        t = self._require_transport()
+        server = self.server
+        box: list[Connector] = []
+
+        def connected(sock: socket.socket) -> None:
+            self._children.discard(box[0])
+            child = ScriptedConnection(
+                server,
+                sock.getpeername(),
+                script=script,
+                callbacks=callbacks,
+                terminator=terminator,
+                parent=self,
+            )
+            server._adopt(sock, child)
+
+        def failed(exc: OSError) -> None:
+            self._children.discard(box[0])
+            server._record(server.connect_errors, exc)
+            if on_error is not None:
+                try:
+                    on_error(exc)
+                except Exception as err:
+                    server.handle_error(err, f"on_error for a connection to {address!r}")
+                    self.abort()
+
+        connector = Connector(
+            t.reactor,
+            address,
+            connected,
+            failed,
+            timeout=server.connect_timeout if timeout is None else timeout,
+        )
+        box.append(connector)
+        self._children.add(connector)
+        return connector
+
+    # -- internals ---------------------------------------------------------------
+
+    def _require_transport(self) -> StreamTransport:
+        t = self.transport
+        if t is None or self.closed:
+            raise UsageError("the connection is closed")
+        if not t.reactor.in_reactor_thread():
+            raise UsageError("call this from a callback (the reactor thread)")
+        return t
+
+    def _on_reactor(self, fn: Callable[..., None], *args: Any) -> None:
+        t = self.transport
+        if t is not None and not self.closed:
+            t.reactor.call_on_reactor(fn, *args)
+
+    def _push(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def _close_when_done(self) -> None:
+        t = self.transport
+        if t is None:
+            return
+        if self._tls_starting:
+            self._close_after_tls = True
+        else:
+            t.close()
+
+    def _call(self, name: str, *args: Any) -> Any:
+        cb = self._cbs.get(name)
+        return None if cb is None else cb(*args)
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused and self.transport is not None:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._read_paused and self.transport is not None:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    def _schedule_continue(self) -> None:
+        t = self.transport
+        if t is not None and not self._continue_scheduled and not self.closed:
+            self._continue_scheduled = True
+            t.reactor.call_soon(self._continue)
+
+    def _continue(self) -> None:
+        self._continue_scheduled = False
+        t = self.transport
+        if t is None or self.closed:
+            return
+        try:
+            self._process()
+        except Exception as exc:
+            self.server.handle_error(exc, f"scripted connection from {self.peer!r}")
+            t.abort(exc)
+
+    def _next_frame(self) -> bytes | None:
+        """Cut the next frame from the buffer, or None if it is not complete yet.
+
+        :raises PeerError: the frame would exceed ``max_frame_length``.
+        """
+        buf = self._buf
+        term = self._terminator
+        limit = self.server.max_frame_length
+        if term is None:
+            if not buf:
+                return None
+            chunk = bytes(buf)
+            buf.clear()
+            return chunk
+        if isinstance(term, bytes):
+            start = max(0, self._scanned - len(term) + 1)
+            i = buf.find(term, start)
+            if i < 0:
+                self._scanned = len(buf)
+                if len(buf) > limit:
+                    raise PeerError(
+                        f"frame longer than max_frame_length={limit} from {self.peer!r}"
+                    )
+                return None
+            frame = bytes(buf[:i])
+            del buf[: i + len(term)]
+            self._scanned = 0
+            return frame
+        if isinstance(term, int):
+            if len(buf) < term:
+                return None
+            frame = bytes(buf[:term])
+            del buf[:term]
+            return frame
+        size = term.size
+        if len(buf) < size:
+            return None
+        length = int.from_bytes(buf[:size], "big" if term.byteorder == "big" else "little")
+        if length > limit:
+            raise PeerError(
+                f"length prefix {length} above max_frame_length={limit} from {self.peer!r}"
+            )
+        if len(buf) < size + length:
+            return None
+        frame = bytes(buf[size : size + length])
+        del buf[: size + length]
+        return frame
+
+    def _process(self) -> None:
+        """Deliver complete frames within the pass budget (theory steps 1-4)."""
+        t = self.transport
+        assert t is not None
+        budget = self._budget
+        budget.start()
+        while True:
+            if self.closed or t.is_closing():
+                self._buf.clear()
+                return
+            if self._held or self._write_paused:
+                self._pause_reading()  # release()/resume_writing() carry on
+                return
+            if not self._buf:
+                break
+            if not budget.spend():
+                self._pause_reading()
+                self._schedule_continue()
+                return
+            raw = self._terminator is None
+            frame = self._next_frame()
+            if frame is None:
+                break
+            epoch = self._tls_epoch
+            if raw:
+                self._call("on_data", frame)
+            else:
+                self.frames_received += 1
+                self._call("on_frame", frame)
+            if epoch != self._tls_epoch:
+                break  # start_tls() inside the callback dropped the rest
+        # Everything complete is delivered: read again, or finish a deferred EOF.
+        if self._eof_pending:
+            self._eof_pending = False
+            if not self._call("on_eof"):
+                t.close()
+            return
+        self._resume_reading()
+
+    # -- StreamProtocol (called by the transport) ----------------------------------
+
+    def connection_made(self, transport: StreamTransport) -> None:
+        self.transport = transport
+        if self._tls_context is not None:
+            self.start_tls(self._tls_context)
+        if self._greeting:
+            transport.write(self._greeting)
+        self._call("on_connect")
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        if not self._continue_scheduled:
+            self._process()
+        self.server._notify()
+
+    def eof_received(self) -> bool | None:
+        if self._buf and (self._held or self._write_paused or self._continue_scheduled):
+            self._eof_pending = True  # frames still wait: EOF once they are delivered
+            return True
+        return True if self._call("on_eof") else None
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        if self._write_paused:
+            self._write_paused = False
+            self._schedule_continue()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.closed = True
+        for child in list(self._children):
+            if isinstance(child, DataListener):
+                child.close()
+            else:
+                child.cancel()
+        self._children.clear()
+        try:
+            self._call("on_close")
+        finally:
+            self.server._notify()
+
+    def __repr__(self) -> str:
+        return f"<ScriptedConnection from {self.peer!r}{' closed' if self.closed else ''}>"
+
+
+class DataListener:
+    """A listener a connection opened from a callback (see :meth:`ScriptedConnection.listen`).
+
+    ``address`` is the bound ``(host, port)``; ``port`` its port;
+    ``connections`` the :class:`ScriptedConnection` objects it accepted.
+    Reactor thread only.
+    """
+
+    def __init__(
+        self,
+        parent: ScriptedConnection,
+        address: Any,
+        *,
+        script: Callable[[ScriptedConnection], object] | None,
+        callbacks: dict[str, Callable[..., object] | None],
+        ssl_context: ssl.SSLContext | None,
+        terminator: Terminator,
+        once: bool,
+        timeout: float | None,
+        on_timeout: Callable[[], object] | None,
+    ) -> None:
+        self.parent = parent
+        self._script = script
+        self._callbacks = callbacks
+        self._ssl_context = ssl_context
+        self._terminator = _check_terminator(terminator, parent.server.max_frame_length)
+        self._once = once
+        self._on_timeout = on_timeout
+        self.connections: list[ScriptedConnection] = []
+        self.closed = False
+        server = parent.server
+        t = parent.transport
+        assert t is not None
+        self._listener: Listener | None = open_listener(t.reactor, address, self._accepted, server)
+        self.address: Any = self._listener.sockname
+        self.port: int = self.address[1]
+        self._timer = None if timeout is None else t.reactor.call_later(timeout, self._timed_out)
+        server._children.add(self)
+
+    def _accepted(self, sock: socket.socket, addr: Any) -> None:
+        server = self.parent.server
+        if self._once:
+            self.close()
+        child = ScriptedConnection(
+            server,
+            addr,
+            script=self._script,
+            callbacks=self._callbacks,
+            terminator=self._terminator,
+            tls_context=self._ssl_context,
+            parent=self.parent,
+        )
+        self.connections.append(child)
+        server._adopt(sock, child)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        self.close()
+        if self._on_timeout is not None:
+            self._on_timeout()
+
+    def close(self) -> None:
+        """Stop listening (idempotent); connections it accepted stay open."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        self.parent._children.discard(self)
+        self.parent.server._children.discard(self)
+
+    def cancel(self) -> None:
+        self.close()
+
+
+class ScriptedServer(StreamServerBase):
+    """A stream server whose connections run a script (TCP, or Unix with a path).
+
+    :param script: ``script(conn)`` makes the per-connection object; its
+        optional methods ``on_connect()``, ``on_frame(frame)``,
+        ``on_data(chunk)``, ``on_eof()`` (return True to keep the
+        connection open after the peer's EOF) and ``on_close()`` are called
+        on the reactor thread.  Exclusive with the function callbacks.
+    :param on_connect: ``on_connect(conn)``, and likewise ``on_frame(conn,
+        frame)``, ``on_data(conn, chunk)``, ``on_eof(conn)``,
+        ``on_close(conn)``: function-style scripts (state in ``conn.state``).
+    :param terminator: the initial terminator of every connection
+        (default ``b"\\r\\n"``; see :class:`ScriptedConnection`).
+    :param greeting: bytes pushed as each connection opens (before
+        ``on_connect``).
+    :param ssl_context: TLS from the first byte on every connection
+        (POP3S, FTPS implicit); failures go to ``tls_errors``.
+    :param max_frame_length: limit of one frame (default
+        :data:`MAX_FRAME_LENGTH`).
+    :param connect_timeout: default timeout of
+        :meth:`ScriptedConnection.connect` (default
+        :data:`reactor.CONNECT_TIMEOUT`).
+
+    Other keywords are :class:`reactor.BaseServer`'s.  Every connection is
+    recorded in :attr:`connections`; child listeners and outbound
+    connections are closed by ``stop()`` with the rest.
+    """
+
+    address_family: ClassVar[int] = socket.AF_INET
+
+    def __init__(
+        self,
+        addr: Any = None,
+        script: Callable[[ScriptedConnection], object] | None = None,
+        *,
+        terminator: Terminator = b"\r\n",
+        greeting: bytes | str | None = None,
+        on_connect: Callable[[ScriptedConnection], object] | None = None,
+        on_frame: Callable[[ScriptedConnection, bytes], object] | None = None,
+        on_data: Callable[[ScriptedConnection, bytes], object] | None = None,
+        on_eof: Callable[[ScriptedConnection], object] | None = None,
+        on_close: Callable[[ScriptedConnection], object] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        max_frame_length: int = MAX_FRAME_LENGTH,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        callbacks = {
+            "on_connect": on_connect,
+            "on_frame": on_frame,
+            "on_data": on_data,
+            "on_eof": on_eof,
+            "on_close": on_close,
+        }
+        if script is not None and any(callbacks.values()):
+            raise TypeError("script= and the on_* callbacks are exclusive")
+        if max_frame_length < 1:
+            raise InvalidArgumentError(f"max_frame_length must be >= 1, got {max_frame_length}")
+        self.max_frame_length = max_frame_length
+        self.script = script
+        self.callbacks = {k: v for k, v in callbacks.items() if v is not None}
+        self.terminator = _check_terminator(terminator, max_frame_length)
+        self.greeting = greeting.encode("utf-8") if isinstance(greeting, str) else greeting
+        self.tls_context = ssl_context
+        self.connect_timeout = connect_timeout
+        #: Every connection (accepted and child), in the order they opened.
+        self.connections: list[ScriptedConnection] = []
+        #: Outbound connections that failed (refused, timed out...), oldest first.
+        self.connect_errors: list[OSError] = []
+        self._children: set[DataListener] = set()
+        # Implicit TLS is started by each connection itself (so its
+        # close_when_done() can wait for the handshake), not by the base.
+        super().__init__(addr, **kwargs)
+
+    def make_protocol(self, addr: Any) -> ScriptedConnection:
+        conn = ScriptedConnection(
+            self,
+            addr,
+            script=self.script,
+            callbacks=self.callbacks,
+            terminator=self.terminator,
+            greeting=self.greeting,
+            tls_context=self.tls_context,
+        )
+        self._record(self.connections, conn)
+        return conn
+
+    def _adopt(self, sock: socket.socket, conn: ScriptedConnection) -> None:
+        """Run a child connection's socket on this server (reactor thread)."""
+        loop = self._loop
+        if loop is None:  # stopping
+            sock.close()
+            return
+        self._record(self.connections, conn)
+        try:
+            transport = StreamTransport(loop, sock, conn, self, on_closed=self._on_transport_closed)
+        except Exception as exc:
+            sock.close()
+            self.handle_error(exc, f"setting up a child connection to {conn.peer!r}")
+            return
+        if not transport.is_closing():
+            self._transports.add(transport)
+        self._notify()
+
+    def _detach(self) -> None:
+        for child in list(self._children):
+            child.close()
+        self._children.clear()
+        for conn in self.connections:
+            for c in list(conn._children):
+                c.cancel()
+        super()._detach()
+
+    def _detach_after_death(self) -> None:
+        for child in list(self._children):
+            child.close()
+        self._children.clear()
+        super()._detach_after_death()
+
+    # -- waiting ---------------------------------------------------------------
+
+    def wait_for_connections(
+        self, count: int = 1, *, closed: bool = False, timeout: float | None = DEFAULT_WAIT_TIMEOUT
+    ) -> list[ScriptedConnection]:
+        """Wait until ``count`` connections opened (and, with ``closed=True``, ended).
+
+        :raises WaitTimeout: naming what was awaited, after ``timeout`` seconds.
+        """
+
+        def done() -> list[ScriptedConnection] | None:
+            got = [c for c in self.connections if c.closed or not closed]
+            return got[:count] if len(got) >= count else None
+
+        what = f"{count} {'closed ' if closed else ''}scripted connection(s)"
+        return self.wait_for(done, timeout, what)
