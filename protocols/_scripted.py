@@ -188,21 +188,17 @@ class ScriptedConnection:
         self._eof_pending = False  # EOF arrived while frames were still waiting
         self._tls_starting = False  # start_tls() called, handshake not done yet
         self._close_after_tls = False  # close_when_done() during the handshake
-        self._tls_epoch = 0  # bumped by start_tls(): a frame loop in progress stops
         self._children: set[DataListener | Connector] = set()
+        #: The object ``script(conn)`` made (once the connection is made), or None.
         self.script: object | None = None
-        # Every hook as a callable of the hook's own arguments: the script
-        # object's bound methods, or the function callbacks bound to self.
+        self._script_factory = script
+        # Every hook as a callable of the hook's own arguments: the function
+        # callbacks bound to self, or (from connection_made on) the script
+        # object's bound methods.
         self._cbs: dict[str, Callable[..., Any]] = {}
         for name, fn in (callbacks or {}).items():
             if fn is not None:
                 self._cbs[name] = functools.partial(fn, self)
-        if script is not None:
-            self.script = script(self)
-            for name in _HOOKS:
-                method = getattr(self.script, name, None)
-                if method is not None:
-                    self._cbs[name] = method
 
     # -- the script's API ------------------------------------------------------
 
@@ -302,7 +298,6 @@ class ScriptedConnection:
         :raises UsageError: the connection is already TLS or closed.
         """
         t = self._require_transport()
-        self._tls_epoch += 1
         self.discarded_plaintext += len(self._buf)
         self._buf.clear()
         self._scanned = 0
@@ -560,14 +555,11 @@ class ScriptedConnection:
             frame = self._next_frame()
             if frame is None:
                 break
-            epoch = self._tls_epoch
             if raw:
                 self._call("on_data", frame)
             else:
                 self.frames_received += 1
                 self._call("on_frame", frame)
-            if epoch != self._tls_epoch:
-                break  # start_tls() inside the callback dropped the rest
         # Everything complete is delivered: read again, or finish a deferred EOF.
         if self._eof_pending:
             self._eof_pending = False
@@ -580,6 +572,13 @@ class ScriptedConnection:
 
     def connection_made(self, transport: StreamTransport) -> None:
         self.transport = transport
+        if self._script_factory is not None:
+            # Made here, so that the script may push from its constructor.
+            self.script = self._script_factory(self)
+            for name in _HOOKS:
+                method = getattr(self.script, name, None)
+                if method is not None:
+                    self._cbs[name] = method
         if self._tls_context is not None:
             self.start_tls(self._tls_context)
         if self._greeting:

@@ -1,0 +1,561 @@
+"""ScriptedServer: terminators, push, close_when_done, greetings, STARTTLS, child sockets.
+
+Real clients where one exists (poplib, ftplib, socat); raw sockets for the
+framing edge cases and for hostile peers.
+"""
+
+from __future__ import annotations
+
+import ftplib
+import os
+import poplib
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import unittest
+from typing import Any
+
+from protocols import (
+    MAX_FRAME_LENGTH,
+    LengthPrefix,
+    PeerError,
+    ScriptedConnection,
+    ScriptedServer,
+    TCPServer,
+    localhost_contexts,
+)
+from reactor import CONNECT_TIMEOUT, InvalidArgumentError, UsageError, current_reactor
+
+TIMEOUT = 10.0  # generous: a noisy 2-core box
+SOCAT = shutil.which("socat")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVER_CTX, CLIENT_CTX = localhost_contexts()
+
+
+def recv_until(sock: socket.socket, needle: bytes) -> bytes:
+    """Read until ``needle`` was received or the peer closed (bounded by TIMEOUT)."""
+    got = b""
+    deadline = time.monotonic() + TIMEOUT
+    while needle not in got and time.monotonic() < deadline:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def recv_all(sock: socket.socket) -> bytes:
+    return recv_until(sock, b"\0never\0")
+
+
+class Recorder:
+    """A script that records its frames and raw chunks and echoes frames back."""
+
+    def __init__(self, conn: ScriptedConnection) -> None:
+        self.conn = conn
+        self.frames: list[bytes] = []
+        self.chunks: list[bytes] = []
+        conn.server.recorders.append(self)  # type: ignore[attr-defined]
+
+    def on_frame(self, frame: bytes) -> None:
+        self.frames.append(frame)
+        if isinstance(self.conn.terminator, int):
+            self.conn.set_terminator(b"\x00")  # one count frame, then NUL-delimited
+        if frame.startswith(b"TERM "):
+            arg = frame[5:]
+            if arg == b"RAW":
+                self.conn.set_terminator(None)
+            elif arg.startswith(b"LEN"):
+                self.conn.set_terminator(LengthPrefix(int(arg[3:])))
+            elif arg.isdigit():
+                self.conn.set_terminator(int(arg))
+            else:
+                self.conn.set_terminator(arg)
+        self.conn.push(b"<" + frame + b">")
+
+    def on_data(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+
+
+def recording_server(**kwargs: Any) -> ScriptedServer:
+    server = ScriptedServer(script=Recorder, **kwargs)
+    server.recorders = []  # type: ignore[attr-defined]
+    server.start()
+    return server
+
+
+class FramingTest(unittest.TestCase):
+    def setUp(self) -> None:
+        self.server = recording_server(terminator=b"\n")
+        self.addCleanup(self.server.stop)
+
+    def exchange(self, payload: bytes, pieces: int = 1) -> list[bytes]:
+        with socket.create_connection(self.server.server_address, timeout=TIMEOUT) as s:
+            step = max(1, len(payload) // pieces)
+            for i in range(0, len(payload), step):
+                s.sendall(payload[i : i + step])
+            s.shutdown(socket.SHUT_WR)
+            recv_all(s)
+        rec = self.server.wait_for(lambda: self.server.recorders and self.server.recorders[-1])
+        self.server.wait_for(lambda: rec.conn.closed)
+        return list(rec.frames)
+
+    def test_delimiter_count_length_prefix_and_raw_whole_and_byte_by_byte(self) -> None:
+        payload = (
+            b"a\nbb\nTERM 3\nxyzone\x00TERM LEN2\x00"
+            + struct.pack(">H", 5)
+            + b"hello"
+            + struct.pack(">H", 8)
+            + b"TERM ;;;"
+            + b"p;;;TERM RAW;;;raw bytes"
+        )
+        expected = [
+            b"a",
+            b"bb",
+            b"TERM 3",
+            b"xyz",
+            b"one",
+            b"TERM LEN2",
+            b"hello",
+            b"TERM ;;;",
+            b"p",
+            b"TERM RAW",
+        ]
+        for pieces in (1, 7, len(payload)):  # whole, in pieces, one byte at a time
+            with self.subTest(pieces=pieces):
+                self.assertEqual(self.exchange(payload, pieces), expected)
+                rec = self.server.recorders[-1]
+                self.assertEqual(b"".join(rec.chunks), b"raw bytes")
+
+    def test_replies_follow_frames_in_order(self) -> None:
+        with socket.create_connection(self.server.server_address, timeout=TIMEOUT) as s:
+            s.sendall(b"1\n2\n3\n")
+            self.assertEqual(recv_until(s, b"<3>"), b"<1><2><3>")
+
+    def test_bad_terminators_are_refused_clearly(self) -> None:
+        conn = ScriptedConnection(self.server, None)
+        for bad in (b"", 0, -1, MAX_FRAME_LENGTH + 1, 1.5, True):
+            with self.subTest(bad=bad), self.assertRaises(InvalidArgumentError):
+                conn.set_terminator(bad)  # type: ignore[arg-type]
+        with self.assertRaises(InvalidArgumentError):
+            LengthPrefix(3)
+        with self.assertRaises(TypeError):
+            ScriptedServer(script=Recorder, on_frame=lambda c, f: None)
+
+    def test_over_long_frame_closes_only_that_connection(self) -> None:
+        with socket.create_connection(self.server.server_address, timeout=TIMEOUT) as bad:
+            bad.sendall(b"x" * (MAX_FRAME_LENGTH + 10))
+            self.assertEqual(recv_all(bad), b"")  # closed by the server
+        self.server.wait_for(lambda: self.server.errors)
+        self.assertIsInstance(self.server.errors[0], PeerError)
+        with socket.create_connection(self.server.server_address, timeout=TIMEOUT) as good:
+            good.sendall(b"fine\n")
+            self.assertEqual(recv_until(good, b">"), b"<fine>")
+
+
+class FunctionStyleTest(unittest.TestCase):
+    def test_greeting_state_push_line_and_close_when_done(self) -> None:
+        def on_connect(conn: ScriptedConnection) -> None:
+            conn.state.count = 0
+
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            conn.state.count += 1
+            if line == b"BYE":
+                conn.push_line(f"bye after {conn.state.count}")
+                conn.close_when_done()
+            else:
+                conn.push_line(line.upper())
+
+        with ScriptedServer(greeting="hi\r\n", on_connect=on_connect, on_frame=on_frame) as srv:
+            with socket.create_connection(srv.server_address, timeout=TIMEOUT) as s:
+                s.sendall(b"a\r\nb\r\nBYE\r\nignored\r\n")
+                self.assertEqual(recv_all(s), b"hi\r\nA\r\nB\r\nbye after 3\r\n")
+            (conn,) = srv.wait_for_connections(1, closed=True)
+            self.assertEqual(conn.state.count, 3)
+
+    def test_push_from_another_thread_and_callback_error_recorded(self) -> None:
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            if line == b"boom":
+                raise RuntimeError("script bug")
+
+        with ScriptedServer(on_frame=on_frame, report_errors=False) as srv:
+            with socket.create_connection(srv.server_address, timeout=TIMEOUT) as s:
+                (conn,) = srv.wait_for_connections(1)
+                conn.push(b"from the test thread\r\n")  # not the reactor thread
+                self.assertEqual(recv_until(s, b"\n"), b"from the test thread\r\n")
+                with self.assertRaises(UsageError):
+                    conn.start_tls(SERVER_CTX)  # reactor-thread only
+                s.sendall(b"boom\r\n")
+                self.assertEqual(recv_all(s), b"")
+            srv.wait_for(lambda: srv.errors)
+            self.assertIsInstance(srv.errors[0], RuntimeError)
+
+    @unittest.skipUnless(SOCAT, "socat not installed")
+    def test_socat_client_length_prefixed_echo(self) -> None:
+        def on_frame(conn: ScriptedConnection, payload: bytes) -> None:
+            conn.push_frame(payload[::-1])
+            conn.close_when_done()
+
+        with ScriptedServer(terminator=LengthPrefix(2), on_frame=on_frame) as srv:
+            out = subprocess.run(
+                [SOCAT, "-t5", "-", f"TCP:127.0.0.1:{srv.port}"],
+                input=struct.pack(">H", 6) + b"socat!",
+                capture_output=True,
+                timeout=30,
+            )
+        self.assertEqual(out.stdout, struct.pack(">H", 6) + b"!tacos")
+
+
+class POP3Script:
+    """A tiny POP3 server with STLS (RFC 1939, RFC 2595)."""
+
+    def __init__(self, conn: ScriptedConnection) -> None:
+        self.conn = conn
+        self.commands: list[bytes] = []
+        conn.server.scripts.append(self)  # type: ignore[attr-defined]
+
+    def on_connect(self) -> None:
+        self.conn.push(b"+OK ready\r\n")
+
+    def on_frame(self, line: bytes) -> None:
+        self.commands.append(line)
+        verb = line.split(b" ")[0].upper()
+        if verb == b"CAPA":
+            stls = b"" if self.conn.is_tls else b"STLS\r\n"
+            self.conn.push(b"+OK\r\nUSER\r\n" + stls + b".\r\n")
+        elif verb == b"STLS":
+            self.conn.push(b"+OK begin TLS\r\n")
+            self.conn.start_tls(SERVER_CTX)
+        elif verb == b"STAT":
+            self.conn.push(b"+OK 2 320\r\n")
+        elif verb == b"QUIT":
+            self.conn.push(b"+OK bye\r\n")
+            self.conn.close_when_done()
+        else:
+            self.conn.push(b"-ERR unknown\r\n")
+
+
+def pop3_server(**kwargs: Any) -> ScriptedServer:
+    server = ScriptedServer(script=POP3Script, **kwargs)
+    server.scripts = []  # type: ignore[attr-defined]
+    server.start()
+    return server
+
+
+class StartTLSTest(unittest.TestCase):
+    def setUp(self) -> None:
+        self.server = pop3_server()
+        self.addCleanup(self.server.stop)
+
+    def test_poplib_stls_then_commands_over_tls(self) -> None:
+        client = poplib.POP3("127.0.0.1", self.server.port, timeout=TIMEOUT)
+        self.addCleanup(client.close)
+        client.stls(context=CLIENT_CTX)
+        self.assertEqual(client.stat(), (2, 320))
+        self.assertNotIn("STLS", client.capa())
+        self.assertEqual(client.quit(), b"+OK bye")
+        self.assertEqual(self.server.tls_errors, [])
+
+    def test_poplib_implicit_tls(self) -> None:
+        with ScriptedServer(script=POP3Script, ssl_context=SERVER_CTX) as srv:
+            srv.scripts = []  # type: ignore[attr-defined]
+            client = poplib.POP3_SSL("localhost", srv.port, context=CLIENT_CTX, timeout=TIMEOUT)
+            self.assertEqual(client.getwelcome(), b"+OK ready")
+            self.assertEqual(client.stat(), (2, 320))
+            client.quit()
+
+    def test_plaintext_pipelined_behind_stls_is_never_a_command(self) -> None:
+        # One segment: STLS and a command after it.  The injected command
+        # must not run, in plaintext or later inside the TLS session.
+        raw = socket.create_connection(self.server.server_address, timeout=TIMEOUT)
+        self.addCleanup(raw.close)
+        self.assertEqual(recv_until(raw, b"\r\n"), b"+OK ready\r\n")
+        raw.sendall(b"STLS\r\nQUIT\r\n")
+        self.assertEqual(recv_until(raw, b"\r\n"), b"+OK begin TLS\r\n")
+        tls = CLIENT_CTX.wrap_socket(raw, server_hostname="localhost")
+        tls.sendall(b"STAT\r\n")
+        self.assertEqual(recv_until(tls, b"\r\n"), b"+OK 2 320\r\n")
+        (script,) = self.server.scripts  # type: ignore[attr-defined]
+        self.assertEqual(script.commands, [b"STLS", b"STAT"])
+        self.assertEqual(script.conn.discarded_plaintext, len(b"QUIT\r\n"))
+        tls.close()
+
+    def test_reset_mid_upgrade_is_contained(self) -> None:
+        for _ in range(3):
+            raw = socket.create_connection(self.server.server_address, timeout=TIMEOUT)
+            recv_until(raw, b"\r\n")
+            raw.sendall(b"STLS\r\n")
+            recv_until(raw, b"\r\n")
+            raw.sendall(b"\x16\x03\x01\x00\x05hel")  # half a ClientHello, then RST
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            raw.close()
+        self.server.wait_for(lambda: self.server.connection_count == 0)
+        self.assertEqual(self.server.errors, [])
+        client = poplib.POP3("127.0.0.1", self.server.port, timeout=TIMEOUT)
+        client.stls(context=CLIENT_CTX)
+        self.assertEqual(client.stat(), (2, 320))
+        client.quit()
+
+    def test_stop_tls_goes_back_to_plaintext_on_the_same_connection(self) -> None:
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            if line == b"AUTH":
+                conn.push(b"234 go\r\n")
+                conn.start_tls(SERVER_CTX)
+            elif line == b"CCC":
+                conn.push(b"200 clear\r\n")
+                conn.stop_tls()
+                conn.push(b"held until the peer's close_notify\r\n")
+            else:
+                conn.push(line + (b" tls" if conn.is_tls else b" plain") + b"\r\n")
+
+        with ScriptedServer(on_frame=on_frame) as srv:
+            raw = socket.create_connection(srv.server_address, timeout=TIMEOUT)
+            self.addCleanup(raw.close)
+            raw.sendall(b"AUTH\r\n")
+            self.assertEqual(recv_until(raw, b"\r\n"), b"234 go\r\n")
+            tls = CLIENT_CTX.wrap_socket(raw, server_hostname="localhost")
+            tls.sendall(b"a\r\n")
+            self.assertEqual(recv_until(tls, b"\r\n"), b"a tls\r\n")
+            tls.sendall(b"CCC\r\n")
+            self.assertEqual(recv_until(tls, b"\r\n"), b"200 clear\r\n")
+            plain = tls.unwrap()
+            self.addCleanup(plain.close)
+            self.assertEqual(recv_until(plain, b"\r\n"), b"held until the peer's close_notify\r\n")
+            plain.sendall(b"b\r\n")
+            self.assertEqual(recv_until(plain, b"\r\n"), b"b plain\r\n")
+            self.assertEqual(srv.errors, [])
+            self.assertEqual(srv.tls_errors, [])
+
+    def test_close_when_done_during_the_handshake_sends_what_was_pushed(self) -> None:
+        def on_connect(conn: ScriptedConnection) -> None:
+            conn.start_tls(SERVER_CTX)
+            conn.push(b"pushed during the handshake\r\n")
+            conn.close_when_done()
+
+        with ScriptedServer(on_connect=on_connect) as srv:
+            raw = socket.create_connection(srv.server_address, timeout=TIMEOUT)
+            with CLIENT_CTX.wrap_socket(raw, server_hostname="localhost") as tls:
+                self.assertEqual(recv_all(tls), b"pushed during the handshake\r\n")
+
+
+class FTPScript:
+    """Enough FTP (RFC 959) for ftplib's RETR in passive and active mode."""
+
+    DATA = b"0123456789" * 10_000
+
+    def __init__(self, conn: ScriptedConnection) -> None:
+        self.conn = conn
+        self.data: ScriptedConnection | None = None
+        self.conn.push(b"220 hi\r\n")
+
+    def on_frame(self, line: bytes) -> None:
+        verb, _, arg = line.decode().partition(" ")
+        verb = verb.upper()
+        conn = self.conn
+        if verb in ("USER", "PASS", "TYPE"):
+            conn.push(b"230 ok\r\n")
+        elif verb == "PASV":
+            conn.hold()  # RETR must wait for the data connection
+            lst = conn.listen(on_connect=self._data_ready, timeout=TIMEOUT)
+            p = lst.port
+            conn.push(f"227 passive (127,0,0,1,{p // 256},{p % 256})\r\n".encode())
+        elif verb == "PORT":
+            n = [int(x) for x in arg.split(",")]
+            conn.hold()
+            conn.connect(
+                (".".join(map(str, n[:4])), n[4] * 256 + n[5]),
+                on_connect=lambda c: (self._data_ready(c), conn.push(b"200 ok\r\n")),
+                on_error=lambda exc: (conn.push(b"425 no\r\n"), conn.release()),
+            )
+        elif verb == "RETR":
+            assert self.data is not None
+            conn.push(b"150 here\r\n")
+            self.data.push(self.DATA)
+            self.data.close_when_done()
+        elif verb == "QUIT":
+            conn.push(b"221 bye\r\n")
+            conn.close_when_done()
+        else:
+            conn.push(b"502 no\r\n")
+
+    def _data_ready(self, data: ScriptedConnection) -> None:
+        self.data = data
+        self.conn.release()
+
+
+class ChildSocketsTest(unittest.TestCase):
+    def test_ftplib_passive_and_active_retr(self) -> None:
+        with ScriptedServer(script=FTPScript) as srv:
+            for passive in (True, False):
+                with self.subTest(passive=passive):
+                    client = ftplib.FTP(timeout=TIMEOUT)
+                    client.connect("127.0.0.1", srv.port)
+                    client.login()
+                    client.set_pasv(passive)
+                    got: list[bytes] = []
+                    conn = client.transfercmd("RETR x")
+                    while chunk := conn.recv(65536):
+                        got.append(chunk)
+                    conn.close()
+                    self.assertEqual(b"".join(got), FTPScript.DATA)
+                    client.quit()
+            self.assertEqual(srv.errors, [])
+            self.assertEqual(srv.connect_errors, [])
+
+    def test_stop_closes_child_listeners_and_their_connections(self) -> None:
+        ports: list[int] = []
+
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            lst = conn.listen(terminator=b"\n", on_frame=lambda c, f: c.push(f + b"!\n"))
+            ports.append(lst.port)
+            conn.push(b"%d\n" % lst.port)
+
+        srv = ScriptedServer(on_frame=on_frame, terminator=b"\n")
+        srv.start()
+        try:
+            with socket.create_connection(srv.server_address, timeout=TIMEOUT) as s:
+                s.sendall(b"listen\n")
+                port = int(recv_until(s, b"\n"))
+                child = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+                child.sendall(b"x\n")
+                self.assertEqual(recv_until(child, b"\n"), b"x!\n")
+                s.sendall(b"listen\n")
+                second = int(recv_until(s, b"\n"))
+                srv.stop()
+                self.assertEqual(recv_all(child), b"")  # the child connection closed
+                child.close()
+                for p in (port, second):
+                    with self.assertRaises(ConnectionRefusedError):
+                        socket.create_connection(("127.0.0.1", p), timeout=TIMEOUT).close()
+        finally:
+            srv.stop()
+        self.assertEqual(srv.connection_count, 0)
+
+    def test_listener_timeout_closes_it_and_runs_on_timeout(self) -> None:
+        fired = threading.Event()
+
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            lst = conn.listen(timeout=0.2, on_timeout=fired.set)
+            conn.push(b"%d\n" % lst.port)
+
+        with ScriptedServer(on_frame=on_frame, terminator=b"\n") as srv:
+            with socket.create_connection(srv.server_address, timeout=TIMEOUT) as s:
+                s.sendall(b"go\n")
+                port = int(recv_until(s, b"\n"))
+                self.assertTrue(fired.wait(TIMEOUT))
+                with self.assertRaises(ConnectionRefusedError):
+                    socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
+
+    def test_connect_refused_and_timed_out_are_recorded(self) -> None:
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        refused_port = closed.getsockname()[1]
+        closed.close()
+        # A listener whose accept queue is full drops further SYNs: a
+        # connection attempt to it can only time out.
+        full = socket.socket()
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        self.addCleanup(full.close)
+        fillers = []
+        for _ in range(4):
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(full.getsockname())
+            fillers.append(f)
+        self.addCleanup(lambda: [f.close() for f in fillers])
+        errors: list[OSError] = []
+
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            port = refused_port if line == b"refused" else full.getsockname()[1]
+            conn.connect(("127.0.0.1", port), timeout=0.5, on_error=errors.append)
+
+        with ScriptedServer(on_frame=on_frame, terminator=b"\n") as srv:
+            with socket.create_connection(srv.server_address, timeout=TIMEOUT) as s:
+                s.sendall(b"refused\n")
+                srv.wait_for(lambda: srv.connect_errors)
+                self.assertIsInstance(srv.connect_errors[0], ConnectionRefusedError)
+                s.sendall(b"full\n")
+                srv.wait_for(lambda: len(srv.connect_errors) == 2)
+        self.assertIsInstance(errors[1], TimeoutError)
+        self.assertEqual(errors, srv.connect_errors)
+        self.assertEqual(srv.errors, [])
+        self.assertGreater(CONNECT_TIMEOUT, 0)
+
+
+class HostilePeerTest(unittest.TestCase):
+    def test_never_reading_pipeliner_is_stalled_with_bounded_memory(self) -> None:
+        from tests.test_backpressure import MAX_SERVER_BUFFER, connect, send_until_stalled
+
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            conn.push(b"x" * 4096)  # a big reply to every short command
+
+        with ScriptedServer(on_frame=on_frame) as srv:
+            sock = connect(srv.server_address)
+            self.addCleanup(sock.close)
+            sent, stalled = send_until_stalled(sock, b"NOOP\r\n" * 10923)
+            r = current_reactor()
+            assert r is not None
+            held = r.run_sync(
+                lambda: sum(t.get_write_buffer_size() for t in srv._transports), timeout=TIMEOUT
+            )
+            self.assertTrue(stalled, f"server kept reading: {sent} sent, {held} buffered")
+            self.assertLessEqual(held, MAX_SERVER_BUFFER)
+
+    def test_line_flood_leaves_a_neighbour_answered(self) -> None:
+        from protocols import HTTPServer, Reply
+
+        n = 100_000
+        count = [0]
+
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            count[0] += 1
+            if count[0] == n:
+                conn.push(b"all\n")
+
+        with (
+            ScriptedServer(on_frame=on_frame, terminator=b"\n") as a,
+            HTTPServer(handler=lambda r: Reply(200, b"ok"), record=False) as b,
+        ):
+            out = subprocess.run(
+                [sys.executable, "-m", "tests.neighbour_latency", "lines"]
+                + [str(a.port), str(b.port), str(n)],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            a.wait_for(lambda: count[0] == n, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        got, median, worst = out.stdout.split()
+        self.assertGreater(int(got), 3, out.stdout)
+        self.assertLess(float(median), 0.010, out.stdout)
+
+    def test_silent_and_half_closing_clients_disturb_nobody(self) -> None:
+        with ScriptedServer(on_frame=lambda c, f: c.push(f + b"\r\n"), greeting=b"hi\r\n") as srv:
+            silent = [
+                socket.create_connection(srv.server_address, timeout=TIMEOUT) for _ in range(20)
+            ]
+            half = socket.create_connection(srv.server_address, timeout=TIMEOUT)
+            half.sendall(b"partial line without end")
+            half.shutdown(socket.SHUT_WR)
+            self.assertEqual(recv_all(half), b"hi\r\n")
+            with socket.create_connection(srv.server_address, timeout=TIMEOUT) as ok:
+                ok.sendall(b"ping\r\n")
+                self.assertEqual(recv_until(ok, b"ping\r\n"), b"hi\r\nping\r\n")
+            for s in silent + [half]:
+                s.close()
+        self.assertEqual(srv.errors, [])
+
+
+class CompatibilityTest(unittest.TestCase):
+    def test_existing_stream_server_untouched(self) -> None:
+        # The new module adds names; TCPServer's on_line is unchanged.
+        with TCPServer(on_line=lambda c, line: c.write(line)) as srv:
+            with socket.create_connection(srv.server_address, timeout=TIMEOUT) as s:
+                s.sendall(b"x\n")
+                self.assertEqual(recv_until(s, b"\n"), b"x\n")
