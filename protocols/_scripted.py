@@ -51,7 +51,7 @@ import socket
 import ssl
 import struct
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -537,11 +537,17 @@ class ScriptedConnection:
         t = self.transport
         assert t is not None
         budget = self._budget
-        budget.start()
+        draining = self.server._draining
+        if draining:
+            budget.unlimited()  # stop(): what arrived is handled now (G3)
+        else:
+            budget.start()
         while True:
             if self.closed or t.is_closing():
                 self._buf.clear()
                 return
+            # Even while stopping, a peer that does not read gets no more
+            # frames delivered: their replies could only pile up unsent.
             if self._held or self._write_paused:
                 self._pause_reading()  # release()/resume_writing() carry on
                 return
@@ -807,20 +813,45 @@ class ScriptedServer(StreamServerBase):
             self._transports.add(transport)
         self._notify()
 
+    _draining = False  # inside stop(): no per-pass budget, deliver what arrived
+
+    def _before_close(self) -> None:
+        # Frames put off to a later pass by the per-pass budget are delivered
+        # now: nothing that reached the server before stop() is lost.  Held
+        # connections, and peers that do not read their replies, get no more.
+        for t in list(self._transports):
+            conn = t.protocol
+            if isinstance(conn, ScriptedConnection) and conn._buf and not conn.closed:
+                try:
+                    conn._process()
+                except Exception as exc:
+                    self.handle_error(exc, f"scripted connection from {conn.peer!r}")
+                    t.abort(exc)
+
     def _detach(self) -> None:
+        conns = [t.protocol for t in self._transports]
+        self._draining = True
+        try:
+            super()._detach()
+        finally:
+            self._draining = False
+            # After the drain: a listener a drained frame opened closes too.
+            self._close_children(conns)
+
+    def _close_children(self, conns: Sequence[object]) -> None:
         for child in list(self._children):
             child.close()
         self._children.clear()
-        for conn in self.connections:
-            for c in list(conn._children):
-                c.cancel()
-        super()._detach()
+        for conn in conns:
+            if isinstance(conn, ScriptedConnection):
+                for c in list(conn._children):
+                    c.cancel()
+                conn._children.clear()
 
     def _detach_after_death(self) -> None:
-        for child in list(self._children):
-            child.close()
-        self._children.clear()
+        conns = [t.protocol for t in self._transports]
         super()._detach_after_death()
+        self._close_children(conns)
 
     # -- waiting ---------------------------------------------------------------
 

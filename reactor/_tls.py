@@ -160,8 +160,10 @@ class TLSLayer:
 
         Items are plaintext ``bytes``, :class:`TLSEvent` values and at most
         one :class:`TLSFailure`, which is always last (so is
-        ``CLOSE_NOTIFY``).  ``feed(b"")`` just advances a handshake (a
-        client starts its handshake that way).  Never raises for bad input.
+        ``CLOSE_NOTIFY``).  After ``UNWRAPPED`` (see :meth:`begin_unwrap`)
+        only the plaintext the peer sent past its close_notify may follow.
+        ``feed(b"")`` just advances a handshake (a client starts its
+        handshake that way).  Never raises for bad input.
         """
         if data:
             self._in_bio.write(data)

@@ -505,6 +505,11 @@ class HostilePeerTest(unittest.TestCase):
             )
             self.assertTrue(stalled, f"server kept reading: {sent} sent, {held} buffered")
             self.assertLessEqual(held, MAX_SERVER_BUFFER)
+            # stop() handles what arrived, but delivers no more frames to a
+            # peer that does not read (their replies would pile up unsent).
+            t0 = time.monotonic()
+            srv.stop()
+            self.assertLess(time.monotonic() - t0, 2.0)
 
     def test_line_flood_leaves_a_neighbour_answered(self) -> None:
         from protocols import HTTPServer, Reply
@@ -550,6 +555,38 @@ class HostilePeerTest(unittest.TestCase):
             for s in silent + [half]:
                 s.close()
         self.assertEqual(srv.errors, [])
+
+
+class StopTest(unittest.TestCase):
+    def test_frames_that_reached_the_server_are_delivered_by_stop(self) -> None:
+        n = 20_000
+        got: list[bytes] = []
+        srv = ScriptedServer(on_frame=lambda c, f: got.append(f), terminator=b"\n")
+        srv.start()
+        try:
+            with socket.create_connection(srv.server_address, timeout=TIMEOUT) as s:
+                s.sendall(b"".join(b"%d\n" % i for i in range(n)))  # on loopback: arrived
+                srv.wait_for(lambda: got)
+                srv.stop()  # most lines still wait for later passes (the per-pass budget)
+        finally:
+            srv.stop()
+        self.assertEqual(got, [b"%d" % i for i in range(n)])
+
+    def test_child_listener_closes_with_its_connection(self) -> None:
+        ports: list[int] = []
+
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            ports.append(conn.listen(once=False).port)
+            conn.push(b"ok\n")
+
+        with ScriptedServer(on_frame=on_frame, terminator=b"\n") as srv:
+            with socket.create_connection(srv.server_address, timeout=TIMEOUT) as s:
+                s.sendall(b"x\n")
+                recv_until(s, b"\n")
+                socket.create_connection(("127.0.0.1", ports[0]), timeout=TIMEOUT).close()
+            srv.wait_for(lambda: srv.connections[0].closed)
+            with self.assertRaises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", ports[0]), timeout=TIMEOUT).close()
 
 
 class CompatibilityTest(unittest.TestCase):
