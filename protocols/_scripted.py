@@ -335,7 +335,8 @@ class ScriptedConnection:
     ) -> DataListener:
         """Listen for a child connection (FTP PASV/EPSV); returns the :class:`DataListener`.
 
-        ``host`` defaults to the address this connection was accepted on.
+        ``host`` defaults to the address this connection was accepted on
+        (127.0.0.1 under a Unix socket server).
         Each accepted connection becomes a :class:`ScriptedConnection` of
         this server with ``script`` (or the ``on_connect=``, ``on_frame=``,
         ``on_data=``, ``on_eof=``, ``on_close=`` callbacks) and
@@ -350,7 +351,8 @@ class ScriptedConnection:
         """
         t = self._require_transport()
         if host is None:
-            host = str(t.sockname[0])
+            name = t.sockname
+            host = str(name[0]) if isinstance(name, tuple) else "127.0.0.1"  # Unix parent
         listener = DataListener(
             self,
             (host, port),
@@ -376,6 +378,9 @@ class ScriptedConnection:
         **callbacks: Callable[..., object] | None,
     ) -> Connector:
         """Open an outbound child connection to ``address`` (FTP PORT/EPRT).
+
+        ``address`` is a numeric ``(ip, port)`` or a Unix socket path (a
+        host name fails with ``socket.gaierror``: resolving it would block).
 
         Non-blocking: once connected, the new :class:`ScriptedConnection`
         (with ``script`` or the ``on_*`` callbacks, and ``terminator``,

@@ -43,10 +43,12 @@ class Connector:
     ``on_connected(sock)`` gets the connected non-blocking socket (the
     callback owns it from then on); ``on_failed(exc)`` gets the ``OSError``
     (``ConnectionRefusedError``, ``TimeoutError`` after ``timeout`` seconds,
-    a resolution error...).  Exactly one of them runs, on the reactor
-    thread, and never from inside this constructor: a refusal known at once
-    is reported on the next pass.  :meth:`cancel` stops the attempt and
-    closes the socket without calling either.
+    ``socket.gaierror`` for a host name: the address must be a numeric IP
+    and port, or a Unix socket path, as resolving a name would block).
+    Exactly one of them runs, on the reactor thread, and never from inside
+    this constructor: a refusal known at once is reported on the next pass.
+    :meth:`cancel` stops the attempt and closes the socket without calling
+    either.
 
     :raises InvalidArgumentError: ``timeout`` is not positive.
     """
@@ -72,10 +74,9 @@ class Connector:
         self._timer: TimerHandle | None = None
         self.done = False
         try:
-            if family is None:
-                family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
+            family, address = _numeric_address(address, family)
             sock = socket.socket(family, socket.SOCK_STREAM)
-        except (OSError, TypeError, IndexError) as exc:
+        except (OSError, TypeError, ValueError, IndexError) as exc:
             reactor.call_soon(self._fail, _as_oserror(exc))
             return
         sock.setblocking(False)
@@ -92,9 +93,7 @@ class Connector:
             self._registered = True
             self._timer = reactor.call_later(timeout, self._timed_out, timeout)
         else:
-            reactor.call_soon(
-                self._fail, OSError(err, f"connect to {address!r}: {errno.errorcode.get(err, err)}")
-            )
+            reactor.call_soon(self._fail, _errno_error(err, address))
 
     def _on_writable(self, mask: int) -> None:
         sock = self._sock
@@ -148,6 +147,22 @@ class Connector:
         sock = self._release()
         if sock is not None:
             sock.close()
+
+
+def _numeric_address(address: Any, family: int | None) -> tuple[int, Any]:
+    """``(family, sockaddr)`` for a numeric ``(host, port)`` or a Unix path.
+
+    Host names are refused (``socket.gaierror``): resolving one would block
+    the reactor thread.
+    """
+    if isinstance(address, (str, bytes)):
+        return socket.AF_UNIX, address
+    host, port = address[0], address[1]
+    infos = socket.getaddrinfo(
+        host, port, family or 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST
+    )
+    fam, _, _, _, sockaddr = infos[0]
+    return fam, sockaddr
 
 
 def _errno_error(err: int, address: Any) -> OSError:

@@ -497,4 +497,32 @@ def load_test_ftplib() -> types.ModuleType:
     return mod
 
 
+class ThreadCheck:
+    """CPython's module set-up and its ``threading_helper`` check, under pytest too.
+
+    The CPython modules' ``setUpModule`` registers
+    ``threading_helper.threading_cleanup`` with ``unittest.addModuleCleanup``,
+    which ``python -m unittest`` runs and pytest does not; ``teardown()``
+    runs the module cleanups itself and fails if the check found a dangling
+    thread (it sets ``test.support.environment_altered``).
+    """
+
+    def __init__(self, module: types.ModuleType) -> None:
+        self.module = module
+        self.altered_before = False
+
+    def setup(self) -> None:
+        from test import support
+
+        self.altered_before = bool(support.environment_altered)
+        self.module.setUpModule()
+
+    def teardown(self) -> None:
+        from test import support
+
+        unittest.case.doModuleCleanups()
+        if support.environment_altered and not self.altered_before:
+            raise AssertionError("threading_helper.threading_cleanup() found dangling threads")
+
+
 __all__ = ["load_test_ftplib", "load_test_poplib", "protocols"]

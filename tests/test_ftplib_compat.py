@@ -23,8 +23,15 @@ _tf = chat_adapters.load_test_ftplib()
 SERVER_TESTS = 93
 
 
+_threads = chat_adapters.ThreadCheck(_tf)
+
+
 def setUpModule() -> None:
-    _tf.setUpModule()
+    _threads.setup()  # CPython's: threading_helper.threading_setup()
+
+
+def tearDownModule() -> None:
+    _threads.teardown()  # threading_helper.threading_cleanup(): no dangling thread
 
 
 class AdapterTest(unittest.TestCase):

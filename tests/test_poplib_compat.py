@@ -20,8 +20,15 @@ _tp = chat_adapters.load_test_poplib()
 SERVER_TESTS = 71
 
 
+_threads = chat_adapters.ThreadCheck(_tp)
+
+
 def setUpModule() -> None:
-    _tp.setUpModule()
+    _threads.setup()  # CPython's: threading_helper.threading_setup()
+
+
+def tearDownModule() -> None:
+    _threads.teardown()  # threading_helper.threading_cleanup(): no dangling thread
 
 
 class AdapterTest(unittest.TestCase):

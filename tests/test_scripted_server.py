@@ -486,6 +486,66 @@ class ChildSocketsTest(unittest.TestCase):
         self.assertEqual(srv.errors, [])
         self.assertGreater(CONNECT_TIMEOUT, 0)
 
+    def test_connect_needs_a_numeric_address_and_reaches_unix_paths(self) -> None:
+        errors: list[OSError] = []
+
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            if line == b"name":
+                conn.connect(("localhost", 1), on_error=errors.append)  # would block to resolve
+            else:
+                conn.connect(
+                    line.decode(),
+                    on_connect=lambda c: c.push(b"via unix"),
+                    on_data=lambda c, d: conn.push(b"got " + d + b"\n"),
+                )
+
+        with UnixScripted(on_data=lambda c, d: c.push(d.upper()), terminator=None) as unix:
+            with ScriptedServer(on_frame=on_frame, terminator=b"\n") as srv:
+                with socket.create_connection(srv.server_address, timeout=TIMEOUT) as s:
+                    s.sendall(b"name\n")
+                    srv.wait_for(lambda: srv.connect_errors)
+                    self.assertIsInstance(srv.connect_errors[0], socket.gaierror)
+                    s.sendall(unix.server_address.encode() + b"\n")
+                    self.assertEqual(recv_until(s, b"\n"), b"got VIA UNIX\n")
+        self.assertEqual(errors, srv.connect_errors)
+
+
+class UnixScripted(ScriptedServer):
+    address_family = socket.AF_UNIX
+
+
+class UnixSocketTest(unittest.TestCase):
+    @unittest.skipUnless(SOCAT, "socat not installed")
+    def test_socat_over_a_unix_socket_and_a_child_listener_on_loopback(self) -> None:
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            def child(c: ScriptedConnection) -> None:
+                c.push(b"child\n")
+                c.close_when_done()
+                conn.close_when_done()  # (the listener would close with it)
+
+            conn.push(b"%d\n" % conn.listen(on_connect=child).port)
+
+        with UnixScripted(on_frame=on_frame, terminator=b"\n", greeting=b"unix\n") as srv:
+            proc = subprocess.Popen(
+                [SOCAT, "-t5", "-", f"UNIX-CONNECT:{srv.server_address}"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write(b"pasv\n")
+                proc.stdin.flush()
+                self.assertEqual(proc.stdout.readline(), b"unix\n")
+                port = int(proc.stdout.readline())
+                with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as c:
+                    self.assertEqual(recv_all(c), b"child\n")
+                proc.stdin.close()
+                self.assertEqual(proc.wait(timeout=30), 0)  # the server closed the parent
+            finally:
+                proc.kill()
+                proc.wait()
+                proc.stdout.close()
+
 
 class HostilePeerTest(unittest.TestCase):
     def test_never_reading_pipeliner_is_stalled_with_bounded_memory(self) -> None:
