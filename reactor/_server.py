@@ -758,7 +758,20 @@ class StreamServerBase(BaseServer):
         self._listener: Listener | None = None
         self._transports: set[StreamTransport] = set()
         self._idle_handle: TimerHandle | None = None
+        self._fault_set: Any = None  # made by the ``faults`` property on first use
         super().__init__(addr, **kwargs)
+
+    @property
+    def faults(self) -> Any:
+        """Transport faults of this server (a :class:`reactor.TransportFaults`; made on use)."""
+        if self._fault_set is None:
+            self._fault_set = self._make_faults()
+        return self._fault_set
+
+    def _make_faults(self) -> Any:
+        from ._faults import TransportFaults
+
+        return TransportFaults(self)
 
     def make_protocol(self, addr: Any) -> StreamProtocol:
         """Return the protocol object for a new connection (reactor thread)."""
@@ -777,6 +790,8 @@ class StreamServerBase(BaseServer):
         )
         if not transport.is_closing():
             self._transports.add(transport)
+            if self._fault_set is not None:
+                self._fault_set.connection_opened(transport)
             if self.idle_timeout is not None and self._idle_handle is None:
                 self._idle_handle = self._loop.call_at(
                     transport.last_activity + self.idle_timeout, self._idle_check

@@ -162,6 +162,7 @@ class StreamTransport:
         self._tls: TLSLayer | None = None
         self._tls_done_cb: Callable[[], None] | None = None  # start_tls(on_done=)
         self._unwrap_done_cb: Callable[[], None] | None = None  # stop_tls(on_done=)
+        self._faults: Any = None  # a reactor._faults.ConnectionFaults while faults apply
         self._update_events()
         if ssl_context is not None:
             self._begin_tls(ssl_context, server_side)
@@ -345,6 +346,8 @@ class StreamTransport:
             self._force_close(exc)
             return False
         self.last_activity = time.monotonic()
+        if self._faults is not None:  # injected faults deliver it (now or later)
+            return bool(self._faults.received(data))
         if not data:
             self._on_eof()
             return False
@@ -368,6 +371,9 @@ class StreamTransport:
 
     def _flush(self) -> None:
         if self._closed:
+            return
+        if self._faults is not None:  # injected faults send it (now or later)
+            self._faults.flush()
             return
         buf = self._wbuf
         while buf:
@@ -413,6 +419,8 @@ class StreamTransport:
             events |= selectors.EVENT_READ
         if self._wbuf:
             events |= selectors.EVENT_WRITE
+        if self._faults is not None:  # no interest in what faults hold back
+            events = self._faults.filter_events(events)
         if events != self._events:
             if self._events == 0:
                 self._reactor.register(self._sock, events, self._on_events)
