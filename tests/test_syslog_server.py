@@ -268,16 +268,14 @@ class LoggerTest(unittest.TestCase):
             self.assertEqual(m.message, "via unix")
 
 
-def _rsyslog_has_tls() -> str | None:
-    """The reason TLS forwarding cannot be tested, or None."""
-    for d in ("/usr/lib/x86_64-linux-gnu/rsyslog", "/usr/lib/rsyslog", "/usr/lib64/rsyslog"):
-        for driver in ("lmnsd_gtls.so", "lmnsd_ossl.so"):
-            if os.path.exists(os.path.join(d, driver)):
-                return None
-    return (
-        "rsyslog has no TLS driver (lmnsd_gtls/lmnsd_ossl: "
-        "Debian packages rsyslog-gnutls/rsyslog-openssl)"
-    )
+def _rsyslog_tls_driver() -> str | None:
+    """rsyslog's netstream driver for TLS ("gtls" or "ossl"), or None if neither is installed."""
+    for d in ("/usr/lib/x86_64-linux-gnu/rsyslog", "/usr/lib/aarch64-linux-gnu/rsyslog",
+              "/usr/lib/rsyslog", "/usr/lib64/rsyslog"):  # fmt: skip
+        for driver in ("gtls", "ossl"):
+            if os.path.exists(os.path.join(d, f"lmnsd_{driver}.so")):
+                return driver
+    return None
 
 
 @unittest.skipIf(RSYSLOGD is None, "rsyslogd is not installed")
@@ -369,23 +367,57 @@ class RsyslogForwarderTest(unittest.TestCase):
             self.assertEqual(m.framing, Framing.NON_TRANSPARENT)
             self.assertEqual(m.message.strip(), "old form")
 
-    def test_forwards_over_tls(self) -> None:
-        reason = _rsyslog_has_tls()
-        if reason:
-            self.skipTest(reason)
+    def test_forwards_to_the_tcp_and_the_tls_server(self) -> None:
+        # One rsyslogd, two actions: LF-framed RFC 3164 ("traditional") to a
+        # plain TCP server, octet-counted RFC 5424 over TLS (RFC 5425) to a
+        # TLS server, rsyslog checking the server's certificate against the
+        # bundled CA and the name "localhost" (x509/name, not anon).
+        driver = _rsyslog_tls_driver()
+        if driver is None:
+            self.skipTest(
+                "rsyslog has no TLS driver (lmnsd_gtls/lmnsd_ossl: Debian packages "
+                "rsyslog-gnutls/rsyslog-openssl; .ci/run installs rsyslog-gnutls)"
+            )
         from protocols._tls import CA_FILE
 
-        with SyslogTLSServer() as server:
-            host, port = server.server_address
+        with SyslogTCPServer() as tcp, SyslogTLSServer() as tls:
+            thost, tport = tcp.server_address
+            shost, sport = tls.server_address
             sock = self.start_rsyslog(
                 f'global(DefaultNetstreamDriverCAFile="{CA_FILE}")\n'
-                f'action(type="omfwd" target="{host}" port="{port}" protocol="tcp" '
-                'StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="anon" '
+                f'action(type="omfwd" target="{thost}" port="{tport}" protocol="tcp" '
+                'template="RSYSLOG_ForwardFormat")\n'
+                f'action(type="omfwd" target="{shost}" port="{sport}" protocol="tcp" '
+                f'StreamDriver="{driver}" StreamDriverMode="1" StreamDriverAuthMode="x509/name" '
+                'StreamDriverPermittedPeers="localhost" '
                 'TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")'
             )
-            subprocess.run([LOGGER or "logger", "-u", sock, "-t", "tlsapp", "over tls"], timeout=30)
-            (m,) = server.wait_for_messages(app="tlsapp", timeout=30)
-            self.assertEqual(m.message.strip(), "over tls")
+            out = subprocess.run(
+                [LOGGER or "logger", "-u", sock, "-i", "-t", "both", "-p", "local2.warning",
+                 "to tcp and tls"],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            self.assertEqual(out.returncode, 0, out.stderr)
+            (plain,) = tcp.wait_for_messages(app="both", severity="warning", timeout=30)
+            (secure,) = tls.wait_for_messages(app="both", severity="warning", timeout=30)
+        self.assertIsNone(plain.error, plain.raw)
+        self.assertEqual(plain.format, SyslogFormat.RFC3164)
+        self.assertEqual(plain.framing, Framing.NON_TRANSPARENT)
+        self.assertIsNone(secure.error, secure.raw)
+        self.assertEqual(secure.format, SyslogFormat.RFC5424)
+        self.assertEqual(secure.framing, Framing.OCTET_COUNTING)
+        self.assertEqual(secure.version, 1)
+        for m in (plain, secure):
+            self.assertEqual((m.facility, m.severity), (Facility.LOCAL2, Severity.WARNING))
+            self.assertEqual(m.message.strip(), "to tcp and tls")
+            self.assertIsNotNone(m.timestamp)
+            self.assertIsNotNone(m.timestamp.tzinfo)  # type: ignore[union-attr]
+            self.assertTrue(m.procid and m.procid.isdigit(), m.raw)  # logger -i: its pid
+        # The same message through both actions: same host, pid and instant.
+        self.assertEqual(plain.hostname, secure.hostname)
+        self.assertEqual(plain.procid, secure.procid)
+        self.assertEqual(plain.timestamp, secure.timestamp)
+        self.assertEqual(tls.errors, [])
 
 
 if __name__ == "__main__":
