@@ -335,24 +335,85 @@ def rfc5424_records(draw: st.DrawFn) -> SyslogMessage:
     )
 
 
+_tag = st.text(
+    st.sampled_from("abcxyzABC019_./@-"), min_size=1, max_size=48
+)  # an RFC 3164 TAG as _TAG accepts it
+_host_3164 = st.text(
+    st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters=":["),
+    min_size=1,
+    max_size=30,
+)  # no ':' or '[': a host that is not also a TAG
+
+
+@st.composite
+def rfc3164_records(draw: st.DrawFn) -> SyslogMessage:
+    timestamp = draw(
+        st.none()
+        | st.datetimes(datetime.datetime(2024, 1, 1), datetime.datetime(2024, 12, 31, 23, 59, 59))
+        .map(lambda t: t.replace(microsecond=0))
+        | st.datetimes(timezones=_tz, min_value=datetime.datetime(1000, 1, 1))
+    )
+    return SyslogMessage(
+        raw=b"",
+        format=SyslogFormat.RFC3164,
+        facility=draw(st.sampled_from(list(Facility))),
+        severity=draw(st.sampled_from(list(Severity))),
+        timestamp=timestamp,
+        hostname=draw(st.none() | _host_3164) if timestamp is not None else None,
+        app_name=draw(_tag),
+        procid=draw(st.none() | st.text(st.sampled_from("0123456789abc-"), min_size=1, max_size=9)),
+        message=draw(_text),
+        bom=draw(st.booleans()),
+    )
+
+
+# What the fuzzers put in front of random octets: every branch of the parser.
+_HEADS = [
+    b"",
+    b"<14>",
+    b"<165>1 ",
+    b"<13>Jan  5 01:02:03 ",
+    b"<13>Feb 30 01:02:03 host ",
+    b"<1>1 - - - - - [",
+    b'<0>1 2003-10-11T22:14:15.003Z h a p m [x@1 a="',
+    b"<13>2024-01-02T03:04:05.123456+05:30 host app[12]: ",
+    b"<191>999 - - - - - - ",
+    b"<192>",
+    b"<014>",
+]
+
+
+def check_never_fails_inside(test: unittest.TestCase, r: SyslogMessage) -> None:
+    # parse_message() turns an unexpected exception into "parser error: ..."
+    # so that a message is never lost: the fuzzers must never reach that.
+    test.assertFalse((r.error or "").startswith("parser error"), r)
+
+
 class FuzzTest(unittest.TestCase):
     @settings(max_examples=400, deadline=None)
     @given(st.binary(max_size=300))
     def test_never_raises_and_accepted_messages_round_trip(self, data: bytes) -> None:
         r = parse_message(data, year=2024)
+        check_never_fails_inside(self, r)
         self.assertEqual(r.raw, data)
         again = parse_message(format_message(r), year=2024)
         self.assertEqual(fields(again), fields(r))
 
-    @settings(max_examples=300, deadline=None)
-    @given(
-        st.sampled_from([b"<14>", b"<165>1 ", b"<13>Jan  5 01:02:03 ", b"<1>1 - - - - - ["]),
-        st.binary(max_size=200),
-    )
+    @settings(max_examples=1000, deadline=None)
+    @given(st.sampled_from(_HEADS), st.binary(max_size=200))
     def test_prefixed_garbage_never_raises_and_round_trips(self, head: bytes, tail: bytes) -> None:
         r = parse_message(head + tail, year=2024)
+        check_never_fails_inside(self, r)
+        self.assertEqual(r.raw, head + tail)
         again = parse_message(format_message(r), year=2024)
         self.assertEqual(fields(again), fields(r))
+
+    @settings(max_examples=300, deadline=None)
+    @given(rfc3164_records())
+    def test_formatted_rfc3164_records_parse_back(self, record: SyslogMessage) -> None:
+        r = parse_message(format_message(record), year=2024)
+        self.assertIsNone(r.error, format_message(record))
+        self.assertEqual(fields(r), record)
 
     @settings(max_examples=300, deadline=None)
     @given(rfc5424_records())
