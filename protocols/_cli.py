@@ -13,6 +13,7 @@ import datetime
 import json
 import re
 import signal
+import socket
 import ssl
 import sys
 import threading
@@ -26,9 +27,17 @@ from ._datagram import UDPServer
 from ._stream import MAX_LINE_LENGTH, StreamConnection, TCPServer
 from .http import HTTPRequest, HTTPServer, RemoteProtocolError, Reply
 from .smtp import SMTPServer, add_smtp_sink
-from .syslog import SyslogMessage, SyslogTCPServer, SyslogUDPServer
+from .syslog import SyslogMessage, SyslogTCPServer, SyslogTLSServer, SyslogUDPServer
 
-__all__ = ["main", "build_sinks", "make_parser", "add_smtp_arguments", "smtp_sink_from_args"]
+__all__ = [
+    "CLIArgumentError",
+    "add_smtp_arguments",
+    "build_sinks",
+    "check_arguments",
+    "main",
+    "make_parser",
+    "smtp_sink_from_args",
+]
 
 SinkFactory = Callable[[argparse.Namespace, "Printer"], BaseServer]
 
@@ -66,7 +75,9 @@ class Printer:
         self.max_body = max_body
         self.json_lines = json_lines
 
-    def block(self, title: str, body: str = "", **fields: Any) -> None:
+    def block(self, title: str, body: str = "", *, head: str = "", **fields: Any) -> None:
+        """Print one event: ``title``, then ``head`` (never cut), then ``body``
+        (cut past ``max_body`` characters); ``fields`` only go into JSON."""
         now = datetime.datetime.now()
         cut = len(body) - self.max_body if self.max_body >= 0 else 0
         if cut > 0:
@@ -74,6 +85,8 @@ class Printer:
         if self.json_lines:
             event: dict[str, Any] = {"time": now.isoformat(timespec="milliseconds"), "event": title}
             event.update(fields)
+            if head:
+                event["head"] = head
             if body:
                 event["body"] = body
             if cut > 0:
@@ -81,6 +94,8 @@ class Printer:
             text = json.dumps(event, default=str) + "\n"
         else:
             text = f"---------- {now.strftime('%H:%M:%S.%f')[:-3]} {escape(title)}\n"
+            if head:
+                text += escape(head)
             if body:
                 body = escape(body)
                 text += body if body.endswith("\n") else body + "\n"
@@ -176,10 +191,14 @@ def _print_syslog(p: Printer, kind: str, m: SyslogMessage) -> None:
     p.block(f"syslog/{kind} from {m.peer}: {head}{sd}", m.message, **fields)
 
 
+# The syslog sinks keep nothing (record=False): a sink may run for days.
+
+
 def _syslog_udp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
     return SyslogUDPServer(
         (args.host, args.syslog_udp),
         on_message=lambda m: _print_syslog(p, "udp", m),
+        record=False,
         poll_interval=None,
     )
 
@@ -188,6 +207,16 @@ def _syslog_tcp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
     return SyslogTCPServer(
         (args.host, args.syslog_tcp),
         on_message=lambda m: _print_syslog(p, "tcp", m),
+        record=False,
+        poll_interval=None,
+    )
+
+
+def _syslog_tls_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
+    return SyslogTLSServer(  # the bundled localhost certificate
+        (args.host, args.syslog_tls),
+        on_message=lambda m: _print_syslog(p, "tls", m),
+        record=False,
         poll_interval=None,
     )
 
@@ -206,7 +235,8 @@ def _http_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
         p.block(
             f"HTTP {request.method} {request.target} HTTP/{request.http_version} "
             f"from {request.client_address}",
-            head + ("\n" + body if body else ""),
+            body,
+            head=head + ("\n" if body else ""),
             method=request.method,
             target=request.target,
             peer=str(request.client_address),
@@ -247,6 +277,7 @@ SINKS: list[tuple[str, SinkFactory]] = [
     ("udp", _udp_sink),
     ("syslog_udp", _syslog_udp_sink),
     ("syslog_tcp", _syslog_tcp_sink),
+    ("syslog_tls", _syslog_tls_sink),
 ]
 
 #: Option that sets each sink's port, for error messages.
@@ -257,6 +288,7 @@ SINK_OPTIONS = {
     "udp": "--udp",
     "syslog_udp": "--syslog-udp",
     "syslog_tcp": "--syslog-tcp",
+    "syslog_tls": "--syslog-tls",
 }
 
 
@@ -303,8 +335,16 @@ def make_parser() -> argparse.ArgumentParser:
         help="syslog sink over TCP (octet counting or LF framing); default off",
     )
     ap.add_argument(
+        "--syslog-tls",
+        type=cli_port,
+        default=None,
+        metavar="PORT",
+        help="syslog sink over TLS (RFC 5425), with the bundled localhost test certificate; "
+        "default off",
+    )
+    ap.add_argument(
         "--max-body",
-        type=int,
+        type=_max_body,
         default=DEFAULT_MAX_BODY,
         metavar="CHARS",
         help=f"cut bodies longer than this (default {DEFAULT_MAX_BODY}; -1: never)",
@@ -316,13 +356,26 @@ def make_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--duration",
-        type=float,
+        type=_seconds,
         default=None,
         metavar="SECONDS",
         help="stop by itself after this many seconds",
     )
     add_smtp_arguments(ap)  # --smtp, --smtp-tls, --smtp-cert, --smtp-key, --smtp-auth
     return ap
+
+
+class CLIArgumentError(ValueError):
+    """An option's value cannot be used; the message starts ``argument --option:``."""
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject combinations argparse cannot see (``parser.error``: exit status 2)."""
+    tls = getattr(args, "smtp_tls", "off")
+    if getattr(args, "smtp_key", None) and not getattr(args, "smtp_cert", None):
+        parser.error("argument --smtp-key: needs --smtp-cert")
+    if getattr(args, "smtp_cert", None) and tls == "off":
+        parser.error("argument --smtp-cert: needs --smtp-tls starttls or implicit")
 
 
 class SinkBindError(OSError):
@@ -333,6 +386,8 @@ def build_sinks(args: argparse.Namespace, printer: Printer) -> list[BaseServer]:
     """Create (bound, not started) the sinks the arguments ask for.
 
     :raises SinkBindError: naming the sink and port that could not be bound.
+    :raises CLIArgumentError: ``--host`` does not resolve, ``--smtp-cert``
+        cannot be loaded.
     """
     servers: list[BaseServer] = []
     try:
@@ -341,6 +396,10 @@ def build_sinks(args: argparse.Namespace, printer: Printer) -> list[BaseServer]:
             if port is not None:
                 try:
                     servers.append(factory(args, printer))
+                except socket.gaierror as exc:
+                    raise CLIArgumentError(
+                        f"argument --host: cannot resolve {args.host!r}: {exc.strerror or exc}"
+                    ) from None
                 except OSError as exc:
                     name = option.replace("_", "/")
                     raise SinkBindError(
@@ -356,20 +415,22 @@ def build_sinks(args: argparse.Namespace, printer: Printer) -> list[BaseServer]:
 
 
 def _describe_sink(server: BaseServer, args: argparse.Namespace) -> str:
-    name = type(server).__name__
-    text = f"{name} listening on {server.server_address}"
+    """The startup line: address, and whether the sink uses TLS (which CA) or AUTH."""
+    from ._tls import CA_FILE
+
+    text = f"{type(server).__name__} listening on {server.server_address}"
+    extras = []
     if isinstance(server, SMTPServer):
         tls = getattr(args, "smtp_tls", "off")
-        extras = []
         if tls != "off":
-            from ._tls import CA_FILE
-
             ca = "your --smtp-cert's CA" if args.smtp_cert else CA_FILE
             extras.append(f"TLS {tls} (clients trust CA file {ca})")
         if getattr(args, "smtp_auth", None):
             extras.append(f"AUTH PLAIN/LOGIN as {args.smtp_auth.partition(':')[0]!r}")
-        if extras:
-            text += " with " + " and ".join(extras)
+    elif isinstance(server, SyslogTLSServer):
+        extras.append(f"TLS (clients trust CA file {CA_FILE})")
+    if extras:
+        text += " with " + " and ".join(extras)
     return text
 
 
@@ -378,11 +439,15 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)  # exits with status 2, as argparse does
     out = out if out is not None else sys.stdout
     printer = Printer(out, max_body=args.max_body, json_lines=args.json)
     try:
         servers = build_sinks(args, printer)
+    except CLIArgumentError as exc:
+        parser.error(str(exc))
     except SinkBindError as exc:
         print(f"python -m protocols: {exc.strerror}", file=sys.stderr)
         return 1
@@ -469,6 +534,7 @@ def add_smtp_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--smtp-auth",
+        type=_credentials,
         metavar="USER:PASSWORD",
         default=None,
         help="offer AUTH PLAIN/LOGIN and accept these credentials (over TLS only unless "
@@ -481,7 +547,8 @@ def smtp_sink_from_args(
 ) -> SMTPServer | None:
     """Build (bound, not started) the sink :func:`add_smtp_arguments` describes.
 
-    Returns None when ``--smtp off``.  Raises ``OSError`` if the port is taken.
+    Returns None when ``--smtp off``.  Raises ``OSError`` if the port is
+    taken and :class:`CLIArgumentError` if ``--smtp-cert`` cannot be loaded.
     """
     port = getattr(args, "smtp", None)
     if port is None:
@@ -491,7 +558,15 @@ def smtp_sink_from_args(
     if tls != "off":
         if args.smtp_cert:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(args.smtp_cert, args.smtp_key)
+            try:
+                ctx.load_cert_chain(args.smtp_cert, args.smtp_key)
+            except (OSError, ssl.SSLError) as exc:
+                files = repr(args.smtp_cert) + (
+                    f" with key {args.smtp_key!r}" if args.smtp_key else ""
+                )
+                raise CLIArgumentError(
+                    f"argument --smtp-cert: cannot load {files}: {exc.strerror or exc}"
+                ) from None
         else:
             from ._tls import localhost_contexts
 
@@ -531,6 +606,35 @@ def _port(value: str) -> int | None:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"not a port: {value} (give 0-65535, or 'off')")
     return port
+
+
+def _credentials(value: str) -> str:
+    user, colon, _ = value.partition(":")
+    if not user or not colon:
+        raise argparse.ArgumentTypeError("give USER:PASSWORD (a user name, a colon, a password)")
+    return value
+
+
+def _max_body(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = -2
+    if n < -1:
+        raise argparse.ArgumentTypeError(
+            f"not a length: {value!r} (give a number of characters, or -1 for no limit)"
+        )
+    return n
+
+
+def _seconds(value: str) -> float:
+    try:
+        n = float(value)
+    except ValueError:
+        n = -1.0
+    if not 0 < n < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a duration: {value!r} (give seconds > 0)")
+    return n
 
 
 #: The ``type=`` of every port option: argparse names a failing type by its

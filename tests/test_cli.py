@@ -41,6 +41,8 @@ class SinkProcess:
                 "0",
                 "--syslog-tcp",
                 "0",
+                "--syslog-tls",
+                "0",
                 *extra,
             ],
             stdout=subprocess.PIPE,
@@ -236,16 +238,21 @@ class CLITest(unittest.TestCase):
         self.assertIn("red \\x1b[31m bin \\x00\\xff", out)
         self.assertIn("y" * 20 + "\n[... 81 more characters not shown (--max-body 20)]", out)
 
-    def test_unterminated_tcp_line_is_printed_at_stop(self) -> None:
+    def test_unterminated_lines_are_printed_at_stop(self) -> None:
         sink = SinkProcess()
         tcp = sink.addresses["TCPServer"]
+        syslog = sink.addresses["SyslogTCPServer"]
         with socket.create_connection(tcp, timeout=5) as c:  # type: ignore[arg-type]
-            c.sendall(b"first\nno newline yet")
-            sink.wait_for_output("first")
-            code, out, err = sink.interrupt()
+            with socket.create_connection(syslog, timeout=5) as s:  # type: ignore[arg-type]
+                c.sendall(b"first\nno newline yet")
+                s.sendall(b"<14>lf: one\n<14>lf: half a line")
+                sink.wait_for_output("first", "one\n")
+                code, out, err = sink.interrupt()
         self.assertEqual(code, 0, err)
         self.assertIn("(unterminated, at close)\nno newline yet\n", out)
         self.assertLess(out.index("no newline yet"), out.index("stopped"))
+        self.assertIn("app_name=lf framing=non-transparent\nhalf a line\n", out)
+        self.assertLess(out.index("half a line"), out.index("stopped"))
 
     def test_http_protocol_errors_are_printed(self) -> None:
         sink = SinkProcess()
@@ -276,15 +283,99 @@ class CLITest(unittest.TestCase):
         udp = sink.addresses["SyslogUDPServer"]
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
             u.sendto(b"<11>app[7]: broke \x1b", udp)  # type: ignore[arg-type]
-        sink.wait_for_output('"app_name": "app"')
+        with socket.create_connection(sink.addresses["HTTPServer"], timeout=5) as c:  # type: ignore[arg-type]
+            c.sendall(b"BAD\x00 / HTTP/1.1\r\n\r\n")
+            c.shutdown(socket.SHUT_WR)
+            while c.recv(4096):
+                pass
+        with socket.create_connection(sink.addresses["TCPServer"], timeout=5) as c:  # type: ignore[arg-type]
+            c.sendall(b"a line\n")
+        sink.wait_for_output('"app_name": "app"', '"status": 400', "a line")
         code, out, err = sink.interrupt()
         self.assertEqual(code, 0, err)
-        events = [json.loads(line) for line in out.splitlines()]
+        events = [json.loads(line) for line in out.splitlines()]  # every line one object
+        self.assertTrue(all(isinstance(e, dict) and "time" in e for e in events), events)
         (event,) = [e for e in events if e.get("app_name") == "app"]
         self.assertEqual(
             (event["severity"], event["procid"], event["body"]), ("err", "7", "broke \x1b")
         )
+        (refused,) = [e for e in events if e.get("status") == 400]
+        self.assertEqual(refused["error"], "malformed request line")
+        self.assertEqual(refused["body"], "BAD\x00 / HTTP/1.1\r\n\r\n")
+        self.assertTrue(any(e.get("body") == "a line\n" for e in events))
+        self.assertTrue(any(e.get("address") for e in events if "listening" in e["event"]))
         self.assertEqual(events[-1]["event"], "stopped")
+
+    def test_syslog_tls_sink_says_tls_and_prints_fields(self) -> None:
+        from protocols import localhost_contexts
+        from protocols._tls import CA_FILE
+
+        sink = SinkProcess()
+        addr = sink.addresses["SyslogTLSServer"]
+        _, client_ctx = localhost_contexts()
+        msg = b"<34>1 2026-01-02T03:04:05Z h su - ID9 - over tls"
+        with socket.create_connection(addr, timeout=5) as raw:  # type: ignore[arg-type]
+            with client_ctx.wrap_socket(raw, server_hostname="localhost") as c:
+                c.sendall(b"%d %s" % (len(msg), msg))
+        sink.wait_for_output("over tls")
+        code, out, err = sink.interrupt()
+        self.assertEqual(code, 0, err)
+        self.assertRegex(
+            out,
+            r"SyslogTLSServer listening on .* with TLS "
+            rf"\(clients trust CA file {re.escape(CA_FILE)}\)",
+        )
+        self.assertIn("syslog/tls from ('127.0.0.1', ", out)
+        self.assertIn(
+            "format=rfc5424 facility=auth severity=crit timestamp=2026-01-02T03:04:05+00:00 "
+            "hostname=h app_name=su msgid=ID9 framing=octet-counting\nover tls\n",
+            out,
+        )
+        for plain in ("SyslogTCPServer", "SyslogUDPServer", "HTTPServer", "TCPServer"):
+            line = next(x for x in out.splitlines() if f" {plain} listening" in x)
+            self.assertNotIn("TLS", line)
+
+    def test_big_http_body_is_cut_and_binary_escaped(self) -> None:
+        import urllib.request
+
+        sink = SinkProcess("--max-body", "100")
+        host, port = sink.addresses["HTTPServer"]  # type: ignore[misc]
+        body = b"\x00\x01\xfe" + b"z" * 2_000_000
+        req = urllib.request.Request(f"http://{host}:{port}/up", data=body, method="PUT")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            self.assertEqual(resp.status, 200)
+        sink.wait_for_output("more characters not shown")
+        code, out, err = sink.interrupt()
+        self.assertEqual(code, 0, err)
+        self.assertLess(len(out), 5000)  # not 2 MB
+        self.assertIn("HTTP PUT /up HTTP/1.1", out)
+        self.assertIn("Content-Length: 2000003", out)
+        self.assertRegex(
+            out,
+            r"\n\\x00\\x01\\xfezzz+\n\[\.\.\. \d+ more characters not shown \(--max-body 100\)\]",
+        )
+        self.assertNotIn("\x00", out)
+
+    def test_smtp_message_and_udp_datagram_are_escaped(self) -> None:
+        import smtplib
+
+        sink = SinkProcess()
+        host, port = sink.addresses["SMTPServer"]  # type: ignore[misc]
+        with smtplib.SMTP(host, port, timeout=10) as smtp:
+            smtp.sendmail(
+                "a@example.com",
+                ["b@example.com"],
+                b"Subject: x\r\n\r\nansi \x1b]0;title\x07 \xff\r\n",
+            )
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.sendto(b"\x1b[2J\x00\x9b", sink.addresses["UDPServer"])  # type: ignore[arg-type]
+        sink.wait_for_output("ansi", "UDP datagram")
+        code, out, err = sink.interrupt()
+        self.assertEqual(code, 0, err)
+        self.assertIn("ansi \\x1b]0;title\\x07 \\xff\n", out)
+        self.assertIn("(6 bytes)\n\\x1b[2J\\x00\\x9b\n", out)
+        for raw in ("\x1b", "\x07", "\x00"):
+            self.assertNotIn(raw, out)
 
     def test_startup_line_names_tls_auth_and_the_ca_file(self) -> None:
         from protocols._tls import CA_FILE
@@ -310,6 +401,42 @@ class CLITest(unittest.TestCase):
         self.assertEqual(code, 0, err)
         self.assertIn("SMTP AUTH refused (535)\nusername 'mallory\\x1b[31m'", out)
         self.assertNotIn("guess", out)
+
+    def test_argument_errors_name_the_option(self) -> None:
+        import contextlib
+        import io
+
+        from protocols._cli import main
+
+        cases = [
+            (["--syslog-tls", "x"], "argument --syslog-tls: not a port: 'x'"),
+            (["--udp", "-1"], "argument --udp: not a port: -1"),
+            (["--smtp-auth", "nocolon"], "argument --smtp-auth: give USER:PASSWORD"),
+            (["--smtp-key", "k.pem"], "argument --smtp-key: needs --smtp-cert"),
+            (["--smtp-cert", "c.pem"], "argument --smtp-cert: needs --smtp-tls starttls or"),
+            (
+                ["--smtp-tls", "starttls", "--smtp-cert", "/nonexistent/c.pem"],
+                "argument --smtp-cert: cannot load '/nonexistent/c.pem': No such file",
+            ),
+            (["--max-body", "-5"], "argument --max-body: not a length: '-5'"),
+            (["--max-body", "lots"], "argument --max-body: not a length: 'lots'"),
+            (["--duration", "0"], "argument --duration: not a duration: '0'"),
+            (["--duration", "nan"], "argument --duration: not a duration: 'nan'"),
+        ]
+        free = ["--smtp", "0", "--http", "0", "--tcp", "0", "--udp", "0"]
+        for argv, message in cases:
+            with self.subTest(argv=argv):
+                err = io.StringIO()
+                with contextlib.redirect_stderr(err), self.assertRaises(SystemExit) as cm:
+                    main(
+                        [*free, *argv, "--duration", "0.1"]
+                        if "--duration" not in argv
+                        else [*free, *argv]
+                    )
+                self.assertEqual(cm.exception.code, 2)
+                self.assertIn(message, err.getvalue())
+                self.assertNotIn("Traceback", err.getvalue())
+                self.assertNotIn("_port", err.getvalue())
 
     def test_bad_port_names_the_option(self) -> None:
         out = subprocess.run(

@@ -349,8 +349,9 @@ _host_3164 = st.text(
 def rfc3164_records(draw: st.DrawFn) -> SyslogMessage:
     timestamp = draw(
         st.none()
-        | st.datetimes(datetime.datetime(2024, 1, 1), datetime.datetime(2024, 12, 31, 23, 59, 59))
-        .map(lambda t: t.replace(microsecond=0))
+        | st.datetimes(
+            datetime.datetime(2024, 1, 1), datetime.datetime(2024, 12, 31, 23, 59, 59)
+        ).map(lambda t: t.replace(microsecond=0))
         | st.datetimes(timezones=_tz, min_value=datetime.datetime(1000, 1, 1))
     )
     return SyslogMessage(

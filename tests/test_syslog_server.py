@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -17,12 +18,15 @@ from protocols import localhost_contexts
 from protocols.syslog import (
     Facility,
     Framing,
+    InvalidArgumentError,
     Severity,
     SyslogFormat,
+    SyslogMessage,
     SyslogTCPServer,
     SyslogTLSServer,
     SyslogUDPServer,
     SyslogUnixDatagramServer,
+    match_message,
 )
 
 LOGGER = shutil.which("logger")
@@ -63,6 +67,54 @@ class ServersTest(unittest.TestCase):
             self.assertEqual(bad.format, SyslogFormat.INVALID)
             self.assertEqual(server.parse_errors, [bad])
             self.assertEqual(m.peer[1], c.getsockname()[1])  # type: ignore[index]
+
+    def test_each_matcher(self) -> None:
+        other = b'<11>1 - h other 1 M2 [exampleSDID@32473 iut="4"][b@1] other text'
+        with SyslogUDPServer() as server, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+            c.sendto(EXAMPLE, server.server_address)
+            c.sendto(other, server.server_address)
+            server.wait_for_messages(2, timeout=10)
+            cases: list[tuple[dict[str, object], list[bytes]]] = [
+                ({"severity": "notice"}, [EXAMPLE]),
+                ({"severity": 3}, [other]),
+                ({"severity": "error"}, [other]),  # an alias
+                ({"app": "evntslog"}, [EXAMPLE]),
+                ({"msgid": "M2"}, [other]),
+                ({"sd": "b@1"}, [other]),
+                ({"sd": "exampleSDID@32473"}, [EXAMPLE, other]),
+                ({"sd": ("exampleSDID@32473", "eventSource")}, [EXAMPLE]),
+                ({"sd": ("exampleSDID@32473", "iut", "4")}, [other]),
+                ({"sd": ("exampleSDID@32473", "iut", "3"), "app": "other"}, []),
+                ({"text": "application event"}, [EXAMPLE]),
+                ({"text": "text", "msgid": "M2", "severity": "err"}, [other]),
+            ]
+            for matchers, want in cases:
+                with self.subTest(**matchers):
+                    got = [m for m in server.messages if match_message(m, **matchers)]  # type: ignore[arg-type]
+                    self.assertEqual([m.raw for m in got], want)
+                    if want:
+                        found = server.wait_for_messages(len(want), timeout=10, **matchers)  # type: ignore[arg-type]
+                        self.assertEqual([m.raw for m in found], want)
+                    else:
+                        with self.assertRaises(TimeoutError):
+                            server.wait_for_messages(timeout=0.1, **matchers)  # type: ignore[arg-type]
+
+    def test_record_false_keeps_nothing_and_refuses_to_wait(self) -> None:
+        seen: list[SyslogMessage] = []
+        got = threading.Event()
+
+        def on_message(m: SyslogMessage) -> None:
+            seen.append(m)
+            got.set()
+
+        with SyslogUDPServer(record=False, on_message=on_message) as server:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+                c.sendto(EXAMPLE, server.server_address)
+            self.assertTrue(got.wait(10))
+            self.assertEqual(server.messages, [])
+            with self.assertRaises(InvalidArgumentError):
+                server.wait_for_messages(timeout=0.1)
+        self.assertEqual(seen[0].msgid, "ID47")
 
     def test_timeout_lists_what_arrived(self) -> None:
         with SyslogUDPServer() as server, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:

@@ -92,7 +92,6 @@ _BOM: Final = b"\xef\xbb\xbf"
 _TRAILER: Final = b"\x00\r\n"  # what senders append: NUL (SysLogHandler), CR, LF
 
 
-
 class SyslogError(TestServersError):
     """Base of every error :mod:`protocols.syslog` raises on its own.
 
@@ -104,6 +103,7 @@ class SyslogError(TestServersError):
 class InvalidArgumentError(SyslogError, ValueError):
     """A value given to the package is invalid (an unknown severity name, a
     record that cannot be formatted).  Still a ``ValueError``, which it replaced."""
+
 
 class Severity(enum.IntEnum):
     """RFC 5424 §6.2.1 severities (the low three bits of PRI)."""

@@ -31,6 +31,7 @@ from reactor import (
 from ._parser import (
     MAX_MESSAGE_SIZE,
     MAX_OCTET_COUNT,
+    InvalidArgumentError,
     Severity,
     SyslogFramer,
     SyslogMessage,
@@ -97,6 +98,9 @@ class SyslogServer(BaseServer):
 
     :param on_message: ``on_message(record)`` for each message, on the
         reactor thread (it must not block); exceptions go to ``errors``.
+    :param record: keep every message in :attr:`messages` (default True);
+        False for a long-running sink that only uses ``on_message``
+        (``wait_for_messages`` then raises :class:`InvalidArgumentError`).
     :param max_size: longest message (default :data:`MAX_MESSAGE_SIZE`).
     :param year: year given to RFC 3164 timestamps (default: the current one).
     """
@@ -106,15 +110,18 @@ class SyslogServer(BaseServer):
         on_message: Callable[[SyslogMessage], object] | None,
         max_size: int,
         year: int | None,
+        record: bool,
     ) -> None:
         self.on_message = on_message
+        self.record = record
         self.max_size = max_size
         self.year = year
         #: Every message received, parsed or not, in arrival order.
         self.messages: list[SyslogMessage] = []
 
     def _accept_record(self, record: SyslogMessage) -> None:
-        self._record(self.messages, record)
+        if self.record:
+            self._record(self.messages, record)
         if self.on_message is not None:
             try:
                 self.on_message(record)
@@ -148,6 +155,8 @@ class SyslogServer(BaseServer):
         :raises InvalidArgumentError: an unknown severity name (a ``ValueError``).
         :raises ReactorDied: the reactor thread died meanwhile.
         """
+        if not self.record:
+            raise InvalidArgumentError("made with record=False: no messages to wait for")
         if severity is not None:
             Severity.from_name(severity)  # a bad name fails now, not after the timeout
 
@@ -183,9 +192,10 @@ class _DatagramSyslog(DatagramServerBase, SyslogServer):
         on_message: Callable[[SyslogMessage], object] | None = None,
         max_size: int = MAX_MESSAGE_SIZE,
         year: int | None = None,
+        record: bool = True,
         **kwargs: Any,
     ) -> None:
-        self._init_syslog(on_message, max_size, year)
+        self._init_syslog(on_message, max_size, year, record)
         super().__init__(addr, **kwargs)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
@@ -264,9 +274,10 @@ class _StreamSyslog(StreamServerBase, SyslogServer):
         max_size: int = MAX_MESSAGE_SIZE,
         max_octet_count: int = MAX_OCTET_COUNT,
         year: int | None = None,
+        record: bool = True,
         **kwargs: Any,
     ) -> None:
-        self._init_syslog(on_message, max_size, year)
+        self._init_syslog(on_message, max_size, year, record)
         self.max_octet_count = max_octet_count
         super().__init__(addr, **kwargs)
 
@@ -296,8 +307,9 @@ class SyslogTLSServer(SyslogTCPServer):
     """Syslog over TLS (RFC 5425, octet counting by the RFC; LF framing also accepted).
 
     :param ssl_context: the server context; default the bundled localhost
-        test certificate (:func:`protocols.localhost_contexts`), whose CA
-        clients trust with ``protocols.CA_FILE``-style ``cafile=``.
+        test certificate (:func:`protocols.localhost_contexts`): clients
+        trust it with the client context that function returns, or with the
+        bundled CA file ``protocols/certs/ca.pem`` (rsyslog, syslog-ng).
     """
 
     def __init__(
