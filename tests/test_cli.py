@@ -307,8 +307,7 @@ class CLITest(unittest.TestCase):
         self.assertEqual(events[-1]["event"], "stopped")
 
     def test_syslog_tls_sink_says_tls_and_prints_fields(self) -> None:
-        from protocols import localhost_contexts
-        from protocols._tls import CA_FILE
+        from protocols import CA_FILE, localhost_contexts
 
         sink = SinkProcess()
         addr = sink.addresses["SyslogTLSServer"]
@@ -378,7 +377,7 @@ class CLITest(unittest.TestCase):
             self.assertNotIn(raw, out)
 
     def test_startup_line_names_tls_auth_and_the_ca_file(self) -> None:
-        from protocols._tls import CA_FILE
+        from protocols import CA_FILE
 
         sink = SinkProcess("--smtp-tls", "starttls", "--smtp-auth", "u:p")
         code, out, err = sink.interrupt()

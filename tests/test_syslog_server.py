@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -14,7 +15,7 @@ import threading
 import time
 import unittest
 
-from protocols import localhost_contexts
+from protocols import Prefix, localhost_contexts
 from protocols.syslog import (
     Facility,
     Framing,
@@ -28,6 +29,7 @@ from protocols.syslog import (
     SyslogUnixDatagramServer,
     match_message,
 )
+from reactor import UsageError
 
 LOGGER = shutil.which("logger")
 RSYSLOGD = shutil.which("rsyslogd") or (
@@ -112,7 +114,7 @@ class ServersTest(unittest.TestCase):
                 c.sendto(EXAMPLE, server.server_address)
             self.assertTrue(got.wait(10))
             self.assertEqual(server.messages, [])
-            with self.assertRaises(InvalidArgumentError):
+            with self.assertRaises(UsageError):
                 server.wait_for_messages(timeout=0.1)
         self.assertEqual(seen[0].msgid, "ID47")
 
@@ -126,8 +128,30 @@ class ServersTest(unittest.TestCase):
             self.assertIn("1 arrived", text)
             self.assertIn("app='app'", text)
             self.assertIn("something else", text)
+            self.assertIn("nearest miss", text)
+            self.assertIn("app: got 'app', want 'other'", text)
+            with self.assertRaises(InvalidArgumentError):  # at once, not after a timeout
+                server.wait_for_messages(severity="loud", timeout=30)
             with self.assertRaises(ValueError):
-                server.wait_for_messages(severity="loud", timeout=0.1)
+                server.wait_for_messages(severity=9, timeout=30)
+
+    def test_matchers_take_regexes_callables_and_shared_matchers(self) -> None:
+        with SyslogUDPServer() as server, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+            c.sendto(EXAMPLE, server.server_address)
+            c.sendto(b"<11>worker-7[42]: job 17 failed", server.server_address)
+            (m,) = server.wait_for_messages(
+                app=re.compile(r"^worker-\d+$"), text=re.compile(r"job \d+ failed"), timeout=10
+            )
+            self.assertEqual(m.procid, "42")
+            (m,) = server.wait_for_messages(
+                msgid=Prefix("ID"), sd=("exampleSDID@32473", "eventID", re.compile("^10")),
+                timeout=10,
+            )  # fmt: skip
+            self.assertEqual(m.app_name, "evntslog")
+            (m,) = server.wait_for_messages(predicate=lambda r: r.procid == "42", timeout=10)
+            self.assertEqual(m.app_name, "worker-7")
+            self.assertEqual(len(server.find_messages(severity="err")), 1)
+            self.assertEqual(server.find_messages(app="nobody"), [])
 
     def test_tcp_octet_counting_and_lf_framing_per_connection(self) -> None:
         with SyslogTCPServer() as server:
@@ -430,7 +454,7 @@ class RsyslogForwarderTest(unittest.TestCase):
                 "rsyslog has no TLS driver (lmnsd_gtls/lmnsd_ossl: Debian packages "
                 "rsyslog-gnutls/rsyslog-openssl; .ci/run installs rsyslog-gnutls)"
             )
-        from protocols._tls import CA_FILE
+        from protocols import CA_FILE
 
         with SyslogTCPServer() as tcp, SyslogTLSServer() as tls:
             thost, tport = tcp.server_address

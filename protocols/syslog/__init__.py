@@ -27,7 +27,9 @@ from ._server import (
     SyslogUDPServer,
     SyslogUnixDatagramServer,
     SyslogUnixStreamServer,
+    describe_message,
     match_message,
+    syslog_criteria,
 )
 
 __all__ = [
@@ -52,5 +54,7 @@ __all__ = [
     "SyslogUDPServer",
     "SyslogUnixDatagramServer",
     "SyslogUnixStreamServer",
+    "describe_message",
     "match_message",
+    "syslog_criteria",
 ]

@@ -26,12 +26,13 @@ from reactor import (
     DatagramServerBase,
     StreamServerBase,
     StreamTransport,
+    UsageError,
 )
 
+from .. import _match
 from ._parser import (
     MAX_MESSAGE_SIZE,
     MAX_OCTET_COUNT,
-    InvalidArgumentError,
     Severity,
     SyslogFramer,
     SyslogMessage,
@@ -46,44 +47,74 @@ __all__ = [
     "SyslogTCPServer",
     "SyslogUnixStreamServer",
     "SyslogTLSServer",
+    "describe_message",
     "match_message",
+    "syslog_criteria",
 ]
 
-#: Messages listed in a ``wait_for_messages`` timeout error (the newest ones).
-_SHOWN_ON_TIMEOUT = 20
 
-SDMatcher = str | tuple[str, str] | tuple[str, str, str]
+
+def _sd_test(record: SyslogMessage, sd: Any) -> str | None:
+    if callable(sd) and not isinstance(sd, (str, tuple)):
+        return _match.check(sd, record.structured_data)
+    if isinstance(sd, str):
+        ok = any(e.id == sd for e in record.structured_data)
+    elif len(sd) == 2:
+        ok = any(e.id == sd[0] and e.get(sd[1]) is not None for e in record.structured_data)
+    else:
+        ok = any(
+            e.id == sd[0] and e.get(sd[1]) is not None and _match.check(sd[2], e.get(sd[1])) is None
+            for e in record.structured_data
+        )
+    if ok:
+        return None
+    have = [(e.id, *e.params) for e in record.structured_data]
+    return f"no such SD-ELEMENT/param in {_match.short(have)}"
+
+
+def syslog_criteria(
+    severity: Any = None,
+    app: Any = None,
+    msgid: Any = None,
+    sd: Any = None,
+    text: Any = None,
+    predicate: Callable[[SyslogMessage], object] | None = None,
+) -> _match.Criteria:
+    """The checks of :meth:`SyslogServer.wait_for_messages` (the ``protocols`` matcher rules).
+
+    :raises InvalidArgumentError: an unknown severity name or a number not 0-7.
+    """
+    if isinstance(severity, (str, int)):
+        severity = Severity.from_name(severity)
+    return _match.Criteria(
+        [
+            _match.field("severity", lambda m: m.severity, severity),
+            _match.field("app", lambda m: m.app_name, app),
+            _match.field("msgid", lambda m: m.msgid, msgid),
+            ("sd", sd, _sd_test),
+            _match.field("text", lambda m: m.message, text, default="contains"),
+            _match.predicate_field(predicate),
+        ]
+    )
 
 
 def match_message(
     record: SyslogMessage,
     *,
-    severity: str | int | None = None,
-    app: str | None = None,
-    msgid: str | None = None,
-    sd: SDMatcher | None = None,
-    text: str | None = None,
+    severity: Any = None,
+    app: Any = None,
+    msgid: Any = None,
+    sd: Any = None,
+    text: Any = None,
+    predicate: Callable[[SyslogMessage], object] | None = None,
 ) -> bool:
     """True when ``record`` matches every matcher given (see ``wait_for_messages``)."""
-    if severity is not None and record.severity != Severity.from_name(severity):
-        return False
-    if app is not None and record.app_name != app:
-        return False
-    if msgid is not None and record.msgid != msgid:
-        return False
-    if sd is not None:
-        if isinstance(sd, str):
-            if not any(e.id == sd for e in record.structured_data):
-                return False
-        elif len(sd) == 2:
-            if not any(e.id == sd[0] and e.get(sd[1]) is not None for e in record.structured_data):
-                return False
-        elif not any(e.id == sd[0] and (sd[1], sd[2]) in e.params for e in record.structured_data):
-            return False
-    return text is None or text in record.message
+    criteria = syslog_criteria(severity, app, msgid, sd, text, predicate)
+    return criteria.matches(record)
 
 
-def _describe(record: SyslogMessage) -> str:
+def describe_message(record: SyslogMessage) -> str:
+    """One line per message, for timeout reports."""
     sev = record.severity.name.lower() if record.severity is not None else "-"
     head = f"{record.format.value} {sev} app={record.app_name!r} msgid={record.msgid!r}"
     if record.structured_data:
@@ -100,7 +131,7 @@ class SyslogServer(BaseServer):
         reactor thread (it must not block); exceptions go to ``errors``.
     :param record: keep every message in :attr:`messages` (default True);
         False for a long-running sink that only uses ``on_message``
-        (``wait_for_messages`` then raises :class:`InvalidArgumentError`).
+        (``wait_for_messages`` then raises :class:`reactor.UsageError`).
     :param max_size: longest message (default :data:`MAX_MESSAGE_SIZE`).
     :param year: year given to RFC 3164 timestamps (default: the current one).
     """
@@ -137,51 +168,46 @@ class SyslogServer(BaseServer):
         self,
         count: int = 1,
         *,
-        severity: str | int | None = None,
-        app: str | None = None,
-        msgid: str | None = None,
-        sd: SDMatcher | None = None,
-        text: str | None = None,
+        severity: Any = None,
+        app: Any = None,
+        msgid: Any = None,
+        sd: Any = None,
+        text: Any = None,
+        predicate: Callable[[SyslogMessage], object] | None = None,
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
     ) -> list[SyslogMessage]:
         """Wait until ``count`` recorded messages match; return the first ``count`` of them.
 
-        Matchers (all that are given must hold): ``severity`` a name
-        (``"err"``, ``"warning"``...) or number; ``app`` the app-name (RFC
-        3164 TAG); ``msgid``; ``sd`` an SD-ID, ``(sd_id, param)`` or
-        ``(sd_id, param, value)``; ``text`` a substring of the message.
+        Matchers (all that are given must hold), each also taking a compiled
+        regex, a callable or a :mod:`protocols` matcher (``Prefix``...):
+        ``severity`` a name (``"err"``, ``"warning"``, ``"error"``...) or
+        number 0-7; ``app`` the app-name (RFC 3164 TAG); ``msgid``; ``sd``
+        an SD-ID, ``(sd_id, param)`` or ``(sd_id, param, value)``; ``text``
+        a substring of the message (or a regex...); ``predicate(record)``.
 
-        :raises TimeoutError: listing what did arrive.
+        :raises WaitTimeout: (a ``TimeoutError``) listing what did arrive and
+            the nearest miss.
         :raises InvalidArgumentError: an unknown severity name (a ``ValueError``).
+        :raises UsageError: the server was made with ``record=False``.
         :raises ReactorDied: the reactor thread died meanwhile.
         """
         if not self.record:
-            raise InvalidArgumentError("made with record=False: no messages to wait for")
-        if severity is not None:
-            Severity.from_name(severity)  # a bad name fails now, not after the timeout
+            raise UsageError("this server was created with record=False")
+        criteria = syslog_criteria(severity, app, msgid, sd, text, predicate)  # bad names: now
+        return _match.wait_matching(
+            self,
+            lambda: self.messages,
+            count,
+            timeout,
+            "syslog message(s)",
+            criteria,
+            describe_message,
+        )
 
-        def matching() -> list[SyslogMessage] | None:
-            got = [
-                m
-                for m in list(self.messages)
-                if match_message(m, severity=severity, app=app, msgid=msgid, sd=sd, text=text)
-            ]
-            return got[:count] if len(got) >= count else None
-
-        wanted = {
-            k: v
-            for k, v in dict(severity=severity, app=app, msgid=msgid, sd=sd, text=text).items()
-            if v is not None
-        }
-        try:
-            return self.wait_for(matching, timeout, f"{count} syslog message(s) matching {wanted}")
-        except TimeoutError as exc:
-            arrived = list(self.messages)
-            lines = "".join(f"\n  {_describe(m)}" for m in arrived[-_SHOWN_ON_TIMEOUT:])
-            more = (
-                f" (the last {_SHOWN_ON_TIMEOUT} shown)" if len(arrived) > _SHOWN_ON_TIMEOUT else ""
-            )
-            raise TimeoutError(f"{exc}; {len(arrived)} arrived{more}:{lines or ' none'}") from None
+    def find_messages(self, **matchers: Any) -> list[SyslogMessage]:
+        """Recorded messages matching the ``wait_for_messages`` keywords (a snapshot)."""
+        criteria = syslog_criteria(**matchers)
+        return [m for m in list(self.messages) if criteria.matches(m)]
 
 
 class _DatagramSyslog(DatagramServerBase, SyslogServer):
@@ -308,8 +334,8 @@ class SyslogTLSServer(SyslogTCPServer):
 
     :param ssl_context: the server context; default the bundled localhost
         test certificate (:func:`protocols.localhost_contexts`): clients
-        trust it with the client context that function returns, or with the
-        bundled CA file ``protocols/certs/ca.pem`` (rsyslog, syslog-ng).
+        trust it with :func:`protocols.client_context` or with the CA file
+        :data:`protocols.CA_FILE` (rsyslog, syslog-ng).
     """
 
     def __init__(
