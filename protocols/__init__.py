@@ -38,6 +38,7 @@ from reactor import (
     WaitTimeout,
 )
 
+from ._checks import ServerCheckError, check_server, server_report
 from ._datagram import (
     Datagram,
     DatagramRequest,
@@ -105,6 +106,9 @@ from .syslog import (
 
 __all__ = [
     "CA_FILE",
+    "ServerCheckError",
+    "check_server",
+    "server_report",
     "Contains",
     "Exact",
     "Expectation",

@@ -226,8 +226,13 @@ class BaseServer:
         self._tick_n = 0
         self._unix_inode: tuple[int, int] | None = None
         self._temp_dir: str | None = None
+        #: ``(host, port)`` (IPv6: ``(host, port, flowinfo, scope_id)``) or,
+        #: for a Unix socket, its path; the real address once bound.
+        self.server_address: Any
         self.family, self.server_address = self._resolve_address(addr)
-        self.port: int | None = None
+        #: The bound port (the real one with port 0); before binding
+        #: (``bind_and_activate=False``) the requested one; 0 for a Unix socket.
+        self.port: int = 0 if self.family == socket.AF_UNIX else int(self.server_address[1])
         #: The server socket; created here (as socketserver does, so options
         #: can be set before ``server_bind()``), None once closed.
         self.socket: socket.socket | None = socket.socket(self.family, self.socket_type)

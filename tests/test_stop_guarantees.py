@@ -220,7 +220,7 @@ class RestartAndFamiliesTest(unittest.TestCase):
         self.assertIsNotNone(s.socket)
         assert s.socket is not None
         s.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # before bind
-        self.assertIsNone(s.port)
+        self.assertEqual(s.port, 0)  # an int (issue 13): the requested port until bound
         s.server_bind()
         s.server_activate()
         s.start()
