@@ -13,8 +13,10 @@ certificate; clients trust ``protocols.CA_FILE``), ``smtp_server``,
 *args, **kwargs)`` for any server class and options.
 
 One reactor thread per pytest process (so per pytest-xdist worker): every
-server of the session shares it, and it is kept for the whole session
-instead of starting and joining a thread per test.
+server of a worker shares it.  It starts with a test's first server and is
+joined when that test's servers stop, so no thread outlives a test (a test
+that checks for dangling threads, or starts and joins the reactor itself,
+sees none).
 
 At teardown every server the test used is stopped and checked: handler
 errors (with tracebacks), and for HTTP servers in strict mode unexpected
@@ -31,8 +33,6 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-
-from reactor import DEFAULT_STOP_TIMEOUT, acquire, release
 
 from . import _checks
 from ._datagram import UDPServer, UnixDatagramServer
@@ -80,16 +80,6 @@ def _options(request: pytest.FixtureRequest) -> tuple[bool, bool]:
         strict = bool(mark.kwargs.get("strict", strict))
         check = bool(mark.kwargs.get("check", check))
     return strict, check
-
-
-@pytest.fixture(scope="session")
-def testservers_reactor() -> Iterator[None]:
-    """Holds the shared reactor for the session: one reactor thread per worker."""
-    reactor = acquire()
-    try:
-        yield
-    finally:
-        release(reactor, DEFAULT_STOP_TIMEOUT)
 
 
 class ServerFactory:
@@ -148,9 +138,7 @@ def _takes_strict(cls: type) -> bool:
 
 
 @pytest.fixture
-def make_server(
-    request: pytest.FixtureRequest, testservers_reactor: None
-) -> Iterator[ServerFactory]:
+def make_server(request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
     """A factory: ``make_server(SMTPServer, auth={"u": "p"})`` returns a started server."""
     strict, check = _options(request)
     factory = ServerFactory(strict)

@@ -376,3 +376,21 @@ def test_strict_mode_under_xdist(child):
     result = child.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", "-n", "4")
     result.assert_outcomes(passed=5, errors=3)
     result.stdout.fnmatch_lines(["*path: got '/helth', want '/health'*"])
+
+
+NO_THREAD_LEFT = """
+import threading
+
+def test_uses_servers(http_server, udp_server, smtp_server):
+    assert any(t.name == "testservers-reactor" for t in threading.enumerate())
+
+def test_no_reactor_thread_outlives_a_test():
+    assert not [t for t in threading.enumerate() if t.name == "testservers-reactor"]
+"""
+
+
+def test_no_thread_outlives_a_test(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    pytester.makepyfile(test_threads=NO_THREAD_LEFT)
+    result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
