@@ -873,4 +873,13 @@ class ScriptedServer(StreamServerBase):
             return got[:count] if len(got) >= count else None
 
         what = f"{count} {'closed ' if closed else ''}scripted connection(s)"
-        return self.wait_for(done, timeout, what)
+
+        def report() -> str:
+            from ._match import arrival_report
+
+            def describe(c: ScriptedConnection) -> str:
+                return f"{c.peer!r} {'closed' if c.closed else 'open'}"
+
+            return arrival_report(list(self.connections), describe)
+
+        return self.wait_for(done, timeout, what, report=report)

@@ -237,5 +237,21 @@ class HandlerErrorsTracebackTest(unittest.TestCase):
         self.assertIn("KeyError: 'first-problem'", text)
 
 
+
+
+class ScriptedWaitReportTest(TimeoutReportMixin):
+    def test_wait_for_connections_lists_them(self) -> None:
+        from protocols import ScriptedServer
+
+        with ScriptedServer() as srv:
+            with socket.create_connection(srv.server_address, timeout=5):
+                srv.wait_for_connections(1, timeout=5)
+                with self.assertRaises(TimeoutError) as cm:
+                    srv.wait_for_connections(1, closed=True, timeout=SHORT)
+                self.assert_report(
+                    cm.exception, srv, "1 closed scripted connection(s)", "1 arrived", "open"
+                )
+
+
 if __name__ == "__main__":
     unittest.main()
