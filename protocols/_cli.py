@@ -263,8 +263,21 @@ def _http_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
     )
 
 
+#: The envelope lines :func:`protocols.smtp.add_smtp_sink` puts before a
+#: message's content: printed whole, only the content is cut by --max-body.
+_ENVELOPE_LINES = ("X-Peer:", "X-Helo:", "X-Mail-From:", "X-Rcpt-To:", "X-TLS:", "X-Auth-User:")
+
+
+def _smtp_block(p: Printer, title: str, body: str) -> None:
+    lines = body.splitlines(keepends=True)
+    n = 0
+    while n < len(lines) and lines[n].startswith(_ENVELOPE_LINES):
+        n += 1
+    p.block(title, "".join(lines[n:]), head="".join(lines[:n]))
+
+
 def _smtp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
-    server = smtp_sink_from_args(args, out=p.block)
+    server = smtp_sink_from_args(args, out=lambda title, body: _smtp_block(p, title, body))
     assert server is not None  # only called when --smtp is not off
     return server
 

@@ -355,6 +355,22 @@ class CLITest(unittest.TestCase):
         )
         self.assertNotIn("\x00", out)
 
+    def test_max_body_cuts_content_never_the_envelope_or_head(self) -> None:
+        import smtplib
+
+        sink = SinkProcess("--max-body", "5")
+        host, port = sink.addresses["SMTPServer"]  # type: ignore[misc]
+        with smtplib.SMTP(host, port, timeout=10) as smtp:
+            smtp.sendmail("alice@example.com", ["bob@example.com"], "Subject: cut\r\n\r\nbody\r\n")
+        sink.wait_for_output("more characters not shown")
+        code, out, err = sink.interrupt()
+        self.assertEqual(code, 0, err)
+        self.assertIn(
+            "X-Mail-From: alice@example.com\nX-Rcpt-To: bob@example.com\nSubje\n"
+            "[... 14 more characters not shown (--max-body 5)]\n",
+            out,
+        )
+
     def test_smtp_message_and_udp_datagram_are_escaped(self) -> None:
         import smtplib
 
