@@ -1,0 +1,94 @@
+"""The pytest plugin's edges: markers, make_server with every kind of class, failing bodies."""
+
+from __future__ import annotations
+
+import os
+from importlib import metadata
+from pathlib import Path
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def plugin_args() -> list[str]:
+    names = {ep.name for ep in metadata.entry_points(group="pytest11")}
+    return [] if "testservers" in names else ["-p", "protocols.pytest_plugin"]
+
+
+def run(pytester, monkeypatch, source: str, *args: str):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    pytester.makepyfile(test_child=source)
+    return pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", *args)
+
+
+def test_bad_marker_arguments_are_a_usage_error(pytester, monkeypatch):
+    result = run(
+        pytester,
+        monkeypatch,
+        """
+import pytest
+
+@pytest.mark.testservers(lenient=True)
+def test_x(http_server):
+    pass
+""",
+    )
+    result.stdout.fnmatch_lines(["*takes only strict= and check= keywords*lenient*"])
+    assert result.ret != 0
+
+
+def test_make_server_with_compat_and_explicit_strict(pytester, monkeypatch):
+    result = run(
+        pytester,
+        monkeypatch,
+        """
+import urllib.request
+from protocols import HTTPServer, TestHTTPServer, TestTCPServer
+
+def test_compat_http(make_server):
+    def handler(request):
+        request.send_response(200)
+        request.end_headers()
+    server = make_server(TestHTTPServer, ("127.0.0.1", 0), handler, 0.01)
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/", timeout=5) as r:
+        assert r.status == 200
+
+def test_compat_tcp(make_server):
+    server = make_server(TestTCPServer, ("127.0.0.1", 0), lambda request: None, 0.01)
+    assert server.ready.is_set()
+
+def test_explicit_strict_false_wins(make_server):
+    server = make_server(HTTPServer, strict=False)
+    server.expect(path="/unused")  # not checked: the server is not strict
+    with urllib.request.urlopen(server.url + "/other", timeout=5) as r:
+        assert r.status == 200
+
+SEEN = []
+
+def test_a_server_used_here(make_server):
+    SEEN.append(make_server(HTTPServer))
+    assert SEEN[0].ready.is_set()
+
+def test_was_stopped_at_the_previous_teardown():
+    assert not SEEN[0].ready.is_set() and SEEN[0].socket is None
+""",
+    )
+    result.assert_outcomes(passed=5)
+
+
+def test_a_failing_body_still_reports_the_teardown_check(pytester, monkeypatch):
+    result = run(
+        pytester,
+        monkeypatch,
+        """
+def test_body_fails(http_server):
+    http_server.expect(path="/never")
+    assert False, "the body's own failure"
+""",
+    )
+    result.assert_outcomes(failed=1, errors=1)
+    result.stdout.fnmatch_lines(["*the body's own failure*"])
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_body_fails*", "*expect(path='/never')*"]
+    )
