@@ -583,6 +583,9 @@ class ScriptedConnection:
 
     def connection_made(self, transport: StreamTransport) -> None:
         self.transport = transport
+        # Recorded once it has its transport: a test thread that finds it
+        # in ``server.connections`` may push() to it at once.
+        self.server._record(self.server.connections, self)
         if self._script_factory is not None:
             # Made here, so that the script may push from its constructor.
             self.script = self._script_factory(self)
@@ -798,7 +801,6 @@ class ScriptedServer(StreamServerBase):
             greeting=self.greeting,
             tls_context=self.tls_context,
         )
-        self._record(self.connections, conn)
         return conn
 
     def _adopt(self, sock: socket.socket, conn: ScriptedConnection) -> None:
@@ -807,7 +809,6 @@ class ScriptedServer(StreamServerBase):
         if loop is None:  # stopping
             sock.close()
             return
-        self._record(self.connections, conn)
         try:
             transport = StreamTransport(loop, sock, conn, self, on_closed=self._on_transport_closed)
         except Exception as exc:

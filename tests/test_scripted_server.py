@@ -194,6 +194,19 @@ class FunctionStyleTest(unittest.TestCase):
             srv.wait_for(lambda: srv.errors)
             self.assertIsInstance(srv.errors[0], RuntimeError)
 
+    def test_a_recorded_connection_takes_pushes_from_the_test_thread_at_once(self) -> None:
+        # A connection shows in server.connections only once it has its
+        # transport: a push() made as soon as it is seen is never dropped.
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # let the test thread run in every gap
+        self.addCleanup(sys.setswitchinterval, old)
+        with ScriptedServer() as srv:
+            for i in range(200):
+                with socket.create_connection(srv.server_address, timeout=TIMEOUT) as s:
+                    conn = srv.wait_for_connections(i + 1)[i]
+                    conn.push(b"now\r\n")
+                    self.assertEqual(recv_until(s, b"\n"), b"now\r\n", f"round {i}")
+
     @unittest.skipUnless(SOCAT, "socat not installed")
     def test_socat_client_length_prefixed_echo(self) -> None:
         def on_frame(conn: ScriptedConnection, payload: bytes) -> None:
