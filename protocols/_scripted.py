@@ -620,13 +620,13 @@ class ScriptedConnection:
             self._schedule_continue()
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self.closed = True
-        for child in list(self._children):
+        for child in list(self._children):  # before ``closed`` is seen by any thread
             if isinstance(child, DataListener):
                 child.close()
             else:
                 child.cancel()
         self._children.clear()
+        self.closed = True
         try:
             self._call("on_close")
         finally:

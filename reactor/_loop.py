@@ -405,8 +405,17 @@ class Reactor:
                     self._ready.append((handle._run, ()))
         ready = self._ready
         for _ in range(len(ready)):
-            callback, args = ready.popleft()
-            self._dispatch(callback, *args)
+            # Unpacked in _dispatch_ready's frame, not here: this frame is in
+            # the traceback of any exception raised under the event dispatch
+            # above (a reset read), and that exception is often the argument
+            # of a callback queued for this very loop (connection_lost(exc)).
+            # Held in a local here, it would make exception -> traceback ->
+            # this frame -> exception a cycle, keeping every frame up to the
+            # thread's run() (and so the Thread) alive until the cyclic GC.
+            self._dispatch_ready(ready.popleft())
+
+    def _dispatch_ready(self, item: tuple[Callable[..., object], tuple[Any, ...]]) -> None:
+        self._dispatch(item[0], *item[1])
 
     def _dispatch(self, callback: Callable[..., object], *args: Any) -> None:
         try:
