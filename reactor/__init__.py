@@ -42,7 +42,15 @@ from ._faults import (
     TransportFault,
     TransportFaults,
 )
-from ._loop import THREAD_NAME, Reactor, TimerHandle, acquire, current_reactor, release
+from ._loop import (
+    THREAD_NAME,
+    Reactor,
+    TimerHandle,
+    acquire,
+    close_parked,
+    current_reactor,
+    release,
+)
 from ._pacing import EVENTS_PER_PASS, PASS_TIME_BUDGET, PassBudget
 from ._server import (
     DEFAULT_STOP_TIMEOUT,
@@ -129,6 +137,7 @@ __all__ = [
     "StreamTransport",
     "TimerHandle",
     "acquire",
+    "close_parked",
     "current_reactor",
     "release",
 ]

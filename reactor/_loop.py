@@ -35,6 +35,7 @@ when the last server stops (guarantee G1).
 
 from __future__ import annotations
 
+import atexit
 import heapq
 import itertools
 import os
@@ -50,13 +51,29 @@ from typing import Any, TypeVar
 
 from ._errors import ReactorDied, ReactorError, ReactorExited, WaitTimeout
 
-__all__ = ["Reactor", "TimerHandle", "acquire", "release", "current_reactor"]
+__all__ = [
+    "Reactor",
+    "TimerHandle",
+    "acquire",
+    "close_parked",
+    "release",
+    "release_user",
+    "running_reactor",
+    "current_reactor",
+]
 
 T = TypeVar("T")
 
 #: How many cancelled timers may sit on the heap before it is rebuilt
 #: without them (the lazy-cancellation compaction of asyncio and trio).
 _COMPACT_CANCELLED_AT = 256
+
+#: Rounds of queued callbacks an exiting loop still runs (each round may
+#: queue the next: connection_lost, then a settled run_sync's wake-up).
+_EXIT_DRAIN_ROUNDS = 4
+
+#: Wake-up bytes read per readable wake-up socket.
+_WAKEUP_DRAIN = 4096
 
 #: Name of the reactor thread, so that thread dumps and leak checkers say
 #: what it is.
@@ -112,15 +129,21 @@ class Reactor:
     """
 
     def __init__(self) -> None:
-        self._selector = selectors.DefaultSelector()
         self._ready: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._cancelled_timers = 0
         self._seq = itertools.count()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeup)
+        parked = _take_parked()
+        if parked is not None:
+            # The previous loop's selector and wake-up pair (see _park).
+            self._selector, self._wake_r, self._wake_w = parked
+            self._selector.modify(self._wake_r, selectors.EVENT_READ, self._drain_wakeup)
+        else:
+            self._selector = selectors.DefaultSelector()
+            self._wake_r, self._wake_w = socket.socketpair()
+            self._wake_r.setblocking(False)
+            self._wake_w.setblocking(False)
+            self._selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeup)
         self._thread: threading.Thread | None = None
         self._thread_id: int | None = None
         self._exit_requested = False
@@ -182,6 +205,16 @@ class Reactor:
                 # stopped threads that are still referenced as dangling.
                 self._thread = None
 
+    def _close_unstarted(self) -> None:
+        """Discard a reactor whose thread was never started (its setup failed)."""
+        with self._waiters_lock:
+            self._closed = True
+        self._ready.clear()
+        self._timers.clear()
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
     # -- scheduling ---------------------------------------------------------
 
     def call_soon(self, callback: Callable[..., object], *args: Any) -> None:
@@ -228,21 +261,44 @@ class Reactor:
         """Run ``callback(*args)`` after ``delay`` seconds (reactor thread only)."""
         return self.call_at(time.monotonic() + delay, callback, *args)
 
-    def run_sync(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+    def run_sync(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        timeout: float | None = None,
+        settle: bool = False,
+        exit: bool = False,
+    ) -> T:
         """Run ``fn(*args)`` on the reactor thread and return its result.
 
-        Called from the reactor thread itself, it simply calls ``fn``.
+        Called from the reactor thread itself, it simply calls ``fn`` (with
+        ``exit``, the loop then exits at the end of the current pass).
         Otherwise it blocks the caller until ``fn`` has run, and re-raises
         what ``fn`` raised.
 
+        ``settle``: return only once the callbacks ``fn`` queued with
+        :meth:`call_soon` (e.g. the ``connection_lost`` of the connections it
+        closed) have run too: one hand-off instead of a second ``run_sync``.
+        ``exit``: the loop exits right after ``fn`` (and, with ``settle``,
+        its callbacks), and the caller waits by joining the loop thread: one
+        hand-off for "clean up, then stop", as the caller of the last
+        server's ``stop()`` needs.
+
         :raises WaitTimeout: (a ``TimeoutError``) if ``fn`` has not finished
-            within ``timeout``.
+            within ``timeout`` (with ``exit``: the thread has not exited).
         :raises ReactorDied: if the loop thread dies before running ``fn``.
         :raises ReactorExited: if the loop thread had exited normally.
         """
         if self.in_reactor_thread():
+            if exit:
+                self._exit_requested = True  # no wakeup needed: we are the loop
             return fn(*args)
         waiter = _Waiter()
+
+        def finish() -> None:
+            with self._waiters_lock:
+                self._waiters.discard(waiter)
+            waiter.event.set()
 
         def call() -> None:
             try:
@@ -250,15 +306,30 @@ class Reactor:
             except BaseException as exc:  # handed to the waiting thread
                 waiter.exc = exc
             finally:
-                with self._waiters_lock:
-                    self._waiters.discard(waiter)
-                waiter.event.set()
+                if settle:
+                    # Behind what fn queued: FIFO, so those run first.
+                    self._ready.append((finish, ()))
+                else:
+                    finish()
 
         with self._waiters_lock:
             if self.dead or self._closed:
                 raise self._died_error()
             self._waiters.add(waiter)
-        self.call_soon_threadsafe(call)
+        if exit:
+            if self.dead or self._closed:
+                raise self._died_error()
+            self._ready.append((call, ()))
+            self._exit_requested = True  # after the append: call runs before the exit
+            self._wakeup()
+            thread = self._thread
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout)
+                if thread.is_alive():
+                    raise WaitTimeout(f"reactor did not run {fn!r} and exit within {timeout} s")
+                self._thread = None  # threading_cleanup() counts referenced stopped threads
+        else:
+            self.call_soon_threadsafe(call)
         if not waiter.event.wait(timeout):
             raise WaitTimeout(f"reactor did not run {fn!r} within {timeout} s")
         if waiter.exc is not None:
@@ -272,13 +343,21 @@ class Reactor:
     def register(
         self, fileobj: socket.socket, events: int, callback: Callable[[int], object]
     ) -> None:
-        """Watch ``fileobj`` for ``events``; call ``callback(mask)`` when ready."""
+        """Watch ``fileobj`` for ``events``; call ``callback(mask)`` when ready.
+
+        :raises ReactorDied: (or :class:`ReactorExited`) once the loop has
+            ended: its selector may serve the next loop by then.
+        """
+        if self._closed:
+            raise self._died_error()
         self._selector.register(fileobj, events, callback)
 
     def modify(
         self, fileobj: socket.socket, events: int, callback: Callable[[int], object]
     ) -> None:
         """Change the events watched for ``fileobj`` (0 events means unregister)."""
+        if self._closed:
+            raise self._died_error()
         if events:
             try:
                 self._selector.modify(fileobj, events, callback)
@@ -288,7 +367,9 @@ class Reactor:
             self.unregister(fileobj)
 
     def unregister(self, fileobj: socket.socket) -> None:
-        """Stop watching ``fileobj``; harmless if it was not registered."""
+        """Stop watching ``fileobj``; harmless if it was not registered (or the loop ended)."""
+        if self._closed:
+            return
         try:
             self._selector.unregister(fileobj)
         except (KeyError, ValueError):
@@ -309,6 +390,8 @@ class Reactor:
         return err
 
     def _wakeup(self) -> None:
+        if self._closed:
+            return  # its wake-up pair may be parked for the next loop
         try:
             self._wake_w.send(b"\0")
         except BlockingIOError:
@@ -317,9 +400,10 @@ class Reactor:
             pass  # closed: the loop has exited, callers see ReactorDied/Exited
 
     def _drain_wakeup(self, mask: int) -> None:
+        # One recv, no EAGAIN exception: more than this many pending wake-up
+        # bytes leave the socket readable, and the next pass drains the rest.
         try:
-            while self._wake_r.recv(4096):
-                pass
+            self._wake_r.recv(_WAKEUP_DRAIN)
         except (BlockingIOError, InterruptedError):
             pass
 
@@ -334,6 +418,7 @@ class Reactor:
 
     def _run(self) -> None:
         self._thread_id = threading.get_ident()
+        _this_thread.reactor = self
         try:
             # This 'while' loop right here is the event loop.
             while not self._exit_requested:
@@ -347,13 +432,18 @@ class Reactor:
 
     def _shutdown_loop(self) -> None:
         if self.death_cause is None:
-            # A normal exit: what the last pass queued still runs, once
-            # (e.g. connection_lost of the connections the last stop()
-            # closed, which transports deliver on the next pass).
+            # A normal exit: what the last pass queued still runs (e.g.
+            # connection_lost of the connections the last stop() closed,
+            # which transports deliver on the next pass, then the settled
+            # run_sync's wake-up queued behind them), a bounded number of
+            # rounds.
             ready = self._ready
-            for _ in range(len(ready)):
-                callback, args = ready.popleft()
-                self._dispatch(callback, *args)
+            for _ in range(_EXIT_DRAIN_ROUNDS):
+                if not ready:
+                    break
+                for _ in range(len(ready)):
+                    callback, args = ready.popleft()
+                    self._dispatch(callback, *args)
         with self._waiters_lock:
             self.dead = self.death_cause is not None
             self._closed = True
@@ -374,9 +464,10 @@ class Reactor:
                 traceback.print_exc(file=sys.stderr)
         self._ready.clear()
         self._timers.clear()
-        self._selector.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        if self.dead or not _park(self._selector, self._wake_r, self._wake_w):
+            self._selector.close()
+            self._wake_r.close()
+            self._wake_w.close()
 
     def _run_once(self) -> None:
         self.iterations += 1
@@ -435,17 +526,97 @@ _users = 0
 _pid = os.getpid()
 
 
+# A loop that exits normally parks its selector and wake-up socketpair here
+# (only the wake-up socket registered, its bytes drained), and the next
+# Reactor takes them: a cold start()/stop() cycle then creates and closes
+# neither (about 12 us of the cycle), while the thread still exits and is
+# joined (G1).  At most one set is parked (3 descriptors per process); they
+# are closed at interpreter exit, and dropped in a forked child (an epoll
+# instance is shared with the parent across fork()).
+_Parked = tuple[selectors.BaseSelector, socket.socket, socket.socket]
+_parked: _Parked | None = None
+_parked_pid = 0
+_parked_lock = threading.Lock()
+
+#: Wake-up bytes drained at most before a selector is parked.
+_PARK_DRAIN_LIMIT = 64
+
+
+def _park(sel: selectors.BaseSelector, wake_r: socket.socket, wake_w: socket.socket) -> bool:
+    """Keep an exited loop's selector and wake-up pair for the next one; False: close them."""
+    global _parked, _parked_pid
+    try:
+        keys = sel.get_map()
+        if len(keys) != 1 or keys.get(wake_r) is None:
+            return False  # something is still registered: start afresh next time
+        for _ in range(_PARK_DRAIN_LIMIT):
+            if not wake_r.recv(_WAKEUP_DRAIN):
+                return False
+    except (BlockingIOError, InterruptedError):
+        pass  # drained
+    except (OSError, RuntimeError, KeyError, ValueError):
+        return False
+    with _parked_lock:
+        if _parked is not None:
+            return False
+        _parked, _parked_pid = (sel, wake_r, wake_w), os.getpid()
+    return True
+
+
+def _take_parked() -> _Parked | None:
+    global _parked
+    with _parked_lock:
+        parked, _parked = _parked, None
+        if parked is not None and _parked_pid != os.getpid():
+            for obj in parked:
+                obj.close()  # the child's copies only
+            parked = None
+    return parked
+
+
+@atexit.register
+def close_parked() -> None:
+    """Close the parked selector and wake-up pair, if any (any thread; also at exit)."""
+    parked = _take_parked()
+    if parked is not None:
+        for obj in parked:
+            obj.close()
+
+
+_this_thread = threading.local()
+
+
+def running_reactor() -> Reactor | None:
+    """The reactor whose loop runs on the calling thread, or None.
+
+    Unlike :func:`current_reactor`, still the loop's own reactor while its
+    last server is stopping (it is no longer the shared one then).
+    """
+    r: Reactor | None = getattr(_this_thread, "reactor", None)
+    return r if r is not None and r.in_reactor_thread() else None
+
+
 def current_reactor() -> Reactor | None:
     """The running shared reactor, or None when no server is started."""
     return _current
 
 
-def acquire() -> Reactor:
+def acquire(
+    setup: Callable[[Reactor], object] | None = None, timeout: float | None = None
+) -> Reactor:
     """Count one more user of the shared reactor, starting it if needed.
 
     Safe from any thread.  A reactor whose thread died is replaced by a new
     one for the new user (the servers of the dead one see
     :class:`ReactorDied`).
+
+    ``setup(reactor)``, if given, runs as reactor-side code before this
+    returns: when a new loop thread is needed, in the *calling* thread
+    before that thread starts (nothing else can touch the new selector
+    then, and the caller needs no hand-off to it: a cold ``start()`` costs
+    one thread start); on a running reactor with :meth:`Reactor.run_sync`
+    (``timeout`` bounds it).  If ``setup`` raises, the user is not counted
+    and the exception propagates.
     """
     global _current, _users, _pid
     with _lock:
@@ -454,11 +625,44 @@ def acquire() -> Reactor:
         r = _current
         if r is None or r.dead or r._closed or r._exit_requested:
             r = Reactor()
+            if setup is not None:
+                try:
+                    setup(r)
+                except BaseException:
+                    r._close_unstarted()
+                    raise
             r.start()
             _current = r
-            _users = 0
+            _users = 1
+            return r
         _users += 1
-        return r
+    if setup is not None:
+        try:
+            r.run_sync(setup, r, timeout=timeout)
+        except BaseException:
+            release(r, join_timeout=timeout)
+            raise
+    return r
+
+
+def release_user(reactor: Reactor) -> bool:
+    """Count one user less without stopping the loop; True if it was the last.
+
+    For a caller that makes the loop exit itself (``run_sync(...,
+    exit=True)``, one hand-off for "clean up, then exit"): when this returns
+    True the reactor is no longer the shared one (a new user gets a new
+    loop) and nothing else will stop it.
+    """
+    global _current, _users
+    with _lock:
+        if reactor is not _current:
+            return False  # a reactor that died and was already replaced
+        _users -= 1
+        if _users > 0:
+            return False
+        _current = None
+        _users = 0
+    return True
 
 
 def release(reactor: Reactor, join_timeout: float | None = None) -> bool:

@@ -42,7 +42,7 @@ from ._errors import (
     WaitTimeout,
     safe_repr,
 )
-from ._loop import Reactor, TimerHandle, acquire, current_reactor, release
+from ._loop import Reactor, TimerHandle, acquire, release, release_user, running_reactor
 from ._transport import DatagramTransport, Listener, StreamProtocol, StreamTransport
 
 __all__ = [
@@ -84,10 +84,6 @@ _DRAIN_ACCEPT_LIMIT = 4096
 _DRAIN_DATAGRAM_LIMIT = 200_000
 
 
-def _noop() -> None:
-    """A barrier for :meth:`Reactor.run_sync`: the passes before it have run."""
-
-
 class _Lease:
     """One start()'s claim on the shared reactor, released exactly once.
 
@@ -106,11 +102,22 @@ class _Lease:
 
     def release(self, join_timeout: float | None = None) -> bool:
         """Release; True if the loop is exiting because of it (see ``release``)."""
+        if not self._take():
+            return False
+        return release(self.reactor, join_timeout)
+
+    def release_user(self) -> bool:
+        """Release without stopping the loop; True if the caller must make it exit."""
+        if not self._take():
+            return False
+        return release_user(self.reactor)
+
+    def _take(self) -> bool:
         with self._lock:
             if self._released:
                 return False
             self._released = True
-        return release(self.reactor, join_timeout)
+            return True
 
 
 _GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
@@ -374,14 +381,14 @@ class BaseServer:
             except BaseException:
                 self.server_close()
                 raise
-            lease = _Lease(acquire())
-            reactor = lease.reactor
+            # A cold start registers in this thread before the loop thread
+            # starts (no hand-off); a warm one runs on the loop.
             try:
-                reactor.run_sync(self._attach_on_reactor, reactor, timeout=DEFAULT_STOP_TIMEOUT)
+                reactor = acquire(self._attach_on_reactor, timeout=DEFAULT_STOP_TIMEOUT)
             except BaseException:
-                lease.release(join_timeout=DEFAULT_STOP_TIMEOUT)
                 self.server_close()
                 raise
+            lease = _Lease(reactor)
             self._reactor, self._lease = reactor, lease
             reactor.add_death_hook(self._on_reactor_death)
             self.ready.set()
@@ -429,8 +436,8 @@ class BaseServer:
         if timeout is None:
             timeout = DEFAULT_STOP_TIMEOUT
         if not self._lifecycle.acquire(blocking=False):
-            loop = current_reactor()
-            if loop is not None and loop.in_reactor_thread():
+            loop = running_reactor()
+            if loop is not None:
                 # Another thread is starting or stopping this server and may
                 # be waiting on this very thread: blocking here would stall
                 # both for the whole timeout.  A stop in progress does our
@@ -465,29 +472,30 @@ class BaseServer:
                 self.server_close()
             return
         reactor.remove_death_hook(self._on_reactor_death)
-        last: list[bool] = []
+        # Released here, exactly once, even if the clean-up below is stuck:
+        # the last server makes the loop exit right after its clean-up and
+        # waits by joining the thread (one hand-off, as a bare loop's stop).
+        last = lease.release_user()
 
-        def detach_and_release() -> None:
-            # On the loop thread.  The release happens here, exactly
-            # once, even when stop() gave up waiting for this callback;
-            # if this is the last server, the loop exits right after
-            # this callback with no second wakeup round trip.
+        def detach() -> None:
+            # On the loop thread.  run_sync(settle=True) returns once the
+            # connection_lost callbacks this queues have run too, so every
+            # protocol of this server has heard of the close when stop()
+            # returns.
             try:
                 self._detach_on_reactor()
             finally:
                 self._detach_pending = False
-                last.append(lease.release())
 
         self._detach_pending = True
         try:
-            reactor.run_sync(detach_and_release, timeout=wait)
+            reactor.run_sync(detach, timeout=wait, settle=True, exit=last)
         except (ReactorDied, ReactorExited):
             self._detach_pending = False
             self._detach_after_death()
-            lease.release()
         except TimeoutError:
-            # The callback stays queued and will close our sockets and
-            # release the reactor when the loop gets to it.
+            # The callback stays queued and will close our sockets (and,
+            # for the last server, let the loop exit) when the loop gets to it.
             self._record_error(
                 HandlerTimeout(
                     f"the reactor was busy for {wait} s (a handler running on the "
@@ -495,20 +503,8 @@ class BaseServer:
                 ),
                 "stop()",
             )
-        else:
-            if not (last and last[0]):
-                # Transports deliver connection_lost on the loop's next pass:
-                # wait for that pass, so that every protocol of this server
-                # has heard of the close when stop() returns (for the last
-                # server the exiting loop runs it, and is joined below).
-                try:
-                    reactor.run_sync(_noop, timeout=max(0.0, deadline - time.monotonic()))
-                except (ReactorDied, ReactorExited, TimeoutError):
-                    pass
         self._join_workers(deadline)
         self._unlink_unix_path()
-        if last and last[0]:
-            reactor.join(max(0.0, deadline - time.monotonic()))
         with self._cond:
             self._stops += 1
             self._cond.notify_all()

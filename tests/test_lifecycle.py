@@ -270,6 +270,7 @@ class G3StopTest(unittest.TestCase):
     def test_500_cycles_leave_no_thread_fd_or_resource_warning(self) -> None:
         gc.collect()
         before = set(threading.enumerate())
+        reactor.close_parked()  # the exited loop's selector and wake-up pair, kept for reuse
         base_fds = open_fds()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -295,8 +296,36 @@ class G3StopTest(unittest.TestCase):
             gc.collect()
         self.assertEqual([w for w in caught if issubclass(w.category, ResourceWarning)], [])
         self.assertEqual(new_threads(before), [])
-        # No growth (a descriptor of an earlier test may close meanwhile).
+        # No growth (a descriptor of an earlier test may close meanwhile)
+        # beyond the one parked selector and wake-up pair (3 descriptors).
+        self.assertLessEqual(open_fds(), base_fds + 3)
+        reactor.close_parked()
         self.assertLessEqual(open_fds(), base_fds)
+
+    def test_cold_restart_reuses_the_parked_selector_and_still_joins_the_thread(self) -> None:
+        # G1 stands: the loop thread exits and is joined at the last stop(),
+        # but its selector and wake-up pair serve the next cold start().
+        before = set(threading.enumerate())
+        with TCPServer():
+            first = reactor.current_reactor()
+            assert first is not None
+            selector = first._selector
+        self.assertIsNone(reactor.current_reactor())
+        self.assertEqual(new_threads(before), [])
+        with TCPServer(on_line=lambda conn, line: conn.write(line)) as s:
+            second = reactor.current_reactor()
+            assert second is not None
+            self.assertIsNot(second, first)
+            self.assertIs(second._selector, selector)
+            with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+                c.sendall(b"ping\n")
+                self.assertEqual(c.recv(64), b"ping\n")
+        self.assertEqual(new_threads(before), [])
+        reactor.close_parked()
+        with TCPServer():
+            third = reactor.current_reactor()
+            assert third is not None
+            self.assertIsNot(third._selector, selector)
 
 
 class G4TickTest(unittest.TestCase):

@@ -1,0 +1,109 @@
+"""A cold start() registers in the caller's thread; stop() is one hand-off (issue 10 items 1-2)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import unittest
+import unittest.mock
+from typing import Any
+
+import reactor
+from protocols import TCPServer, UDPServer
+from reactor import _loop
+
+
+def new_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t not in before and t.is_alive()]
+
+
+class CountingRunSync:
+    """Wraps Reactor.run_sync to count the hand-offs made to the loop thread."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self._orig = _loop.Reactor.run_sync
+
+    def wrapper(self) -> Any:
+        """A plain function, so that it binds as a method of the patched class."""
+        orig, calls = self._orig, self.calls
+
+        def run_sync(r: _loop.Reactor, fn: Any, *args: Any, **kw: Any) -> Any:
+            if not r.in_reactor_thread():
+                calls.append(getattr(fn, "__name__", repr(fn)))
+            return orig(r, fn, *args, **kw)
+
+        return run_sync
+
+
+class ColdStartTest(unittest.TestCase):
+    def setUp(self) -> None:
+        self.assertIsNone(reactor.current_reactor(), "another test left a server running")
+
+    def test_cold_start_needs_no_hand_off_to_the_loop_thread(self) -> None:
+        counter = CountingRunSync()
+        with unittest.mock.patch.object(_loop.Reactor, "run_sync", counter.wrapper()):
+            s = TCPServer(on_line=lambda conn, line: conn.write(line))
+            s.start()
+            try:
+                self.assertEqual(counter.calls, [])  # registered before the thread started
+                self.assertTrue(s.ready.is_set())
+                with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+                    c.sendall(b"hi\n")
+                    self.assertEqual(c.recv(16), b"hi\n")
+            finally:
+                s.stop()
+
+    def test_warm_start_and_stop_are_one_hand_off_each(self) -> None:
+        resident = UDPServer()
+        resident.start()
+        try:
+            counter = CountingRunSync()
+            with unittest.mock.patch.object(_loop.Reactor, "run_sync", counter.wrapper()):
+                s = TCPServer()
+                s.start()
+                self.assertEqual(len(counter.calls), 1)
+                c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+                s.wait_for(lambda: s.connection_count == 1, 5)
+                s.stop()
+                # One round trip: the detach, settled after the connection_lost
+                # callbacks it queued (there used to be a second barrier).
+                self.assertEqual(len(counter.calls), 2)
+                self.assertEqual(s.connection_count, 0)
+                c.close()
+        finally:
+            resident.stop()
+
+    def test_last_stop_joins_the_thread_it_made_exit(self) -> None:
+        before = set(threading.enumerate())
+        s = TCPServer()
+        s.start()
+        r = reactor.current_reactor()
+        assert r is not None
+        thread = r.thread
+        assert thread is not None
+        s.stop()
+        self.assertFalse(thread.is_alive())
+        self.assertIsNone(r.thread)  # dropped: threading_cleanup sees no dangling thread
+        self.assertIsNone(reactor.current_reactor())
+        self.assertEqual(new_threads(before), [])
+
+    def test_a_failing_cold_attach_leaves_no_loop_behind(self) -> None:
+        before = set(threading.enumerate())
+        s = TCPServer()
+        with unittest.mock.patch.object(
+            TCPServer, "_attach", side_effect=RuntimeError("attach failed")
+        ):
+            with self.assertRaises(RuntimeError):
+                s.start()
+        self.assertIsNone(reactor.current_reactor())
+        self.assertEqual(new_threads(before), [])
+        self.assertFalse(s.ready.is_set())
+        with TCPServer(on_line=lambda conn, line: conn.write(line)) as s2:
+            with socket.create_connection(("127.0.0.1", s2.port), timeout=5) as c:
+                c.sendall(b"ok\n")
+                self.assertEqual(c.recv(16), b"ok\n")
+
+
+if __name__ == "__main__":
+    unittest.main()
