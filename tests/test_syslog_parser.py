@@ -245,6 +245,12 @@ class FramerTest(unittest.TestCase):
             b"<1>a\r\n\n<1>b\n<1>tail", [(b"<1>a", None), (b"<1>b", None), (b"<1>tail", None)]
         )
 
+    def test_nul_ends_a_message_as_lf_does(self) -> None:
+        # RFC 6587 §3.4.2 (NUL as TRAILER): SysLogHandler over TCP.
+        frames = _frames([b"<11>a: one\x00<11>a: tw", b"o\x00\n<11>a: three\r\n\x00"])
+        want = [(b"<11>a: one", None), (b"<11>a: two", None), (b"<11>a: three", None)]
+        self.assertEqual(frames, want)
+
     def test_oversized_line_is_cut_and_recorded(self) -> None:
         got = _frames([b"<1>" + b"x" * 200 + b"\n<1>ok\n"])
         self.assertEqual(len(got), 2)

@@ -239,6 +239,26 @@ class SysLogHandlerTest(unittest.TestCase):
             self._log(h, "over tcp")
             self.check(server, "over tcp")
 
+    def test_tcp_defaults_nul_terminated_messages_on_one_connection(self) -> None:
+        # SysLogHandler's TCP defaults: each record ends with NUL, no LF.
+        with SyslogTCPServer() as server:
+            h = logging.handlers.SysLogHandler(
+                server.server_address, facility="local3", socktype=socket.SOCK_STREAM
+            )
+            h.ident = "myapp: "
+            log = logging.getLogger(f"syslog-test-{id(h)}")
+            log.propagate = False
+            log.addHandler(h)
+            try:
+                log.error("first")
+                log.error("second")
+            finally:
+                log.removeHandler(h)
+                h.close()
+            got = server.wait_for_messages(2, app="myapp", timeout=10)
+        self.assertEqual([m.message for m in got], ["first", "second"])
+        self.assertEqual([m.error for m in server.messages], [None, None])
+
     def test_unix_socket(self) -> None:
         with SyslogUnixDatagramServer() as server:
             h = logging.handlers.SysLogHandler(server.server_address, facility="local3")

@@ -24,7 +24,7 @@ oversized message) is still a record: :attr:`SyslogMessage.error` says why,
 The framer cuts a TCP (or TLS, RFC 5425) byte stream into messages, with the
 framing detected once per connection from its first byte (RFC 6587 §3.4): a
 digit means octet counting (``MSG-LEN SP SYSLOG-MSG``), anything else
-non-transparent framing (messages end with LF).  It works on a
+non-transparent framing (messages end with LF, or NUL as SysLogHandler sends).  It works on a
 :class:`protocols._buffer.ReceiveBuffer`, so every byte is searched once.
 """
 
@@ -90,6 +90,10 @@ _MAX_SD_NAME: Final = 32
 _DIGITS = re.compile(rb"[0-9]*")
 _BOM: Final = b"\xef\xbb\xbf"
 _TRAILER: Final = b"\x00\r\n"  # what senders append: NUL (SysLogHandler), CR, LF
+# RFC 6587 §3.4.2: the TRAILER of non-transparent framing is LF, but NUL is
+# seen too: logging.handlers.SysLogHandler over TCP ends each message with
+# NUL only, so LF alone would run its messages together.
+_FRAME_END = re.compile(rb"[\n\x00]")
 
 
 class SyslogError(TestServersError):
@@ -189,7 +193,7 @@ class Framing(enum.Enum):
 
     DATAGRAM = "datagram"  #: one UDP or Unix datagram
     OCTET_COUNTING = "octet-counting"  #: RFC 6587 §3.4.1 ``MSG-LEN SP MSG``
-    NON_TRANSPARENT = "non-transparent"  #: RFC 6587 §3.4.2, LF-terminated
+    NON_TRANSPARENT = "non-transparent"  #: RFC 6587 §3.4.2, LF- (or NUL-) terminated
 
 
 @dataclass(frozen=True, slots=True)
@@ -654,8 +658,8 @@ class SyslogFramer:
     Feed it with :meth:`receive_data` (``b""`` means end of stream) and
     collect :class:`Frame` objects from :meth:`frames`.  The framing is
     detected from the connection's first octet (RFC 6587 §3.4): a digit is
-    octet counting, anything else non-transparent (LF-terminated, a CR before
-    the LF removed).  Limits: a LF-framed message longer than ``max_size`` is
+    octet counting, anything else non-transparent (each message ends with
+    LF or NUL, RFC 6587 §3.4.2; a CR before it removed).  Limits: a LF-framed message longer than ``max_size`` is
     cut there (recorded as an error frame with its first ``max_size`` octets;
     the rest up to the next LF is skipped); a MSG-LEN above
     ``max_octet_count`` is an error frame and its octets are skipped without
@@ -715,7 +719,8 @@ class SyslogFramer:
     def _cut_lines(self) -> None:
         buf = self._buf
         while True:
-            nl = buf.find(b"\n")
+            m = buf.search(_FRAME_END, 0)
+            nl = -1 if m is None else m.start()
             if nl < 0:
                 if self._skip_to_lf:
                     buf.clear()
