@@ -660,8 +660,9 @@ class SyslogFramer:
     detected from the connection's first octet (RFC 6587 §3.4): a digit is
     octet counting, anything else non-transparent (each message ends with
     LF or NUL, RFC 6587 §3.4.2; a CR before it removed).  Limits: a
-    LF-framed message longer than ``max_size`` is cut there (recorded as an error frame with its first ``max_size`` octets;
-    the rest up to the next LF is skipped); a MSG-LEN above
+    LF-framed message longer than ``max_size`` is cut there (recorded as an
+    error frame with its first ``max_size`` octets; the rest up to the next
+    LF or NUL is skipped); a MSG-LEN above
     ``max_octet_count`` is an error frame and its octets are skipped without
     being buffered; a MSG-LEN that is not a number breaks the stream
     (:attr:`broken`: an error frame with what was buffered, and the caller
