@@ -471,6 +471,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print("python -m protocols: every sink is off", file=sys.stderr)
         return 2
     done = threading.Event()
+    refusals: _SMTPRefusals | None = None
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         # SIGINT too: a process started in the background (a shell's '&', a
@@ -498,6 +499,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             if masked:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         printer.block("ready; Ctrl-C to stop")
+        smtp = [srv for srv in servers if isinstance(srv, SMTPServer)]
+        refusals = _SMTPRefusals(smtp[0], printer) if smtp else None
         # Short waits, so the main thread runs Python's signal handlers
         # promptly even when the kernel delivered the signal to another
         # thread (seen under a loaded test run: the wait went on forever).
@@ -508,16 +511,77 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             )
             if left <= 0:
                 break
-            done.wait(left)
+            if refusals is None:
+                done.wait(left)
+            else:
+                refusals.wait(left)  # wakes at once when the SMTP sink records one
     except KeyboardInterrupt:
         pass
     finally:
         for s in servers:
             s.stop()
+        if refusals is not None:
+            refusals.drain()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     printer.block("stopped")
     return 0
+
+
+class _SMTPRefusals:
+    """Prints what the SMTP sink refused, from its public records (main thread).
+
+    ``SMTPServer.logins`` (a failed AUTH: the username and mechanism, never
+    the password) and ``SMTPServer.rejected`` (a message refused: too big,
+    an over-long line, a bare CR or LF...).  :meth:`wait` blocks in the
+    server's own ``wait_for``, which wakes whenever the server records
+    something, so a refusal is printed as it happens.
+    """
+
+    def __init__(self, server: SMTPServer, printer: Printer) -> None:
+        self.server = server
+        self.printer = printer
+        self._seen = {"logins": 0, "rejected": 0}
+
+    def _news(self) -> bool | None:
+        s = self.server
+        seen = self._seen
+        return (
+            True if len(s.logins) > seen["logins"] or len(s.rejected) > seen["rejected"] else None
+        )
+
+    def wait(self, timeout: float) -> None:
+        try:
+            self.server.wait_for(self._news, timeout, "SMTP refusals")
+        except TimeoutError:
+            pass
+        self.drain()
+
+    def drain(self) -> None:
+        s = self.server
+        p = self.printer
+        logins = list(s.logins)[self._seen["logins"] :]
+        self._seen["logins"] += len(logins)
+        for login in logins:
+            if not login.succeeded:
+                p.block(
+                    f"SMTP AUTH {login.mechanism} refused ({login.reply_code}) from {login.peer}",
+                    f"username {login.username!r}" + (" (over TLS)" if login.tls else "") + "\n",
+                    peer=str(login.peer),
+                    code=login.reply_code,
+                    mechanism=login.mechanism,
+                    username=login.username,
+                )
+        rejected = list(s.rejected)[self._seen["rejected"] :]
+        self._seen["rejected"] += len(rejected)
+        for r in rejected:
+            p.block(
+                f"SMTP message refused ({r.code}) from {r.peer}: {r.reason}",
+                f"X-Mail-From: {r.mail_from}\nX-Rcpt-To: {', '.join(r.rcpt_tos)}\n",
+                peer=str(r.peer),
+                code=r.code,
+                reason=r.reason,
+            )
 
 
 def add_smtp_arguments(parser: argparse.ArgumentParser) -> None:
@@ -589,10 +653,7 @@ def smtp_sink_from_args(
         user, _, password = args.smtp_auth.partition(":")
 
         def check(username: str, given: str) -> bool:
-            ok = bool(username == user and given == password)
-            if not ok and out is not None and not hasattr(out, "write"):
-                out("SMTP AUTH refused (535)", f"username {username!r}, wrong password or user\n")
-            return ok
+            return bool(username == user and given == password)  # printed from server.logins
 
         kwargs["auth"] = check
         kwargs["auth_over_plaintext"] = tls == "off"

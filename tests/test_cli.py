@@ -411,11 +411,38 @@ class CLITest(unittest.TestCase):
             smtp.ehlo()
             with self.assertRaises(smtplib.SMTPAuthenticationError):
                 smtp.login("mallory\x1b[31m", "guess")
-        sink.wait_for_output("SMTP AUTH refused")
+            me = smtp.sock.getsockname()
+        sink.wait_for_output("SMTP AUTH")
         code, out, err = sink.interrupt()
         self.assertEqual(code, 0, err)
-        self.assertIn("SMTP AUTH refused (535)\nusername 'mallory\\x1b[31m'", out)
+        self.assertRegex(
+            out, rf"SMTP AUTH (PLAIN|LOGIN) refused \(535\) from {re.escape(str(me))}\n"
+            r"username 'mallory\\x1b\[31m'\n",
+        )  # fmt: skip
         self.assertNotIn("guess", out)
+
+    def test_refused_smtp_message_is_printed(self) -> None:
+        sink = SinkProcess()
+        with socket.create_connection(sink.addresses["SMTPServer"], timeout=10) as c:  # type: ignore[arg-type]
+            f = c.makefile("rb")
+            f.readline()
+            c.sendall(b"HELO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n")
+            for _ in range(3):
+                f.readline()
+            c.sendall(b"DATA\r\n")
+            self.assertTrue(f.readline().startswith(b"354"))
+            c.sendall(b"bare\nLF\r\n.\r\n")
+            self.assertTrue(f.readline().startswith(b"554"))
+            me = c.getsockname()
+            f.close()
+        sink.wait_for_output("SMTP message refused")
+        code, out, err = sink.interrupt()
+        self.assertEqual(code, 0, err)
+        self.assertIn(
+            f"SMTP message refused (554) from {me}: bare-line-ending\n"
+            "X-Mail-From: a@example.com\nX-Rcpt-To: b@example.com\n",
+            out,
+        )
 
     def test_argument_errors_name_the_option(self) -> None:
         import contextlib
