@@ -471,7 +471,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print("python -m protocols: every sink is off", file=sys.stderr)
         return 2
     done = threading.Event()
-    refusals: _SMTPRefusals | None = None
+    refusals: _Refusals | None = None
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         # SIGINT too: a process started in the background (a shell's '&', a
@@ -499,8 +499,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             if masked:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         printer.block("ready; Ctrl-C to stop")
-        smtp = [srv for srv in servers if isinstance(srv, SMTPServer)]
-        refusals = _SMTPRefusals(smtp[0], printer) if smtp else None
+        refusals = _Refusals(servers, printer)
         # Short waits, so the main thread runs Python's signal handlers
         # promptly even when the kernel delivered the signal to another
         # thread (seen under a loaded test run: the wait went on forever).
@@ -528,41 +527,61 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     return 0
 
 
-class _SMTPRefusals:
-    """Prints what the SMTP sink refused, from its public records (main thread).
+class _Refusals:
+    """Prints what the sinks refused, from their public records (main thread).
 
-    ``SMTPServer.logins`` (a failed AUTH: the username and mechanism, never
-    the password) and ``SMTPServer.rejected`` (a message refused: too big,
-    an over-long line, a bare CR or LF...).  :meth:`wait` blocks in the
-    server's own ``wait_for``, which wakes whenever the server records
-    something, so a refusal is printed as it happens.
+    Every sink's ``tls_errors`` (a failed TLS handshake: plaintext sent to a
+    TLS port, an untrusted certificate...); the SMTP sink's ``logins`` (a
+    failed AUTH: the username and mechanism, never the password) and
+    ``rejected`` (a message refused: too big, an over-long line, a bare CR
+    or LF...).  :meth:`wait` blocks in the SMTP sink's own ``wait_for``
+    (else the first sink's), which wakes whenever that server records
+    something, so its refusals print as they happen; the others' within
+    :data:`SIGNAL_CHECK`.
     """
 
-    def __init__(self, server: SMTPServer, printer: Printer) -> None:
-        self.server = server
+    def __init__(self, servers: Sequence[BaseServer], printer: Printer) -> None:
+        self.servers = list(servers)
         self.printer = printer
-        self._seen = {"logins": 0, "rejected": 0}
+        smtp = [s for s in self.servers if isinstance(s, SMTPServer)]
+        self.smtp = smtp[0] if smtp else None
+        self.waiter = self.smtp or self.servers[0]
+        self._seen: dict[tuple[int, str], int] = {}
+
+    def _new(self, server: BaseServer, name: str) -> list[Any]:
+        records = list(getattr(server, name))
+        key = (id(server), name)
+        start = self._seen.get(key, 0)
+        self._seen[key] = len(records)
+        return records[start:]
 
     def _news(self) -> bool | None:
-        s = self.server
-        seen = self._seen
-        return (
-            True if len(s.logins) > seen["logins"] or len(s.rejected) > seen["rejected"] else None
-        )
+        s = self.waiter
+        names = ("tls_errors", "logins", "rejected") if s is self.smtp else ("tls_errors",)
+        for name in names:
+            if len(getattr(s, name)) > self._seen.get((id(s), name), 0):
+                return True
+        return None
 
     def wait(self, timeout: float) -> None:
         try:
-            self.server.wait_for(self._news, timeout, "SMTP refusals")
+            self.waiter.wait_for(self._news, timeout, "refusals")
         except TimeoutError:
             pass
         self.drain()
 
     def drain(self) -> None:
-        s = self.server
         p = self.printer
-        logins = list(s.logins)[self._seen["logins"] :]
-        self._seen["logins"] += len(logins)
-        for login in logins:
+        for server in self.servers:
+            for exc in self._new(server, "tls_errors"):
+                p.block(
+                    f"TLS handshake failed on {type(server).__name__} {server.server_address}",
+                    f"{exc}\n",
+                    error=str(exc),
+                )
+        if self.smtp is None:
+            return
+        for login in self._new(self.smtp, "logins"):
             if not login.succeeded:
                 p.block(
                     f"SMTP AUTH {login.mechanism} refused ({login.reply_code}) from {login.peer}",
@@ -572,9 +591,7 @@ class _SMTPRefusals:
                     mechanism=login.mechanism,
                     username=login.username,
                 )
-        rejected = list(s.rejected)[self._seen["rejected"] :]
-        self._seen["rejected"] += len(rejected)
-        for r in rejected:
+        for r in self._new(self.smtp, "rejected"):
             p.block(
                 f"SMTP message refused ({r.code}) from {r.peer}: {r.reason}",
                 f"X-Mail-From: {r.mail_from}\nX-Rcpt-To: {', '.join(r.rcpt_tos)}\n",

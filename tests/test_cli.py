@@ -334,6 +334,20 @@ class CLITest(unittest.TestCase):
             line = next(x for x in out.splitlines() if f" {plain} listening" in x)
             self.assertNotIn("TLS", line)
 
+    def test_failed_tls_handshake_is_printed(self) -> None:
+        sink = SinkProcess("--smtp-tls", "implicit")
+        for name in ("SyslogTLSServer", "SMTPServer"):
+            with socket.create_connection(sink.addresses[name], timeout=5) as c:  # type: ignore[arg-type]
+                c.sendall(b"<13>plain text to a TLS port\r\n")
+                c.recv(100)  # the server gives up on the handshake and closes
+        sink.wait_for_output("on SyslogTLSServer", "on SMTPServer")
+        code, out, err = sink.interrupt()
+        self.assertEqual(code, 0, err)
+        for name in ("SyslogTLSServer", "SMTPServer"):
+            self.assertRegex(
+                out, rf"TLS handshake failed on {name} \('127.0.0.1', \d+\)\n.*WRONG_VERSION_NUMBER"
+            )
+
     def test_big_http_body_is_cut_and_binary_escaped(self) -> None:
         import urllib.request
 
