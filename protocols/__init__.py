@@ -49,6 +49,7 @@ from ._datagram import (
     UnixDatagramServer,
 )
 from ._match import Contains, Exact, Matcher, Prefix, Subset
+from ._proxy import FaultProxy
 from ._scripted import (
     MAX_FRAME_LENGTH,
     DataListener,
@@ -105,6 +106,7 @@ from .syslog import (
 )
 
 __all__ = [
+    "FaultProxy",
     "CA_FILE",
     "ServerCheckError",
     "check_server",

@@ -616,6 +616,9 @@ class _State:
     record: FaultRecord | None = None
     active: _Active | None = None
 
+    #: Acts on every byte: recorded as soon as bytes enter (before they pass).
+    touches_all = False
+
     def new_bytes(self, n: int, now: float) -> None:
         """``n`` more bytes entered the channel at ``now``."""
 
@@ -675,6 +678,7 @@ class _Active:
 
 class _LatencyState(_State):
     reads_ahead = True
+    touches_all = True
 
     def __init__(self, fault: Latency, rng: random.Random) -> None:
         self.fault = fault
@@ -711,6 +715,8 @@ class _LatencyState(_State):
 
 
 class _BandwidthState(_State):
+    touches_all = True
+
     def __init__(self, fault: Bandwidth) -> None:
         self.rate = fault.rate
         self.quantum = max(1, int(fault.rate * BANDWIDTH_QUANTUM))
@@ -740,6 +746,8 @@ class _BandwidthState(_State):
 
 
 class _SlicerState(_State):
+    touches_all = True
+
     def __init__(self, fault: Slicer) -> None:
         self.fault = fault
         self.left = fault.size
@@ -926,6 +934,8 @@ class _Channel:
             self.seen += new
             for a in self.actives:
                 a.state.new_bytes(new, now)
+                if a.record is None and a.state.touches_all:
+                    a.touch(0)
 
     def allowance(self, now: float, pending: int) -> int:
         n = pending
