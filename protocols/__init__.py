@@ -71,17 +71,27 @@ from ._stream import (
 )
 from ._tls import CA_FILE, client_context, localhost_contexts, server_context
 from .http import (
+    CloseWithoutResponse,
     CompatRequest,
+    DelayBody,
+    DelayHead,
     Expectation,
     ExpectationError,
+    FailFirst,
+    Garbage,
     HTTP11Machine,
+    HTTPFault,
+    HTTPFaults,
     HTTPLimits,
     HTTPRequest,
     HTTPServer,
+    MalformedChunk,
     NoResponseError,
     Reply,
+    ResetMidBody,
     Responder,
     TestHTTPServer,
+    TruncateBody,
     UnexpectedRequest,
     make_reply,
 )
@@ -106,6 +116,16 @@ from .syslog import (
 )
 
 __all__ = [
+    "HTTPFault",
+    "HTTPFaults",
+    "DelayHead",
+    "DelayBody",
+    "TruncateBody",
+    "ResetMidBody",
+    "MalformedChunk",
+    "Garbage",
+    "CloseWithoutResponse",
+    "FailFirst",
     "FaultProxy",
     "CA_FILE",
     "ServerCheckError",

@@ -41,6 +41,7 @@ from ._faults import (
     SlowClose,
     TransportFault,
     TransportFaults,
+    reset_transport,
 )
 from ._loop import (
     THREAD_NAME,
@@ -97,6 +98,7 @@ __all__ = [
     "SlowClose",
     "TransportFault",
     "TransportFaults",
+    "reset_transport",
     "InvalidArgumentError",
     "EVENTS_PER_PASS",
     "PASS_TIME_BUDGET",

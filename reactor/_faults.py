@@ -69,6 +69,7 @@ __all__ = [
     "TransportFaults",
     "ConnectionFaults",
     "Selection",
+    "reset_transport",
 ]
 
 DOWNSTREAM = "downstream"
@@ -863,7 +864,7 @@ class _LimitState(_State):
         active.touch(self.passed_total)
         if self.fault.name == "reset":
             active.act("reset", f"after {self.passed_total} bytes")
-            _reset(t)
+            reset_transport(t)
         elif self.fault.name == "close":
             active.act("close", f"after {self.passed_total} bytes")
             t._wbuf.clear()
@@ -878,8 +879,13 @@ class _LimitState(_State):
             self.timer = None
 
 
-def _reset(t: StreamTransport) -> None:
-    """Abort ``t`` with a TCP RST (SO_LINGER 0); a plain abort elsewhere."""
+def reset_transport(t: StreamTransport) -> None:
+    """Abort ``t`` with a TCP RST (``SO_LINGER`` 0); a plain abort on other sockets.
+
+    Reactor thread.  Unsent bytes are dropped; harmless on a closed transport.
+    """
+    if t._closed:
+        return
     sock = t.socket
     if sock.family in (socket.AF_INET, socket.AF_INET6):
         try:

@@ -40,11 +40,33 @@ from ._events import (
     Response,
 )
 from ._expect import Expectation, ExpectationError, SequenceExhausted, UnexpectedRequest, make_reply
+from ._faults import (
+    CloseWithoutResponse,
+    DelayBody,
+    DelayHead,
+    FailFirst,
+    Garbage,
+    HTTPFault,
+    HTTPFaults,
+    MalformedChunk,
+    ResetMidBody,
+    TruncateBody,
+)
 from ._machine import CHUNKS_PER_DATA_EVENT, HTTP11Machine
 from ._server import HTTPRequest, HTTPServer, NoResponseError, Reply, Responder
 from ._state import State
 
 __all__ = [
+    "HTTPFault",
+    "HTTPFaults",
+    "DelayHead",
+    "DelayBody",
+    "TruncateBody",
+    "ResetMidBody",
+    "MalformedChunk",
+    "Garbage",
+    "CloseWithoutResponse",
+    "FailFirst",
     "CHUNKS_PER_DATA_EVENT",
     "AlreadyAnsweredError",
     "DEFAULT_LIMITS",

@@ -243,6 +243,15 @@ class HTTPRequest:
                 self._conn._pending = self._responder
         return self._responder
 
+    def apply_fault(self, fault: Any) -> None:
+        """Send the reply to this request through an HTTP fault (``protocols.http``'s
+        ``DelayHead``, ``TruncateBody``, ``FailFirst``...).  Call it from the
+        handler, or an expectation's responder, on the reactor thread.
+        """
+        from ._faults import apply_fault
+
+        apply_fault(self, fault)
+
     def __repr__(self) -> str:
         return f"<HTTPRequest {self.method} {self.target} HTTP/{self.http_version}>"
 
@@ -316,6 +325,7 @@ class _HTTPConnection:
         self._write_paused = False  # replies wait for the client to read
         self._timer: TimerHandle | None = None
         self._budget = PassBudget(EVENTS_PER_PASS, PASS_TIME_BUDGET)
+        self._fault: Any = None  # (HTTPFault, FaultRecord) for the current request
 
     # -- StreamProtocol --------------------------------------------------------
 
@@ -511,6 +521,10 @@ class _HTTPConnection:
         """Send *reply* for the pending request if *token* owns it (reactor thread)."""
         if self._closed or self._pending is not token:
             return
+        if self._fault is not None:  # an HTTP fault sends this one (see _faults.py)
+            (fault, record), self._fault = self._fault, None
+            if fault.on_reply(self, token, reply, record):
+                return
         reply = _checked_reply(reply, self.server)
         if reply.delay is not None and reply.delay > 0:
             t = self.transport
@@ -657,6 +671,11 @@ class HTTPServer(ExpectingServer, StreamServerBase):
     def make_protocol(self, addr: Any) -> _HTTPConnection:
         return _HTTPConnection(self, addr)
 
+    def _make_faults(self) -> Any:
+        from ._faults import HTTPFaults
+
+        return HTTPFaults(self)
+
     _draining = False  # inside stop(): no per-pass budget, handle it all
 
     def _detach(self) -> None:
@@ -687,6 +706,12 @@ class HTTPServer(ExpectingServer, StreamServerBase):
         conn._request = request
         if self.record:
             self._record(self.requests, request)
+        if self._fault_set is not None and self._fault_set.http_rules:
+            conn._fault = self._fault_set.pick(request)  # an HTTP fault, or None
+            if conn._fault is not None and conn._fault[0].skips_handler():
+                (fault, record), conn._fault = conn._fault, None
+                fault.on_reply(conn, conn, None, record)
+                return
         self._run_handler(conn, request)
 
     def _run_handler(self, conn: _HTTPConnection, request: HTTPRequest) -> None:
