@@ -48,6 +48,16 @@ from ._datagram import (
     UDPServer,
     UnixDatagramServer,
 )
+from ._datagram_faults import (
+    DatagramFault,
+    DatagramFaults,
+    DatagramInfo,
+    Delay,
+    Drop,
+    Duplicate,
+    Reorder,
+    Truncate,
+)
 from ._match import Contains, Exact, Matcher, Prefix, Subset
 from ._proxy import FaultProxy
 from ._scripted import (
@@ -116,6 +126,14 @@ from .syslog import (
 )
 
 __all__ = [
+    "DatagramFault",
+    "DatagramFaults",
+    "DatagramInfo",
+    "Drop",
+    "Duplicate",
+    "Reorder",
+    "Delay",
+    "Truncate",
     "HTTPFault",
     "HTTPFaults",
     "DelayHead",

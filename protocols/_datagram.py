@@ -102,9 +102,34 @@ class DatagramServer(DatagramServerBase):
         self.datagrams: list[Datagram] = []
         #: Count of datagrams received, recorded or not.
         self.received_count = 0
+        self._fault_set: Any = None  # made by the ``faults`` property on first use
         super().__init__(addr, **kwargs)
 
+    @property
+    def faults(self) -> Any:
+        """Datagram faults of this server (a ``DatagramFaults``; made on first use)."""
+        if self._fault_set is None:
+            from ._datagram_faults import DatagramFaults
+
+            self._fault_set = DatagramFaults(
+                self, {"upstream": self._handle_datagram, "downstream": super().sendto}
+            )
+        return self._fault_set
+
+    def sendto(self, data: bytes, addr: Any) -> None:
+        """Send a datagram from the server socket, through the downstream faults."""
+        if self._fault_set is not None and self._fault_set.active("downstream"):
+            self._fault_set.handle("downstream", data, addr)
+        else:
+            super().sendto(data, addr)
+
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self._fault_set is not None and self._fault_set.active("upstream"):
+            self._fault_set.handle("upstream", data, addr)
+        else:
+            self._handle_datagram(data, addr)
+
+    def _handle_datagram(self, data: bytes, addr: Any) -> None:
         self.received_count += 1
         if self.record:
             self._record(self.datagrams, Datagram(data, addr))
