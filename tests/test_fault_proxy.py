@@ -79,10 +79,11 @@ class ProxyTest(unittest.TestCase):
             proxy.wait_for(lambda: rec.bytes == 4, timeout=5)
 
     def test_reset_through_the_proxy(self) -> None:
-        with TCPServer(on_connect=lambda c: c.write(b"z" * 100)) as srv, \
+        with TCPServer(on_data=lambda c, d: c.write(b"z" * 100)) as srv, \
                 FaultProxy(srv.server_address) as proxy:
             proxy.faults.add(Reset(after_bytes=10))
             with connect(proxy.address) as s:
+                s.sendall(b"go")  # the answer (and the reset) come after the connect
                 got = bytearray()
                 with self.assertRaises(ConnectionResetError):
                     while True:
