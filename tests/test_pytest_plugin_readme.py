@@ -394,3 +394,12 @@ def test_no_thread_outlives_a_test(pytester, monkeypatch):
     pytester.makepyfile(test_threads=NO_THREAD_LEFT)
     result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_syslog_query_with_the_same_matchers(syslog_server):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+        c.sendto(b"<11>app: disk full", syslog_server.server_address)
+        c.sendto(b"<14>app: all good", syslog_server.server_address)
+    syslog_server.wait_for_messages(2, timeout=5)
+    assert [m.message for m in syslog_server.find_messages(text="disk")] == ["disk full"]
+    assert len(syslog_server.find_messages(app=Prefix("ap"), severity="info")) == 1
