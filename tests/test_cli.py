@@ -276,6 +276,39 @@ class CLITest(unittest.TestCase):
         )
         self.assertNotIn("\x1b", out)
 
+    def test_every_http_refusal_and_syslog_framing_error_is_printed(self) -> None:
+        sink = SinkProcess()
+        cases = [
+            (b"GET / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n", 400, "exactly one Host field"),
+            (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414, "request line too long"),
+            (b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"v" * 70000 + b"\r\n\r\n", 431, "too large"),
+            (b"PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999\r\n\r\n", 413, "too large"),
+            (b"PUT / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501, ""),
+            (b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: teapot\r\n\r\n", 417, "expectation"),
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, "unsupported HTTP version"),
+        ]
+        for raw, _, _ in cases:
+            with socket.create_connection(sink.addresses["HTTPServer"], timeout=5) as c:  # type: ignore[arg-type]
+                c.sendall(raw)
+                c.shutdown(socket.SHUT_WR)
+                while c.recv(65536):
+                    pass
+        with socket.create_connection(sink.addresses["SyslogTCPServer"], timeout=5) as c:  # type: ignore[arg-type]
+            c.sendall(b"11 <13>counted7x <13>after")
+            self.assertEqual(c.recv(10), b"")  # a broken count closes the connection
+        sink.wait_for_output(*(f"answered {status} " for _, status, _ in cases), "MSG-LEN")
+        code, out, err = sink.interrupt()
+        self.assertEqual(code, 0, err)
+        for raw, status, reason in cases:
+            with self.subTest(status=status):
+                m = re.search(rf"answered {status} \((.*?)\)\n(.*?)\n-{{10}}", out, re.S)
+                assert m is not None, out
+                self.assertIn(reason, m.group(1))
+                self.assertTrue(raw[:20].decode().replace("\r", "\\x0d") in m.group(2), m.group(2))
+                self.assertLessEqual(len(m.group(2)), 256 + 64)  # the offending bytes, bounded
+        self.assertIn("framing=octet-counting\ncounted\n", out)
+        self.assertIn("NOT PARSED (MSG-LEN b'7x' is not a number followed by a space", out)
+
     def test_json_lines(self) -> None:
         import json
 
