@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import re
 import signal
 import socket
@@ -74,6 +75,9 @@ class Printer:
         self._lock = threading.Lock()
         self.max_body = max_body
         self.json_lines = json_lines
+        #: Set once the output can no longer be written (a closed pipe):
+        #: the CLI then stops, quietly.
+        self.broken = False
 
     def block(self, title: str, body: str = "", *, head: str = "", **fields: Any) -> None:
         """Print one event: ``title``, then ``head`` (never cut), then ``body``
@@ -102,8 +106,13 @@ class Printer:
             if cut > 0:
                 text += f"[... {cut} more characters not shown (--max-body {self.max_body})]\n"
         with self._lock:
-            self._out.write(text)
-            self._out.flush()
+            if self.broken:
+                return
+            try:
+                self._out.write(text)
+                self._out.flush()
+            except (BrokenPipeError, ValueError):  # the reader went away (`| head`)
+                self.broken = True
 
 
 def _show(data: bytes) -> str:
@@ -504,7 +513,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         # promptly even when the kernel delivered the signal to another
         # thread (seen under a loaded test run: the wait went on forever).
         deadline = None if args.duration is None else time.monotonic() + args.duration
-        while not done.is_set():
+        while not done.is_set() and not printer.broken:
             left = (
                 SIGNAL_CHECK if deadline is None else min(SIGNAL_CHECK, deadline - time.monotonic())
             )
@@ -524,6 +533,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     printer.block("stopped")
+    if printer.broken and out is sys.stdout:
+        # Python flushes stdout once more at exit: point it at /dev/null so
+        # that a closed pipe does not end in "Exception ignored ... BrokenPipeError".
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import queue
 import re
@@ -145,6 +146,37 @@ class CLITest(unittest.TestCase):
         self.assertIn("body line", out)
         self.assertIn("HTTP POST /log?x=1 HTTP/1.1", out)
         self.assertIn("posted", out)
+
+    def test_a_closed_output_pipe_stops_the_cli_quietly(self) -> None:
+        # `python -m protocols --json | head -1`: once the reader is gone the
+        # sink stops by itself, with no traceback per event on stderr.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "protocols", "--smtp", "off", "--http", "off", "--tcp", "off",
+             "--udp", "0", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=ROOT),
+        )  # fmt: skip
+        assert proc.stdout is not None and proc.stderr is not None
+        first = json.loads(proc.stdout.readline())
+        host, port = ast.literal_eval(first["address"])
+        proc.stdout.close()
+        deadline = time.monotonic() + 20
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            while proc.poll() is None and time.monotonic() < deadline:  # bounded
+                u.sendto(b"into a closed pipe", (host, port))
+                try:
+                    proc.wait(0.05)
+                except subprocess.TimeoutExpired:
+                    pass
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+            self.fail("the CLI went on after its output pipe closed")
+        err = proc.stderr.read().decode()
+        proc.stderr.close()
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertNotIn("Traceback", err)
+        self.assertNotIn("BrokenPipe", err)
 
     def test_duration_stops_by_itself(self) -> None:
         out = subprocess.run(
