@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from reactor import BaseServer
+from reactor import BaseServer, ReactorDied
 
 from ._datagram import UDPServer
 from ._stream import MAX_LINE_LENGTH, StreamConnection, TCPServer
@@ -481,6 +481,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return 2
     done = threading.Event()
     refusals: _Refusals | None = None
+    status = 0
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         # SIGINT too: a process started in the background (a shell's '&', a
@@ -525,6 +526,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 refusals.wait(left)  # wakes at once when the SMTP sink records one
     except KeyboardInterrupt:
         pass
+    except ReactorDied as exc:  # G5: every wait raises; the CLI says so and exits
+        print(f"python -m protocols: {exc} (its traceback is above); stopping", file=sys.stderr)
+        status = 1
     finally:
         for s in servers:
             s.stop()
@@ -539,7 +543,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-    return 0
+    return status
 
 
 class _Refusals:

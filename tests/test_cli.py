@@ -178,6 +178,39 @@ class CLITest(unittest.TestCase):
         self.assertNotIn("Traceback", err)
         self.assertNotIn("BrokenPipe", err)
 
+    def test_a_dead_reactor_ends_the_cli_with_a_message(self) -> None:
+        driver = (
+            "import sys, threading\n"
+            "from protocols import _cli\n"
+            "build = _cli.build_sinks\n"
+            "def kill(server):\n"
+            "    server.ready.wait(30)\n"
+            "    def boom():\n"
+            "        raise SystemExit('reactor killed by the test')\n"
+            "    server._reactor.call_soon_threadsafe(boom)\n"
+            "def build_and_kill(args, printer):\n"
+            "    servers = build(args, printer)\n"
+            "    threading.Thread(target=kill, args=(servers[-1],), daemon=True).start()\n"
+            "    return servers\n"
+            "_cli.build_sinks = build_and_kill\n"
+            "sys.exit(_cli.main(sys.argv[1:]))\n"
+        )
+        for sinks in (["--smtp", "0", "--udp", "0"], ["--smtp", "off", "--udp", "0"]):
+            with self.subTest(sinks=sinks):
+                out = subprocess.run(
+                    [sys.executable, "-c", driver, *sinks, "--http", "off", "--tcp", "off"],
+                    capture_output=True, text=True, timeout=60, cwd=ROOT,
+                    env=dict(os.environ, PYTHONPATH=ROOT),
+                )  # fmt: skip
+                self.assertEqual(out.returncode, 1, out.stderr)
+                self.assertIn("SystemExit: reactor killed by the test", out.stderr)  # the cause
+                self.assertIn(
+                    "python -m protocols: the reactor thread died (its traceback is above)",
+                    out.stderr,
+                )
+                self.assertNotIn("_cli.py", out.stderr)  # no traceback of the CLI's own
+                self.assertIn("stopped", out.stdout)
+
     def test_duration_stops_by_itself(self) -> None:
         out = subprocess.run(
             [
