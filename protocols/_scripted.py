@@ -49,10 +49,8 @@ from __future__ import annotations
 import functools
 import socket
 import ssl
-import struct
 import types
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from reactor import (
@@ -69,6 +67,8 @@ from reactor import (
     open_listener,
 )
 
+from ._framing import MAX_FRAME_LENGTH, Framer, LengthPrefix, Terminator, check_terminator
+
 __all__ = [
     "CONNECT_TIMEOUT",
     "MAX_FRAME_LENGTH",
@@ -78,64 +78,7 @@ __all__ = [
     "ScriptedServer",
 ]
 
-#: Longest frame (bytes, terminator excluded) a delimiter, count or length
-#: prefix may make; a longer one is a :class:`reactor.PeerError` that
-#: closes the connection.  64 KiB is far above any command line (RFC 1939
-#: §3 caps POP3 commands at 255 octets, RFC 959 FTP servers commonly 8 KiB)
-#: and keeps the memory of a peer that never sends the terminator bounded.
-MAX_FRAME_LENGTH = 64 * 1024
-
-_PREFIX_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
-
-
-@dataclass(frozen=True, slots=True)
-class LengthPrefix:
-    """Terminator for length-prefixed frames: ``size`` bytes of length, then the payload.
-
-    ``byteorder`` is ``"big"`` (network order, the default) or ``"little"``.
-    The frame delivered is the payload without the prefix.
-
-    :raises InvalidArgumentError: ``size`` not 1, 2, 4 or 8, or a bad byte order.
-    """
-
-    size: int = 4
-    byteorder: str = "big"
-
-    def __post_init__(self) -> None:
-        if self.size not in _PREFIX_FORMATS:
-            raise InvalidArgumentError(f"LengthPrefix size must be 1, 2, 4 or 8, got {self.size!r}")
-        if self.byteorder not in ("big", "little"):
-            raise InvalidArgumentError(
-                f"byteorder must be 'big' or 'little', got {self.byteorder!r}"
-            )
-
-    def encode(self, payload: bytes) -> bytes:
-        """``payload`` with its length prefix (what :meth:`ScriptedConnection.push_frame` sends)."""
-        order = ">" if self.byteorder == "big" else "<"
-        return struct.pack(order + _PREFIX_FORMATS[self.size], len(payload)) + payload
-
-
-Terminator = bytes | int | LengthPrefix | None
-
 _HOOKS = ("on_connect", "on_frame", "on_data", "on_eof", "on_close")
-
-
-def _check_terminator(term: object, limit: int) -> Terminator:
-    if term is None or isinstance(term, LengthPrefix):
-        return term
-    if isinstance(term, str):
-        term = term.encode("ascii")
-    if isinstance(term, (bytes, bytearray)):
-        if not term:
-            raise InvalidArgumentError("a delimiter terminator must not be empty")
-        return bytes(term)
-    if isinstance(term, int) and not isinstance(term, bool):
-        if not 0 < term <= limit:
-            raise InvalidArgumentError(
-                f"a count terminator must be 1..max_frame_length={limit}, got {term}"
-            )
-        return term
-    raise InvalidArgumentError(f"terminator must be bytes, int, LengthPrefix or None, not {term!r}")
 
 
 class ScriptedConnection:
@@ -175,11 +118,9 @@ class ScriptedConnection:
         #: Frames delivered so far.
         self.frames_received = 0
         self.closed = False
-        self._terminator = _check_terminator(terminator, server.max_frame_length)
+        self._framer = Framer(terminator, server.max_frame_length)
         self._greeting = greeting
         self._tls_context = tls_context
-        self._buf = bytearray()
-        self._scanned = 0  # bytes of _buf (from its start) searched for a delimiter
         self._budget = PassBudget()
         self._held = False
         self._write_paused = False
@@ -204,7 +145,7 @@ class ScriptedConnection:
 
     @property
     def terminator(self) -> Terminator:
-        return self._terminator
+        return self._framer.terminator
 
     def set_terminator(self, terminator: Terminator) -> None:
         """Cut the next frames by ``terminator`` (see the module docstring).
@@ -212,8 +153,7 @@ class ScriptedConnection:
         :raises InvalidArgumentError: an empty delimiter, a count outside
             ``1..max_frame_length``, or another type.
         """
-        self._terminator = _check_terminator(terminator, self.server.max_frame_length)
-        self._scanned = 0
+        self._framer.terminator = terminator
 
     @property
     def socket(self) -> socket.socket | None:
@@ -232,7 +172,7 @@ class ScriptedConnection:
     @property
     def pending_input(self) -> bytes:
         """Buffered input not yet delivered (an unterminated last line at EOF...)."""
-        return bytes(self._buf)
+        return self._framer.pending
 
     def push(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data`` (queued in order; never blocks; any thread)."""
@@ -246,7 +186,7 @@ class ScriptedConnection:
     def push_frame(self, payload: bytes, prefix: LengthPrefix | None = None) -> None:
         """Send ``payload`` length-prefixed (the terminator's prefix, else 4 bytes big-endian)."""
         if prefix is None:
-            term = self._terminator
+            term = self._framer.terminator
             prefix = term if isinstance(term, LengthPrefix) else LengthPrefix()
         self.push(prefix.encode(bytes(payload)))
 
@@ -298,9 +238,7 @@ class ScriptedConnection:
         :raises UsageError: the connection is already TLS or closed.
         """
         t = self._require_transport()
-        self.discarded_plaintext += len(self._buf)
-        self._buf.clear()
-        self._scanned = 0
+        self.discarded_plaintext += self._framer.clear()
         self._tls_starting = True
 
         def done() -> None:
@@ -489,81 +427,43 @@ class ScriptedConnection:
             self.server.handle_error(exc, f"scripted connection from {self.peer!r}")
             t.abort(exc)
 
-    def _next_frame(self) -> bytes | None:
-        """Cut the next frame from the buffer, or None if it is not complete yet.
-
-        :raises PeerError: the frame would exceed ``max_frame_length``.
-        """
-        buf = self._buf
-        term = self._terminator
-        limit = self.server.max_frame_length
-        if term is None:
-            if not buf:
-                return None
-            chunk = bytes(buf)
-            buf.clear()
-            return chunk
-        if isinstance(term, bytes):
-            start = max(0, self._scanned - len(term) + 1)
-            i = buf.find(term, start)
-            if i < 0:
-                self._scanned = len(buf)
-                if len(buf) > limit:
-                    raise PeerError(
-                        f"frame longer than max_frame_length={limit} from {self.peer!r}"
-                    )
-                return None
-            frame = bytes(buf[:i])
-            del buf[: i + len(term)]
-            self._scanned = 0
-            return frame
-        if isinstance(term, int):
-            if len(buf) < term:
-                return None
-            frame = bytes(buf[:term])
-            del buf[:term]
-            return frame
-        size = term.size
-        if len(buf) < size:
-            return None
-        length = int.from_bytes(buf[:size], "big" if term.byteorder == "big" else "little")
-        if length > limit:
-            raise PeerError(
-                f"length prefix {length} above max_frame_length={limit} from {self.peer!r}"
-            )
-        if len(buf) < size + length:
-            return None
-        frame = bytes(buf[size : size + length])
-        del buf[: size + length]
-        return frame
-
     def _process(self) -> None:
         """Deliver complete frames within the pass budget (theory steps 1-4)."""
         t = self.transport
         assert t is not None
+        framer = self._framer
         budget = self._budget
         draining = self.server._draining
         if draining:
             budget.unlimited()  # stop(): what arrived is handled now (G3)
         else:
             budget.start()
+        try:
+            self._deliver(t, framer, budget)
+        finally:
+            framer.compact()  # once per batch: linear time for a read of short lines
+
+    def _deliver(self, t: StreamTransport, framer: Framer, budget: PassBudget) -> None:
         while True:
             if self.closed or t.is_closing():
-                self._buf.clear()
+                framer.clear()
                 return
             # Even while stopping, a peer that does not read gets no more
             # frames delivered: their replies could only pile up unsent.
             if self._held or self._write_paused:
                 self._pause_reading()  # release()/resume_writing() carry on
                 return
-            if not self._buf:
+            if not framer:
                 break
             if not budget.spend():
                 self._pause_reading()
                 self._schedule_continue()
                 return
-            raw = self._terminator is None
-            frame = self._next_frame()
+            raw = framer.terminator is None
+            try:
+                frame = framer.next_frame()
+            except PeerError as exc:
+                raise PeerError(f"{exc} from {self.peer!r}") from None
             if frame is None:
                 break
             if raw:
@@ -600,13 +500,13 @@ class ScriptedConnection:
         self._call("on_connect")
 
     def data_received(self, data: bytes) -> None:
-        self._buf += data
+        self._framer.feed(data)
         if not self._continue_scheduled:
             self._process()
         self.server._notify()
 
     def eof_received(self) -> bool | None:
-        if self._buf and (self._held or self._write_paused or self._continue_scheduled):
+        if self._framer and (self._held or self._write_paused or self._continue_scheduled):
             self._eof_pending = True  # frames still wait: EOF once they are delivered
             return True
         return True if self._call("on_eof") else None
@@ -661,7 +561,7 @@ class DataListener:
         self._script = script
         self._callbacks = callbacks
         self._ssl_context = ssl_context
-        self._terminator = _check_terminator(terminator, parent.server.max_frame_length)
+        self._terminator = check_terminator(terminator, parent.server.max_frame_length)
         self._once = once
         self._on_timeout = on_timeout
         self.connections: list[ScriptedConnection] = []
@@ -778,7 +678,7 @@ class ScriptedServer(StreamServerBase):
         self.max_frame_length = max_frame_length
         self.script = script
         self.callbacks = {k: v for k, v in callbacks.items() if v is not None}
-        self.terminator = _check_terminator(terminator, max_frame_length)
+        self.terminator = check_terminator(terminator, max_frame_length)
         self.greeting = greeting.encode("utf-8") if isinstance(greeting, str) else greeting
         self.tls_context = ssl_context
         self.connect_timeout = connect_timeout
@@ -827,7 +727,7 @@ class ScriptedServer(StreamServerBase):
         # connections, and peers that do not read their replies, get no more.
         for t in list(self._transports):
             conn = t.protocol
-            if isinstance(conn, ScriptedConnection) and conn._buf and not conn.closed:
+            if isinstance(conn, ScriptedConnection) and conn._framer and not conn.closed:
                 try:
                     conn._process()
                 except Exception as exc:

@@ -1,0 +1,95 @@
+"""The scripted streams' framer without sockets: whole, byte by byte, with trailing data."""
+
+from __future__ import annotations
+
+import struct
+import time
+import unittest
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocols import LengthPrefix, PeerError
+from protocols._framing import MAX_FRAME_LENGTH, Framer
+
+
+def cut(framer: Framer, data: bytes, step: int) -> list[bytes]:
+    frames: list[bytes] = []
+    for i in range(0, len(data), step):
+        framer.feed(data[i : i + step])
+        while (frame := framer.next_frame()) is not None:
+            frames.append(frame)
+        framer.compact()
+    return frames
+
+
+class FramerTest(unittest.TestCase):
+    def test_each_terminator_whole_byte_by_byte_and_with_trailing_data(self) -> None:
+        cases: list[tuple[object, bytes, list[bytes], bytes]] = [
+            (b"\r\n", b"a\r\nbb\r\n\r\ntail", [b"a", b"bb", b""], b"tail"),
+            (b"\0", b"x\0y\0\0z", [b"x", b"y", b""], b"z"),
+            (3, b"abcdefgh", [b"abc", b"def"], b"gh"),
+            (
+                LengthPrefix(2),
+                struct.pack(">H", 2) + b"hi" + struct.pack(">H", 0) + b"\x00",
+                [b"hi", b""],
+                b"\x00",
+            ),
+            (
+                LengthPrefix(4, "little"),
+                struct.pack("<I", 3) + b"abc" + struct.pack("<I", 9) + b"part",
+                [b"abc"],
+                struct.pack("<I", 9) + b"part",
+            ),
+        ]
+        for term, data, frames, rest in cases:
+            for step in (len(data), 1, 2):
+                with self.subTest(term=term, step=step):
+                    f = Framer(term)  # type: ignore[arg-type]
+                    self.assertEqual(cut(f, data, step), frames)
+                    self.assertEqual(f.pending, rest)
+                    self.assertEqual(len(f), len(rest))
+
+    def test_raw_and_a_terminator_change_between_frames(self) -> None:
+        f = Framer(b"\n")
+        f.feed(b"one\nrest of it")
+        self.assertEqual(f.next_frame(), b"one")
+        f.terminator = None
+        self.assertEqual(f.next_frame(), b"rest of it")
+        self.assertIsNone(f.next_frame())
+
+    def test_limits(self) -> None:
+        f = Framer(b"\n", limit=10)
+        f.feed(b"0123456789")
+        self.assertIsNone(f.next_frame())  # exactly the limit: still waiting
+        f.feed(b"x")
+        with self.assertRaises(PeerError):
+            f.next_frame()
+        g = Framer(LengthPrefix(2), limit=10)
+        g.feed(struct.pack(">H", 11))
+        with self.assertRaises(PeerError):
+            g.next_frame()
+        self.assertEqual(Framer().limit, MAX_FRAME_LENGTH)
+
+    def test_a_read_of_short_lines_costs_linear_time(self) -> None:
+        # Cutting with an offset and compacting once per batch: 256 KiB of
+        # 2-byte lines is not 131,072 copies of the rest of the buffer.
+        data = b"x\n" * (128 * 1024)
+        f = Framer(b"\n")
+        t0 = time.perf_counter()
+        frames = cut(f, data, len(data))
+        self.assertEqual(len(frames), 128 * 1024)
+        self.assertLess(time.perf_counter() - t0, 1.0)
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(st.binary(max_size=20).filter(lambda b: b";;" not in b), max_size=20),
+        st.integers(min_value=1, max_value=7),
+    )
+    def test_any_split_gives_the_same_frames(self, items: list[bytes], step: int) -> None:
+        data = b"".join(i + b";;" for i in items)
+        whole = cut(Framer(b";;"), data, max(1, len(data)))
+        pieces = cut(Framer(b";;"), data, step)
+        self.assertEqual(pieces, whole)
+        # a frame may end in ";" before the delimiter: the split is at the first ";;"
+        self.assertEqual(b"".join(x + b";;" for x in whole), data)
