@@ -45,7 +45,7 @@ __all__ = [
 
 #: Benchmarks in the order ``python -m bench`` runs them.  bench_http and
 #: bench_smtp belong to the HTTP/SMTP server authors; throughput calls them.
-BENCHMARKS = ["lifecycle", "idle", "ticks", "scale", "suite", "throughput", "hostile"]
+BENCHMARKS = ["lifecycle", "idle", "ticks", "scale", "suite", "throughput", "hostile", "faults"]
 
 #: Where results land, relative to this package.
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")

@@ -209,6 +209,33 @@ class HookTest(unittest.TestCase):
             conn.close()
             self.assertEqual([r.name for r in srv.faults.records], ["truncate-body"])
 
+    def test_an_expectation_carries_a_fault(self) -> None:
+        def cut(request):  # type: ignore[no-untyped-def]
+            request.apply_fault(FailFirst(1, status=502))
+            return "expected"
+
+        with HTTPServer() as srv:
+            srv.expect(path="/e").respond_with(cut)
+            conn, resp = get(srv, "/e")
+            self.assertEqual(resp.status, 502)
+            resp.read()
+            conn.close()
+            self.assertEqual([r.name for r in srv.faults.records], ["fail-first"])
+
+    def test_stop_during_a_body_delay_sends_the_body(self) -> None:
+        srv = HTTPServer(handler=body_handler)
+        srv.start()
+        try:
+            srv.faults.add(DelayBody(30))
+            conn, resp = get(srv)
+            self.assertEqual(resp.status, 200)
+        finally:
+            t0 = time.monotonic()
+            srv.stop()
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertEqual(resp.read(), BODY)  # the rest of the response, not a 503
+        conn.close()
+
     def test_transport_and_http_faults_together_and_bad_arguments(self) -> None:
         with HTTPServer() as srv:
             with self.assertRaises(InvalidArgumentError):

@@ -393,6 +393,28 @@ class ProtocolsTest(unittest.TestCase):
                 client.sendmail("a@example.com", ["b@example.com"], "Subject: x\n\nhi")
             srv.wait_for_messages(1, timeout=5)
 
+    def test_a_scripted_server_through_a_slicer_and_a_cut(self) -> None:
+        import poplib
+
+        from protocols import ScriptedServer
+
+        class Greeter:
+            def __init__(self, conn):  # type: ignore[no-untyped-def]
+                self.conn = conn
+
+            def on_frame(self, line):  # type: ignore[no-untyped-def]
+                self.conn.push_line("+OK bye")
+                self.conn.close_when_done()
+
+        with ScriptedServer(script=Greeter, greeting=b"+OK ready to serve\r\n") as srv:
+            srv.faults.add(Slicer(2, delay=0.005), first=1)
+            client = poplib.POP3(*srv.server_address, timeout=5)
+            self.assertEqual(client.getwelcome(), b"+OK ready to serve")
+            client.quit()
+            srv.faults.add(CloseAfter(6))  # the greeting cut short
+            with connect(srv) as s:
+                self.assertEqual(read_until_eof(s), b"+OK re")
+
     def test_https_reset_in_the_handshake(self) -> None:
         server_ctx, client_ctx = localhost_contexts()
         with HTTPServer(ssl_context=server_ctx) as srv:

@@ -190,15 +190,28 @@ class DelayBody(HTTPFault):
         assert t is not None
         t.write(head)
         record.bytes = len(body)
-        conn._timer = t.reactor.call_later(self.seconds, self._body, conn, token, body)
+        # The body goes out when the timer fires, or at once if stop() comes
+        # first (stop() answers what is owed: here, the rest of this response).
+        conn._fault = (_SendBody(body), record)
+        conn._timer = t.reactor.call_later(self.seconds, conn.respond, token, None)
         return True
 
-    def _body(self, conn: _HTTPConnection, token: object, body: bytes) -> None:
-        if conn._closed or conn._pending is not token:
-            return
+
+class _SendBody(HTTPFault):
+    """The second half of a :class:`DelayBody`: the body, whatever the reply."""
+
+    name = "delay-body"
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def on_reply(
+        self, conn: _HTTPConnection, token: object, reply: Reply | None, record: FaultRecord
+    ) -> bool:
         assert conn.transport is not None
-        conn.transport.write(body)
+        conn.transport.write(self._body)
         _finish(conn, token)
+        return True
 
 
 class TruncateBody(HTTPFault):
