@@ -1059,7 +1059,7 @@ class ConnectionFaults:
         ):
             events &= ~1  # selectors.EVENT_READ
         t = self.transport
-        if self.up_buf and t._reading and not up.timer and not self.deliver_scheduled:
+        if self.up_buf and t._reading and not up.gated and not self.deliver_scheduled:
             self.deliver_scheduled = True
             t.reactor.call_soon(self._scheduled_deliver)
         return events
@@ -1167,6 +1167,7 @@ class ConnectionFaults:
         t = self.transport
         up = self.up
         buf = self.up_buf
+        up.gated = False
         while buf and not t._closing and t._reading:
             now = time.monotonic()
             n = up.allowance(now, len(buf))
