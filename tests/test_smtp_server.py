@@ -225,7 +225,12 @@ class TestSmtplib(ServerTestCase):
             [e.data for e in s.wait_for_messages(3, TIMEOUT)],
             [exact + b"\r\n", with_crlf, exact + b"\r\n"],
         )
-        self.assertEqual([(r.code, r.reason) for r in s.rejected], [(552, "size")])
+        # The SIZE= refused at MAIL FROM is recorded too, then the message
+        # refused after its data.
+        self.assertEqual(
+            [(r.command, r.code, r.reason) for r in s.rejected],
+            [("MAIL", 552, "size"), ("DATA", 552, "size")],
+        )
 
     def test_max_message_size_must_be_an_int(self) -> None:
         # Content is held in memory: there is no "no limit".

@@ -22,6 +22,8 @@ from ._events import (
     TEXT_LINE_LIMIT,
     YIELD,
     AuthAttempt,
+    CommandLine,
+    CommandRefusal,
     ConnectionClosed,
     ConnectionClosedError,
     Event,
@@ -42,11 +44,14 @@ from ._events import (
 )
 from ._machine import AUTH_MECHANISMS, TRANSITIONS, SMTPServerConnection, State
 from ._server import (
+    RECORD_LIMIT,
     REPLY_HIGH_WATER,
     REPLY_KERNEL_BUFFER,
     Envelope,
     Login,
     Rejection,
+    SessionEvent,
+    SMTPCommand,
     SMTPReject,
     SMTPServer,
     add_smtp_sink,
@@ -54,6 +59,7 @@ from ._server import (
 from ._state import TRIGGERS, Trigger
 
 __all__ = [
+    "RECORD_LIMIT",
     "REPLY_HIGH_WATER",
     "REPLY_KERNEL_BUFFER",
     "AUTH_LINE_LIMIT",
@@ -71,6 +77,8 @@ __all__ = [
     "TRIGGERS",
     "YIELD",
     "AuthAttempt",
+    "CommandLine",
+    "CommandRefusal",
     "ConnectionClosed",
     "ConnectionClosedError",
     "Envelope",
@@ -87,6 +95,8 @@ __all__ = [
     "Quit",
     "RecipientProposed",
     "Rejection",
+    "SessionEvent",
+    "SMTPCommand",
     "RemoteProtocolError",
     "Reset",
     "SMTPProtocolError",

@@ -31,6 +31,8 @@ __all__ = [
     "TEXT_LINE_LIMIT",
     "YIELD",
     "AuthAttempt",
+    "CommandLine",
+    "CommandRefusal",
     "ConnectionClosed",
     "ConnectionClosedError",
     "Event",
@@ -353,3 +355,44 @@ class ConnectionClosed(Event):
     """
 
     aborted: bool = False
+
+
+# --------------------------------------------------------------------------
+# Records: facts the machine notes for ``take_records()``, never returned by
+# ``next_event()`` (so they cost a consumer that ignores them nothing).
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandLine(Event):
+    """One command line as read (``line``: the raw bytes without CRLF),
+    with its ``verb`` (upper-cased; ``""`` when the line has none) and
+    ``argument``.  SASL response lines and message content are not command
+    lines."""
+
+    line: bytes
+    verb: str
+    argument: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandRefusal(Event):
+    """A 4xx/5xx reply to a command: by the machine (``reason`` ``"syntax"``,
+    ``"sequence"``, ``"size"``, ``"policy"``, ``"closing"``) or by the
+    consumer's ``reject()`` (the reason it gave, ``"rejected"`` by default).
+
+    ``verb`` and ``line`` are the command refused (``"AUTH"`` for a refused
+    SASL response); ``mail_from``/``recipient`` what the transaction knew.
+    ``closes`` is True when the reply ends the connection (421).
+    Refusals of message content after the end of data are
+    :class:`MessageRefused` events instead.
+    """
+
+    verb: str
+    line: bytes
+    code: int
+    text: str
+    reason: str
+    mail_from: str = ""
+    recipient: str = ""
+    closes: bool = False

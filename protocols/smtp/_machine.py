@@ -87,6 +87,8 @@ from ._events import (
     PAUSED,
     YIELD,
     AuthAttempt,
+    CommandLine,
+    CommandRefusal,
     ConnectionClosed,
     ConnectionClosedError,
     Event,
@@ -137,6 +139,19 @@ _ANSWERED = b"\x00answered"
 #: unknown MAIL/RCPT parameter).  Policy refusals of well-formed commands
 #: (452, 530, 538, 552, 553, 554...) are answers, not errors, and never count.
 COUNTED_ERRORS = frozenset({500, 501, 502, 503, 504, 555})
+
+#: The ``reason`` of a :class:`CommandRefusal` the machine made itself, by
+#: reply code; any other code is ``"policy"`` (452, 530, 538, 553, 554...).
+_REFUSAL_REASONS = {
+    500: "syntax",
+    501: "syntax",
+    502: "syntax",
+    504: "syntax",
+    555: "syntax",
+    503: "sequence",
+    552: "size",
+    421: "closing",
+}
 
 
 # Default reject replies per proposal type: (code, enhanced code, text).
@@ -246,6 +261,11 @@ class SMTPServerConnection:
         self._txn: Transaction | None = None  # the mail transaction, once MAIL is accepted
         self._sasl: SASLExchange | None = None  # the AUTH exchange in progress
         self._sasl_initial: str | None = None  # its initial response, not yet judged
+        # Records for take_records(), and the command line being handled
+        # (what a refusal names; in State.AUTH the AUTH command line).
+        self._records: list[Event] = []
+        self._verb = ""
+        self._line = b""
 
         # format_reply turns a multi-line greeting into 220- lines (and drops
         # CRs), so no greeting text can forge another reply.
@@ -326,6 +346,18 @@ class SMTPServerConnection:
         if self._state in (State.CLOSED, State.TLS_PENDING):
             return
         self._in.feed(data)
+
+    def take_records(self) -> list[Event]:
+        """Return and clear the records noted since the last call: a
+        :class:`CommandLine` for every command line read and a
+        :class:`CommandRefusal` for every 4xx/5xx reply to a command, in
+        order.  They are facts for the consumer to log; ``next_event()``
+        never returns them.  At most one per command line or response line
+        read (two when the refusal is the one that gives up with 421), so
+        the list stays as bounded as the input the caller feeds."""
+        records = self._records
+        self._records = []
+        return records
 
     def data_to_send(self) -> bytes:
         """Return and clear the replies queued so far (possibly ``b""``)."""
@@ -439,7 +471,13 @@ class SMTPServerConnection:
             self._state = next_state  # from TRANSITIONS, kept by _command
 
     def reject(
-        self, code: int | None = None, text: str | None = None, *, enhanced: str | None = None
+        self,
+        code: int | None = None,
+        text: str | None = None,
+        *,
+        enhanced: str | None = None,
+        close: bool = False,
+        reason: str = "rejected",
     ) -> None:
         """Refuse the pending proposal with reply ``code`` (4xx or 5xx).
 
@@ -451,6 +489,12 @@ class SMTPServerConnection:
         message or AUTH ends it.  Raises :class:`LocalProtocolError` if
         nothing is pending, :class:`InvalidArgumentError` (a ``ValueError``)
         for a code outside 400-599 (the proposal then stays pending).
+
+        A 421, or any refusal with ``close=True``, ends the dialogue (RFC
+        5321 §3.8: 421 means the server closes): input is dropped and the
+        next ``next_event()`` returns ``Quit(reply_code=code)``.  Except for
+        a refused message (the consumer has its content), the refusal is
+        noted as a :class:`CommandRefusal` with ``reason``.
         """
         if self._pending is None:
             raise LocalProtocolError("reject() with no proposal pending")
@@ -463,7 +507,20 @@ class SMTPServerConnection:
         proposal, _ = self._take_pending()
         if isinstance(proposal, AuthAttempt):
             self._end_sasl()
-        self._reply(code, enhanced, default_text if text is None else text)
+        text = default_text if text is None else text
+        self._reply(code, enhanced, text)
+        closes = close or code == 421
+        if not isinstance(proposal, MessageReceived):
+            txn = self._txn
+            mail_from = txn.mail_from if txn is not None else ""
+            recipient = ""
+            if isinstance(proposal, MailFromProposed):
+                mail_from = proposal.address
+            elif isinstance(proposal, RecipientProposed):
+                recipient = proposal.address
+            self._note_refusal(code, text, reason, mail_from, recipient, closes)
+        if closes:
+            self._hang_up(code)
 
     def tls_established(self) -> None:
         """Tell the machine the TLS handshake after STARTTLS completed.
@@ -515,16 +572,27 @@ class SMTPServerConnection:
         buf.consume_to(end + 1)
         if self._discarding:
             self._discarding = False
+            self._unparsed(b"")
             self._error(500, "5.5.2", "Line too long")
             return _ANSWERED
         if end == pos or buf.data[end - 1] != 0x0D:
+            self._unparsed(bytes(buf.data[pos:end]))
             self._error(500, "5.5.2", "Syntax error: lines must end with CRLF")
             return _ANSWERED
         line = bytes(buf.data[pos : end - 1])
         if len(line) + 2 > self._line_limit(line):
+            self._unparsed(line[:COMMAND_LINE_LIMIT])
             self._error(500, "5.5.2", "Line too long")
             return _ANSWERED
         return line
+
+    def _unparsed(self, line: bytes) -> None:
+        """Note a command line refused before it was parsed (cut to
+        :data:`COMMAND_LINE_LIMIT` octets; empty when it was dropped as it
+        came).  In State.AUTH the line is a SASL response: not noted."""
+        if self._state is not State.AUTH:
+            self._verb, self._line = "", line
+            self._records.append(CommandLine(line=line, verb="", argument=""))
 
     def _line_limit(self, line: bytes) -> int:
         if self._state is State.AUTH:
@@ -580,15 +648,20 @@ class SMTPServerConnection:
         when the handler succeeds, or kept for :meth:`accept` when it made a
         proposal.
         """
+        self._verb, self._line = "", raw
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
+            self._records.append(CommandLine(line=raw, verb="", argument=""))
             return self._error(500, "5.5.2", "Syntax error: command is not UTF-8")
         verb, _, arg = line.partition(" ")
         if not (verb.isascii() and verb.isalpha()):
             # Checked before upper(): "ı".upper() == "I", "ſ".upper() == "S".
+            self._records.append(CommandLine(line=raw, verb="", argument=arg))
             return self._error(500, "5.5.2", "Command unrecognized")
         verb = verb.upper()
+        self._verb = verb
+        self._records.append(CommandLine(line=raw, verb=verb, argument=arg))
         entry = _DISPATCH.get((self._state, verb))
         if entry is None:
             return self._refuse(verb)
@@ -856,17 +929,51 @@ class SMTPServerConnection:
         queue 421 and a :class:`Quit` event.  Returns None, so that a handler
         can end with ``return self._error(...)``."""
         self._reply(code, enhanced, text)
+        txn = self._txn
+        mail_from = txn.mail_from if txn is not None else ""
+        self._note_refusal(code, text, _REFUSAL_REASONS.get(code, "policy"), mail_from)
         if code not in COUNTED_ERRORS:
             return None
         self._errors += 1
         if self._errors >= self.max_errors and self._state is not State.CLOSED:
-            self._reply(421, "4.7.0", "Too many errors, closing connection")
-            self._drop_input()
-            self._pending = self._pending_next = None
-            self._sasl = self._sasl_initial = None
-            self._advance(Trigger.GIVE_UP)
-            self._closing_event = Quit(reply_code=421)
+            text = "Too many errors, closing connection"
+            self._reply(421, "4.7.0", text)
+            self._note_refusal(421, text, "closing", mail_from, closes=True)
+            self._hang_up(421)
         return None
+
+    def _note_refusal(
+        self,
+        code: int,
+        text: str,
+        reason: str,
+        mail_from: str = "",
+        recipient: str = "",
+        closes: bool = False,
+    ) -> None:
+        self._records.append(
+            CommandRefusal(
+                verb=self._verb,
+                line=self._line,
+                code=code,
+                text=text,
+                reason=reason,
+                mail_from=mail_from,
+                recipient=recipient,
+                closes=closes,
+            )
+        )
+
+    def _hang_up(self, code: int) -> None:
+        """End the dialogue after a closing reply (421, or a refusal asked
+        to close): read nothing more; ``next_event()`` returns ``Quit``."""
+        self._drop_input()
+        self._pending = self._pending_next = None
+        self._sasl = self._sasl_initial = None
+        self._txn = None
+        if self._state is not State.CLOSED:
+            self._advance(Trigger.GIVE_UP)
+        self._closing_event = Quit(reply_code=code)
 
 
 def _no_more_than(arg: str, syntax: str, *, required: bool = False) -> None:

@@ -38,17 +38,21 @@ from ._events import (
     PAUSED,
     YIELD,
     AuthAttempt,
+    CommandLine,
+    CommandRefusal,
     ConnectionClosed,
+    Event,
     InvalidArgumentError,
     MailFromProposed,
     MessageReceived,
     MessageRefused,
     Quit,
     RecipientProposed,
+    Reset,
     SMTPProtocolError,
     StartTLSRequested,
 )
-from ._machine import SMTPServerConnection
+from ._machine import SMTPServerConnection, State
 
 # An RFC 3463 enhanced status code at the start of a reply text.
 _ENHANCED_RE = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}")
@@ -58,8 +62,11 @@ __all__ = [
     "REPLY_KERNEL_BUFFER",
     "Envelope",
     "Login",
+    "RECORD_LIMIT",
     "Rejection",
+    "SMTPCommand",
     "SMTPReject",
+    "SessionEvent",
     "SMTPServer",
     "add_smtp_sink",
 ]
@@ -77,6 +84,13 @@ REPLY_HIGH_WATER = 256 * 1024
 #: itself it grows to megabytes, each one more flood of commands answered.
 REPLY_KERNEL_BUFFER = 64 * 1024
 
+#: Records one server keeps in each of :attr:`SMTPServer.commands`,
+#: :attr:`SMTPServer.rejected` and :attr:`SMTPServer.session_events`; past
+#: it, new ones are counted in :attr:`SMTPServer.records_dropped` instead
+#: (a client pipelining NOOPs for a minute must not grow memory without
+#: bound).  100,000 command records are some 20 MB.
+RECORD_LIMIT = 100_000
+
 
 class SMTPReject(SMTPProtocolError):
     """Raise from an SMTP callback to refuse with this reply.
@@ -85,9 +99,11 @@ class SMTPReject(SMTPProtocolError):
     enhanced code (``"5.1.1 no such user"``) and may span lines.  A code
     outside 400-599 raises :class:`InvalidArgumentError` (a ``ValueError``).
     ``reply_code`` is ``code``; ``args`` stay ``(code, text)``.
+    ``close=True`` closes the connection after the reply; a 421 always does
+    (RFC 5321 §3.8).
     """
 
-    def __init__(self, code: int = 550, text: str = "Rejected") -> None:
+    def __init__(self, code: int = 550, text: str = "Rejected", *, close: bool = False) -> None:
         if not 400 <= code <= 599:
             raise InvalidArgumentError(f"SMTPReject needs a 4xx or 5xx code, not {code}")
         enhanced = text.split(" ", 1)[0]
@@ -96,6 +112,7 @@ class SMTPReject(SMTPProtocolError):
         super().__init__(text, code, enhanced)
         self.args = (code, text)
         self.code = code
+        self.close = close or code == 421
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,9 +163,28 @@ class Envelope:
 
 @dataclass(frozen=True, kw_only=True)
 class Rejection:
-    """A message that was not delivered: refused by the machine (too big,
-    over-long line, bare CR/LF) or by the handler.  ``envelope`` is None when
-    the machine refused it (its content was not kept)."""
+    """A refusal: a 4xx/5xx reply to a command, or a message not delivered.
+
+    ``command`` is the verb refused (``"MAIL"``, ``"RCPT"``, ``"DATA"``,
+    ``"AUTH"``, ``"EHLO"``...; ``""`` for a line with no valid verb) and
+    ``line`` the raw command line; ``text`` the reply text.  ``reason`` is
+
+    * for a message refused after its content (``command`` ``"DATA"``,
+      ``line`` ``b"DATA"``): ``"size"``, ``"line-length"``,
+      ``"bare-line-ending"`` (by the server; ``envelope`` is None, the
+      content was not kept) or ``"handler"`` (``envelope`` is the message);
+    * for a refused command: ``"syntax"`` (500/501/502/504/555),
+      ``"sequence"`` (503), ``"size"`` (552, e.g. ``MAIL ... SIZE=``),
+      ``"closing"`` (421 after too many errors), ``"policy"`` (any other
+      code the server chose: 452, 530, 538, 553, 554...), ``"callback"``
+      (``on_mail_from``/``on_rcpt``... raised :class:`SMTPReject`) or
+      ``"auth"`` (credentials refused: see also :attr:`SMTPServer.logins`).
+
+    ``mail_from`` and ``rcpt_tos`` are what the transaction knew (the
+    refused sender or recipient included).  ``closed`` is True when the
+    reply ended the connection.  ``received_at`` is ``time.monotonic()``
+    (the clock of every record).
+    """
 
     peer: Any
     mail_from: str
@@ -156,6 +192,45 @@ class Rejection:
     code: int
     reason: str
     envelope: Envelope | None = None
+    command: str = "DATA"
+    line: bytes = b"DATA"
+    text: str = ""
+    closed: bool = False
+    received_at: float = field(default_factory=time.monotonic, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SMTPCommand:
+    """One command line a client sent, as read (SASL responses and message
+    content are not command lines).
+
+    ``line`` is the raw bytes without the CRLF (cut to 512 octets for an
+    over-long line, empty when it was too long to keep), ``verb`` the
+    upper-cased verb (``""`` when the line has no valid one) and
+    ``argument`` the rest.  ``received_at`` is ``time.monotonic()`` when the
+    server handled it, ``received_wall`` the same moment as ``time.time()``.
+    """
+
+    peer: Any
+    line: bytes
+    verb: str
+    argument: str
+    received_at: float = field(default_factory=time.monotonic, compare=False)
+    received_wall: float = field(default_factory=time.time, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionEvent:
+    """A change in a dialogue: ``kind`` ``"RSET"`` (a transaction reset by
+    RSET), ``"QUIT"`` (the client said QUIT; ``reply_code`` 221) or
+    ``"CLOSE"`` (the server hung up with ``reply_code`` 421: too many
+    errors, or a refusal that closes).  ``received_at`` is
+    ``time.monotonic()``."""
+
+    peer: Any
+    kind: str
+    reply_code: int = 250
+    received_at: float = field(default_factory=time.monotonic, compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -259,6 +334,7 @@ class _SMTPConnection:
         try:
             while True:
                 event = m.next_event()
+                self._drain_records()
                 if event is YIELD:
                     if finish:
                         continue
@@ -287,7 +363,14 @@ class _SMTPConnection:
                 elif isinstance(event, StartTLSRequested):
                     self._start_tls()
                     return
+                elif isinstance(event, Reset):
+                    self.server._record_session(SessionEvent(peer=self.peer, kind="RSET"))
                 elif isinstance(event, Quit):
+                    code = event.reply_code
+                    kind = "QUIT" if code == 221 else "CLOSE"
+                    self.server._record_session(
+                        SessionEvent(peer=self.peer, kind=kind, reply_code=code)
+                    )
                     self._flush()
                     if self.transport is not None:
                         self.transport.close()
@@ -297,7 +380,15 @@ class _SMTPConnection:
                         self.transport.close()
                     return
         finally:
+            self._drain_records()
             self._flush()
+
+    def _drain_records(self) -> None:
+        m = self.machine
+        assert m is not None
+        records = m.take_records()
+        if records:
+            self.server._record_dialogue(self.peer, records)
 
     # -- write back-pressure (called by the transport) -------------------------
 
@@ -335,7 +426,7 @@ class _SMTPConnection:
         if not self._resume_scheduled and self.transport is not None:
             self.transport.resume_reading()
 
-    def _call(self, fn: Callable[..., object], *args: Any) -> int | None:
+    def _call(self, fn: Callable[..., object], *args: Any, reason: str = "callback") -> int | None:
         """Run a user callback; answer the pending proposal from its outcome.
 
         Returns None when the proposal was accepted, else the reply code.
@@ -345,11 +436,11 @@ class _SMTPConnection:
         try:
             fn(*args)
         except SMTPReject as exc:
-            m.reject(exc.code, exc.text)
+            m.reject(exc.code, exc.text, close=exc.close, reason=reason)
             return exc.code
         except Exception as exc:
             self.server.handle_error(exc, f"SMTP callback for {self.peer!r}")
-            m.reject(451, "4.3.0 Local error in processing")
+            m.reject(451, "4.3.0 Local error in processing", reason="error")
             return 451
         m.accept()
         return None
@@ -396,6 +487,7 @@ class _SMTPConnection:
                     code=code,
                     reason="handler",
                     envelope=envelope,
+                    closed=m.state is State.CLOSED,
                 )
             )
 
@@ -409,7 +501,7 @@ class _SMTPConnection:
             if not check(username, password):
                 raise SMTPReject(535, "5.7.8 Authentication credentials invalid")
 
-        code = self._call(verify, event.username, event.password)
+        code = self._call(verify, event.username, event.password, reason="auth")
         self.server._record_login(
             Login(
                 peer=self.peer,
@@ -535,6 +627,12 @@ class SMTPServer(StreamServerBase):
         self.rejected: list[Rejection] = []
         #: Every AUTH attempt that got as far as credentials, in order.
         self.logins: list[Login] = []
+        #: Every command line clients sent (:class:`SMTPCommand`), in order.
+        self.commands: list[SMTPCommand] = []
+        #: RSET, QUIT and server hang-ups (:class:`SessionEvent`), in order.
+        self.session_events: list[SessionEvent] = []
+        #: Records not kept because their list held :data:`RECORD_LIMIT`.
+        self.records_dropped = 0
         super().__init__(addr, ssl_context=ssl_context, **kwargs)
 
     def make_protocol(self, addr: Any) -> _SMTPConnection:
@@ -559,7 +657,48 @@ class SMTPServer(StreamServerBase):
         self._record(self.logins, login)
 
     def _record_rejection(self, rejection: Rejection) -> None:
-        self._record(self.rejected, rejection)
+        self._record_bounded(self.rejected, rejection)
+
+    def _record_session(self, event: SessionEvent) -> None:
+        self._record_bounded(self.session_events, event)
+
+    def _record_bounded(self, records: list[Any], item: Any) -> None:
+        with self._cond:
+            if len(records) < RECORD_LIMIT:
+                records.append(item)
+            else:
+                self.records_dropped += 1
+            self._cond.notify_all()
+
+    def _record_dialogue(self, peer: Any, records: list[Event]) -> None:
+        """Record the machine's notes (commands, refusals) in one wake-up."""
+        with self._cond:
+            for r in records:
+                if isinstance(r, CommandLine):
+                    target: list[Any] = self.commands
+                    item: Any = SMTPCommand(
+                        peer=peer, line=r.line, verb=r.verb, argument=r.argument
+                    )
+                elif isinstance(r, CommandRefusal):
+                    target = self.rejected
+                    item = Rejection(
+                        peer=peer,
+                        mail_from=r.mail_from,
+                        rcpt_tos=(r.recipient,) if r.recipient else (),
+                        code=r.code,
+                        reason=r.reason,
+                        command=r.verb,
+                        line=r.line,
+                        text=r.text,
+                        closed=r.closes,
+                    )
+                else:  # pragma: no cover - take_records() returns only these
+                    continue
+                if len(target) < RECORD_LIMIT:
+                    target.append(item)
+                else:
+                    self.records_dropped += 1
+            self._cond.notify_all()
 
     # -- waiting (any thread but the reactor's) ---------------------------------
 
@@ -595,11 +734,71 @@ class SMTPServer(StreamServerBase):
         return [e for e in list(self.messages) if criteria.matches(e)]
 
     def wait_for_rejections(
-        self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT
+        self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT, **matchers: Any
     ) -> list[Rejection]:
-        """Block until ``count`` messages were refused; return the first ``count``."""
-        return self._wait_for_items(
-            lambda: self.rejected, count, timeout, "rejected message(s)", _describe_rejection
+        """Block until ``count`` refusals (matching ``command=``, ``code=``,
+        ``reason=``, ``sender=``, ``recipient=``, ``line=``, ``text=``,
+        ``predicate=``, if given: see :mod:`protocols` matchers) were
+        recorded in :attr:`rejected`; return the first ``count``.
+
+        :raises TimeoutError: if they do not arrive within ``timeout`` seconds.
+        """
+        return _match.wait_matching(
+            self,
+            lambda: self.rejected,
+            count,
+            timeout,
+            "rejected message(s)",
+            _rejection_criteria(**matchers),
+            _describe_rejection,
+        )
+
+    def find_rejections(self, **matchers: Any) -> list[Rejection]:
+        """Refusals matching the ``wait_for_rejections()`` keywords (a snapshot)."""
+        criteria = _rejection_criteria(**matchers)
+        return [r for r in list(self.rejected) if criteria.matches(r)]
+
+    def wait_for_commands(
+        self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT, **matchers: Any
+    ) -> list[SMTPCommand]:
+        """Block until ``count`` command lines (matching ``verb=``,
+        ``argument=``, ``line=``, ``predicate=``, if given) were recorded in
+        :attr:`commands`; return the first ``count``.
+
+        :raises TimeoutError: if they do not arrive within ``timeout`` seconds.
+        """
+        return _match.wait_matching(
+            self,
+            lambda: self.commands,
+            count,
+            timeout,
+            "command line(s)",
+            _command_criteria(**matchers),
+            _describe_command,
+        )
+
+    def find_commands(self, **matchers: Any) -> list[SMTPCommand]:
+        """Command lines matching the ``wait_for_commands()`` keywords (a snapshot)."""
+        criteria = _command_criteria(**matchers)
+        return [c for c in list(self.commands) if criteria.matches(c)]
+
+    def wait_for_session_events(
+        self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT, **matchers: Any
+    ) -> list[SessionEvent]:
+        """Block until ``count`` session events (matching ``kind=``
+        ``"RSET"``/``"QUIT"``/``"CLOSE"``, ``reply_code=``, ``predicate=``)
+        were recorded in :attr:`session_events`; return the first ``count``.
+
+        :raises TimeoutError: if they do not arrive within ``timeout`` seconds.
+        """
+        return _match.wait_matching(
+            self,
+            lambda: self.session_events,
+            count,
+            timeout,
+            "session event(s)",
+            _session_criteria(**matchers),
+            _describe_session_event,
         )
 
     def wait_for_logins(
@@ -611,15 +810,79 @@ class SMTPServer(StreamServerBase):
         )
 
     def clear(self) -> None:
-        """Forget the recorded messages, rejections and logins."""
+        """Forget every record: messages, rejections, logins, commands and
+        session events."""
         with self._cond:
             self.messages.clear()
             self.rejected.clear()
             self.logins.clear()
+            self.commands.clear()
+            self.session_events.clear()
+            self.records_dropped = 0
 
 
 def _describe_rejection(r: Rejection) -> str:
-    return f"{r.code} {r.reason} from {r.mail_from!r} to {list(r.rcpt_tos)!r}"
+    return f"{r.command or '?'} -> {r.code} {r.reason} from {r.mail_from!r} to {list(r.rcpt_tos)!r}"
+
+
+def _describe_command(c: SMTPCommand) -> str:
+    return _match.short(c.line)
+
+
+def _describe_session_event(e: SessionEvent) -> str:
+    return f"{e.kind} ({e.reply_code})"
+
+
+def _rejection_criteria(
+    command: Any = None,
+    code: Any = None,
+    reason: Any = None,
+    sender: Any = None,
+    recipient: Any = None,
+    line: Any = None,
+    text: Any = None,
+    predicate: Callable[[Any], object] | None = None,
+) -> _match.Criteria:
+    return _match.Criteria(
+        [
+            _match.field("command", lambda r: r.command, command),
+            _match.field("code", lambda r: r.code, code),
+            _match.field("reason", lambda r: r.reason, reason),
+            _match.field("sender", lambda r: r.mail_from, sender),
+            _match.field("recipient", lambda r: r.rcpt_tos[0] if r.rcpt_tos else "", recipient),
+            _match.field("line", lambda r: r.line, line),
+            _match.field("text", lambda r: r.text, text, default="contains"),
+            _match.predicate_field(predicate),
+        ]
+    )
+
+
+def _command_criteria(
+    verb: Any = None,
+    argument: Any = None,
+    line: Any = None,
+    predicate: Callable[[Any], object] | None = None,
+) -> _match.Criteria:
+    return _match.Criteria(
+        [
+            _match.field("verb", lambda c: c.verb, verb),
+            _match.field("argument", lambda c: c.argument, argument),
+            _match.field("line", lambda c: c.line, line),
+            _match.predicate_field(predicate),
+        ]
+    )
+
+
+def _session_criteria(
+    kind: Any = None, reply_code: Any = None, predicate: Callable[[Any], object] | None = None
+) -> _match.Criteria:
+    return _match.Criteria(
+        [
+            _match.field("kind", lambda e: e.kind, kind),
+            _match.field("reply_code", lambda e: e.reply_code, reply_code),
+            _match.predicate_field(predicate),
+        ]
+    )
 
 
 def _describe_login(login: Login) -> str:

@@ -83,7 +83,8 @@ class Trigger(enum.Enum):
     TLS_ESTABLISHED = "TLS_ESTABLISHED"
     #: EOF from the peer was processed.
     EOF = "EOF"
-    #: Too many syntax/sequence errors: 421 queued.
+    #: The server gives up on the peer with 421 queued: too many
+    #: syntax/sequence errors, or a refusal that closes (421, ``close=True``).
     GIVE_UP = "GIVE_UP"
     #: The server is stopping (``shutdown()``): 421 queued.
     SHUTDOWN = "SHUTDOWN"
