@@ -276,6 +276,8 @@ class StreamServer(ThreadedStreamServerBase):
 
     :param handler: blocking ``handler(request)`` run on a worker thread per
         connection (see the module docstring).  Exclusive with ``on_*``.
+        A class here (or ``handler_class=``) is a socketserver request
+        handler class: see :class:`reactor.ThreadedStreamServerBase`.
     :param on_connect: ``on_connect(conn)`` when a connection opens.
     :param on_data: ``on_data(conn, data)`` for each chunk received.
     :param on_line: ``on_line(conn, line)`` for each complete line
@@ -307,7 +309,8 @@ class StreamServer(ThreadedStreamServerBase):
         max_recorded_bytes: int = MAX_RECORDED_BYTES,
         **kwargs: Any,
     ) -> None:
-        if handler is not None and any((on_connect, on_data, on_line, on_close)):
+        blocking = handler is not None or kwargs.get("handler_class") is not None
+        if blocking and any((on_connect, on_data, on_line, on_close)):
             raise TypeError("handler= (blocking) and on_* (reactor) callbacks are exclusive")
         self.on_connect = on_connect
         self.on_data = on_data

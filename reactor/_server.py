@@ -605,8 +605,16 @@ class BaseServer:
     def handle_error(self, exc: BaseException, context: str) -> None:
         """Record a handler exception and report it on stderr (G5).
 
-        Runs on whichever thread the handler ran on.  Never raises.
+        Runs on whichever thread the handler ran on.  Never raises.  Also
+        takes socketserver's ``handle_error(request, client_address)`` call
+        (an override chaining up to it), from an ``except`` block: the
+        exception being handled is recorded.
         """
+        if not isinstance(exc, BaseException):
+            current = sys.exc_info()[1]
+            if current is None:
+                return
+            exc, context = current, f"request from {context!r}"
         self._record_error(exc, context)
 
     def _record_error(self, exc: BaseException, context: str) -> None:

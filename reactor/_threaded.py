@@ -30,6 +30,31 @@ thread of its own (guarantee G1 allows these threads; ``stop()`` joins them):
    of file), workers are joined until the deadline, and a worker still
    running then (stuck in ``sendall()`` to a peer that does not read) gets
    its socket shut down both ways and is recorded as ``HandlerTimeout``.
+
+Request handler classes
+-----------------------
+
+Given a class instead of a function (``handler_class=``, or a class passed
+as ``handler``), the worker does what ``socketserver`` does for each
+connection: ``verify_request(request, client_address)``, then
+``finish_request()`` (``RequestHandlerClass(request, client_address,
+server)``: a ``socketserver.StreamRequestHandler`` subclass runs its
+``setup``/``handle``/``finish``), then ``shutdown_request(request)``.
+``request`` is the connected socket (an ``ssl.SSLSocket`` with
+``ssl_context``).  These hooks, ``handle_error(request, client_address)``
+(called while the exception is being handled, so a bare ``raise`` works)
+and ``get_request()`` keep socketserver's signatures and may be
+overridden.  Whatever escapes is recorded in ``errors`` (G5); an
+overridden ``handle_error`` that returns normally has reported the error
+itself, so it is recorded without printing.
+
+An overridden ``get_request()`` (a test that wraps the accepted socket in
+TLS there, as CPython's test_imaplib does) may block, so it never runs on
+the reactor: when a connection is pending the reactor stops watching the
+listener and a worker thread calls ``get_request()``; the reactor watches
+again once it has returned, so calls never overlap (socketserver, too,
+calls it from one thread).  An ``OSError`` it raises (the peer left, a
+failed handshake) goes to ``tls_errors``: socketserver ignores it.
 """
 
 from __future__ import annotations
@@ -41,9 +66,10 @@ import time
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from ._errors import HandlerTimeout
-from ._server import StreamServerBase
-from ._transport import TLS_HANDSHAKE_TIMEOUT
+from ._errors import HandlerTimeout, ReactorError
+from ._loop import Reactor
+from ._server import BaseServer, StreamServerBase
+from ._transport import TLS_HANDSHAKE_TIMEOUT, Listener
 
 __all__ = ["StreamRequest", "ThreadedStreamServerBase"]
 
@@ -93,13 +119,43 @@ class StreamRequest:
 
 
 class _Worker:
-    """One connection's worker thread and the control socket stop() shuts down."""
+    """One connection's worker thread and the control socket stop() shuts down.
+
+    ``control`` is None while the worker is still in ``get_request()``.
+    """
 
     __slots__ = ("thread", "control")
 
-    def __init__(self, thread: threading.Thread, control: socket.socket) -> None:
+    def __init__(self, thread: threading.Thread, control: socket.socket | None) -> None:
         self.thread = thread
         self.control = control
+
+
+class _GetRequestListener(Listener):
+    """The listener of a server whose ``get_request()`` is overridden.
+
+    Reactor thread.  On readiness it stops watching and has the server call
+    ``get_request()`` on a worker thread; :meth:`resume` watches again.
+    ``stop()``'s final drain accepts nothing: connections still queued are
+    refused when the socket closes, as they would be by socketserver.
+    """
+
+    def __init__(self, reactor: Reactor, server: ThreadedStreamServerBase) -> None:
+        assert server.socket is not None
+        self._server = server
+        super().__init__(reactor, server.socket, server._on_accept, server, 1)
+
+    def _on_readable(self, mask: int) -> None:
+        if self._registered:
+            self._reactor.unregister(self._sock)
+            self._registered = False
+        self._server._spawn(self._server._run_get_request, (self,), None, "get_request")
+
+    def accept_pending(self, limit: int) -> None:
+        pass
+
+    def resume(self) -> None:
+        self._watch()
 
 
 def _shutdown(sock: socket.socket, how: int) -> None:
@@ -113,8 +169,13 @@ class ThreadedStreamServerBase(StreamServerBase):
     """A stream server that runs a blocking ``handler`` on a thread per connection.
 
     :param handler: ``handler(request)`` with a :class:`StreamRequest`, run on
-        a worker thread per connection.  ``None`` leaves connections to the
-        reactor-side protocol of :meth:`make_protocol`.
+        a worker thread per connection; or a request handler class (as
+        ``handler_class``).  ``None`` leaves connections to the reactor-side
+        protocol of :meth:`make_protocol`.
+    :param handler_class: a ``socketserver.BaseRequestHandler`` subclass (or
+        any callable taking ``(request, client_address, server)``), run on a
+        worker thread per connection with socketserver's hooks (see the
+        module docstring).  Exclusive with a ``handler`` function.
 
     ``ssl_context`` (a :class:`StreamServerBase` keyword) applies to worker
     connections too: the handshake completes on the worker thread before
@@ -126,9 +187,19 @@ class ThreadedStreamServerBase(StreamServerBase):
         self,
         addr: Any = None,
         handler: Callable[[StreamRequest], object] | None = None,
+        *,
+        handler_class: Callable[..., object] | None = None,
         **kwargs: Any,
     ) -> None:
+        if isinstance(handler, type):
+            if handler_class is not None:
+                raise TypeError("give a request handler class once (handler or handler_class)")
+            handler, handler_class = None, handler
+        elif handler is not None and handler_class is not None:
+            raise TypeError("handler= (a function) and handler_class= are exclusive")
         self.handler = handler
+        #: socketserver's name: the request handler class (None without one).
+        self.RequestHandlerClass = handler_class
         self._workers: dict[threading.Thread, _Worker] = {}
         self._workers_lock = threading.Lock()
         super().__init__(addr, **kwargs)
@@ -139,10 +210,76 @@ class ThreadedStreamServerBase(StreamServerBase):
         with self._workers_lock:
             return len(self._workers)
 
+    @property
+    def _blocking(self) -> bool:
+        return self.handler is not None or self.RequestHandlerClass is not None
+
+    def _get_request_overridden(self) -> bool:
+        return (
+            self.RequestHandlerClass is not None
+            and type(self).get_request is not ThreadedStreamServerBase.get_request
+        )
+
+    # -- socketserver's hooks (handler classes; worker threads) -----------------
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """socketserver's: accept a connection; only called when overridden."""
+        assert self.socket is not None
+        return self.socket.accept()
+
+    def verify_request(self, request: socket.socket, client_address: Any) -> bool:
+        """socketserver's: return False to refuse the connection (default True)."""
+        return True
+
+    def finish_request(self, request: socket.socket, client_address: Any) -> None:
+        """socketserver's: run ``RequestHandlerClass(request, client_address, self)``."""
+        assert self.RequestHandlerClass is not None
+        self.RequestHandlerClass(request, client_address, self)
+
+    def shutdown_request(self, request: socket.socket) -> None:
+        """socketserver's: shut the connection down for writing, then close it."""
+        _shutdown(request, socket.SHUT_WR)
+        self.close_request(request)
+
+    def close_request(self, request: socket.socket) -> None:
+        """socketserver's: close the connection."""
+        request.close()
+
+    def server_close(self) -> None:
+        """Close the listening socket (socketserver's name).
+
+        On a started server called from another thread (a handler's hook
+        may call it, as test_imaplib's ``handle_error`` does), the reactor
+        closes the listener: the server stops accepting, and ``stop()``
+        closes the rest.  Never closes a socket the reactor is watching
+        from another thread.
+        """
+        loop = self._loop
+        if loop is not None and self._listener is not None and not loop.in_reactor_thread():
+            try:
+                loop.call_on_reactor(self._close_listener)
+            except ReactorError:
+                pass  # the reactor is gone; its death hook closed the socket
+            return
+        super().server_close()
+
+    def _close_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+            self.socket = None
+
     # -- accepting (reactor thread) -------------------------------------------
 
+    def _attach(self, reactor: Reactor) -> None:
+        if not self._get_request_overridden():
+            super()._attach(reactor)
+            return
+        self._loop = reactor
+        self._listener = _GetRequestListener(reactor, self)
+
     def _on_accept(self, sock: socket.socket, addr: Any) -> None:
-        if self.handler is None:
+        if not self._blocking:
             super()._on_accept(sock, addr)
             return
         try:
@@ -155,48 +292,125 @@ class ThreadedStreamServerBase(StreamServerBase):
             return
         if self.family == socket.AF_UNIX and not addr:
             addr = self.server_address  # socketserver reports '' for unnamed peers
-        t = threading.Thread(
-            target=self._run_worker,
-            args=(sock, addr, control),
-            name=f"testservers-worker {addr!r}",
-            daemon=True,
-        )
+        try:
+            self._spawn(self._run_worker, (sock, addr, control), control, repr(addr))
+        except BaseException:
+            sock.close()
+            control.close()
+            raise
+
+    def _spawn(
+        self, target: Callable[..., None], args: tuple[Any, ...], control: Any, what: str
+    ) -> None:
+        """Start a worker thread known to stop() (any thread)."""
+        t = threading.Thread(target=target, args=args, name=f"testservers-worker {what}")
+        t.daemon = True
         with self._workers_lock:
             self._workers[t] = _Worker(t, control)
         try:
             t.start()
         except BaseException:
-            # No thread, no handler: undo and close.
+            # No thread, no handler: undo.
             with self._workers_lock:
                 self._workers.pop(t, None)
-            sock.close()
-            control.close()
             raise
         self._notify()  # worker_count changed
 
-    # -- the worker (its own thread) --------------------------------------------
+    # -- the workers (their own threads) ------------------------------------------
 
-    def _run_worker(self, sock: socket.socket, addr: Any, control: socket.socket) -> None:
+    def _run_get_request(self, listener: _GetRequestListener) -> None:
+        """Call an overridden ``get_request()``, then serve what it returned."""
+        try:
+            try:
+                sock, addr = self.get_request()
+            finally:
+                try:
+                    listener._reactor.call_on_reactor(listener.resume)
+                except ReactorError:
+                    pass
+        except BlockingIOError:
+            return self._forget_worker()  # another accept() took it first
+        except OSError as exc:
+            self.handle_tls_error(exc, None)
+            return self._forget_worker()
+        except BaseException as exc:
+            self._record_error(exc, "get_request()")
+            del exc
+            return self._forget_worker()
+        try:
+            control = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        except OSError:
+            sock.close()
+            return self._forget_worker()
+        with self._workers_lock:
+            self._workers[threading.current_thread()].control = control
+            stopping = self._listener is not listener
+        if stopping:  # stop() began meanwhile: it must not miss this socket
+            _shutdown(control, socket.SHUT_RD)
+        self._run_worker(sock, addr, control, tls=False)
+
+    def _forget_worker(self) -> None:
+        with self._workers_lock:
+            self._workers.pop(threading.current_thread(), None)
+        self._notify()
+
+    def _run_worker(
+        self, sock: socket.socket, addr: Any, control: socket.socket, tls: bool = True
+    ) -> None:
         """Handshake if TLS, run the handler, record what it raises, close."""
-        assert self.handler is not None
         request: StreamRequest | None = None
         conn = sock
         try:
-            if self.ssl_context is not None:
-                tls = self._handshake(sock, addr)
-                if tls is None:
+            if tls and self.ssl_context is not None:
+                wrapped = self._handshake(sock, addr)
+                if wrapped is None:
                     return
-                conn = tls
+                conn = wrapped
+            if self.RequestHandlerClass is not None:
+                self._process_request(conn, addr)
+                return
+            assert self.handler is not None
             request = StreamRequest(conn, addr, self)
             self.handler(request)
         except BaseException as exc:  # SystemExit too: recorded, never lost (G5)
             try:
-                self.handle_error(exc, f"request from {addr!r}")
+                if self.RequestHandlerClass is not None:
+                    self._handler_class_error(conn, addr, exc)
+                else:
+                    self.handle_error(exc, f"request from {addr!r}")
             except BaseException:
                 pass
             del exc  # no frame -> traceback -> frame cycle kept alive
         finally:
             self._end_worker(conn, request, control)
+
+    def _process_request(self, request: socket.socket, addr: Any) -> None:
+        """socketserver's verify / finish / shutdown sequence for a handler class."""
+        try:
+            if self.verify_request(request, addr):
+                try:
+                    self.finish_request(request, addr)
+                except BaseException as exc:
+                    self._handler_class_error(request, addr, exc)
+                    del exc
+        finally:
+            self.shutdown_request(request)
+
+    def _handler_class_error(self, request: socket.socket, addr: Any, exc: BaseException) -> None:
+        # Called in the except block: sys.exc_info() is ``exc``.
+        context = f"request from {addr!r}"
+        if type(self).handle_error is BaseServer.handle_error:
+            self._record_error(exc, context)
+            return
+        try:
+            self.handle_error(request, addr)  # type: ignore[arg-type]
+        except BaseException as raised:
+            self._record_error(raised, context)
+        else:
+            with self._cond:
+                recorded = any(e is exc for e in self.errors)  # chained to the base
+            if not recorded:
+                self._record(self.errors, exc)  # the hook reported it
 
     def _handshake(self, sock: socket.socket, addr: Any) -> socket.socket | None:
         """Complete the server's TLS handshake on ``sock`` (worker thread).
@@ -242,7 +456,8 @@ class ThreadedStreamServerBase(StreamServerBase):
             workers = list(self._workers.values())
             # Unblock recv(): data already received stays readable, then EOF.
             for w in workers:
-                _shutdown(w.control, socket.SHUT_RD)
+                if w.control is not None:
+                    _shutdown(w.control, socket.SHUT_RD)
         me = threading.current_thread()  # a handler may stop its own server
         for w in workers:
             if w.thread is not me:
@@ -253,7 +468,7 @@ class ThreadedStreamServerBase(StreamServerBase):
             # A handler stuck in sendall() to a client that never reads is
             # not woken by SHUT_RD: shut the socket down both ways too.
             with self._workers_lock:
-                if w.thread in self._workers:  # else it ended and closed the control
+                if w.thread in self._workers and w.control is not None:
                     _shutdown(w.control, socket.SHUT_RDWR)
             self._record_error(
                 HandlerTimeout(
