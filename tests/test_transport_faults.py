@@ -101,6 +101,30 @@ class LatencyTest(unittest.TestCase):
             self.assertGreaterEqual(arrived[0] - t0, 0.29)
             srv.wait_for_streams(1, timeout=5)  # the EOF came through behind the data
 
+    def test_upstream_latency_holds_bounded_bytes_and_delivers_all(self) -> None:
+        from reactor import FAULT_HOLD_LIMIT, READ_CHUNK
+
+        total = 8 * 1024 * 1024
+        with TCPServer(record=False, on_data=lambda c, d: None) as srv:
+            srv.faults.add(Latency(0.3), direction=UPSTREAM)
+            loop = srv._loop
+            assert loop is not None
+            with connect(srv, timeout=30) as s:
+                sender = threading.Thread(target=s.sendall, args=(b"u" * total,), daemon=True)
+                sender.start()
+                held = 0
+                deadline = time.monotonic() + 0.6
+                while time.monotonic() < deadline:
+                    held = max(held, loop.run_sync(lambda: sum(
+                        len(t._faults.up_buf) for t in srv._transports if t._faults)))
+                    time.sleep(0.02)
+                self.assertGreater(held, 0)
+                self.assertLessEqual(held, FAULT_HOLD_LIMIT + READ_CHUNK)
+                sender.join(30)
+                self.assertFalse(sender.is_alive())
+                [rec] = srv.faults.records
+                srv.wait_for(lambda: rec.bytes == total, timeout=30)
+
     def test_http_client_times_out_behind_latency_then_succeeds_without(self) -> None:
         with HTTPServer() as srv:
             rule = srv.faults.add(Latency(2.0))
