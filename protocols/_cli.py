@@ -556,7 +556,9 @@ class _Refusals:
     or LF...).  :meth:`wait` blocks in the SMTP sink's own ``wait_for``
     (else the first sink's), which wakes whenever that server records
     something, so its refusals print as they happen; the others' within
-    :data:`SIGNAL_CHECK`.
+    :data:`SIGNAL_CHECK`.  The records it prints (and the SMTP messages and
+    HTTP protocol errors, printed when they arrive) are taken out of the
+    servers' lists: a sink that runs for days holds none of them.
     """
 
     def __init__(self, servers: Sequence[BaseServer], printer: Printer) -> None:
@@ -565,22 +567,21 @@ class _Refusals:
         smtp = [s for s in self.servers if isinstance(s, SMTPServer)]
         self.smtp = smtp[0] if smtp else None
         self.waiter = self.smtp or self.servers[0]
-        self._seen: dict[tuple[int, str], int] = {}
 
-    def _new(self, server: BaseServer, name: str) -> list[Any]:
-        records = list(getattr(server, name))
-        key = (id(server), name)
-        start = self._seen.get(key, 0)
-        self._seen[key] = len(records)
-        return records[start:]
+    @staticmethod
+    def _take(server: BaseServer, name: str) -> list[Any]:
+        # Take the records out of the server's list, so that a sink running
+        # for days keeps nothing: the reactor thread only ever appends, and
+        # each of these list operations is atomic.
+        records: list[Any] = getattr(server, name)
+        taken = records[:]
+        del records[: len(taken)]
+        return taken
 
     def _news(self) -> bool | None:
         s = self.waiter
         names = ("tls_errors", "logins", "rejected") if s is self.smtp else ("tls_errors",)
-        for name in names:
-            if len(getattr(s, name)) > self._seen.get((id(s), name), 0):
-                return True
-        return None
+        return True if any(getattr(s, name) for name in names) else None
 
     def wait(self, timeout: float) -> None:
         try:
@@ -592,7 +593,9 @@ class _Refusals:
     def drain(self) -> None:
         p = self.printer
         for server in self.servers:
-            for exc in self._new(server, "tls_errors"):
+            if isinstance(server, HTTPServer):
+                self._take(server, "protocol_errors")  # printed by on_protocol_error
+            for exc in self._take(server, "tls_errors"):
                 p.block(
                     f"TLS handshake failed on {type(server).__name__} {server.server_address}",
                     f"{exc}\n",
@@ -600,7 +603,8 @@ class _Refusals:
                 )
         if self.smtp is None:
             return
-        for login in self._new(self.smtp, "logins"):
+        self._take(self.smtp, "messages")  # printed by the sink's handler
+        for login in self._take(self.smtp, "logins"):
             if not login.succeeded:
                 p.block(
                     f"SMTP AUTH {login.mechanism} refused ({login.reply_code}) from {login.peer}",
@@ -610,7 +614,7 @@ class _Refusals:
                     mechanism=login.mechanism,
                     username=login.username,
                 )
-        for r in self._new(self.smtp, "rejected"):
+        for r in self._take(self.smtp, "rejected"):
             p.block(
                 f"SMTP message refused ({r.code}) from {r.peer}: {r.reason}",
                 f"X-Mail-From: {r.mail_from}\nX-Rcpt-To: {', '.join(r.rcpt_tos)}\n",

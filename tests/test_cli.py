@@ -592,6 +592,38 @@ class CLITest(unittest.TestCase):
                 self.assertNotIn("Traceback", err.getvalue())
                 self.assertNotIn("_port", err.getvalue())
 
+    def test_printed_records_are_taken_out_of_the_servers(self) -> None:
+        # A sink that runs for days keeps nothing: what was printed is gone.
+        import io
+        import smtplib
+
+        from protocols._cli import Printer, _Refusals
+        from protocols.http import HTTPServer
+        from protocols.smtp import SMTPServer
+
+        smtp = SMTPServer(auth={"u": "p"}, auth_over_plaintext=True)
+        http = HTTPServer()
+        with smtp, http:
+            with smtplib.SMTP(*smtp.server_address, timeout=10) as c:
+                c.ehlo()
+                with self.assertRaises(smtplib.SMTPAuthenticationError):
+                    c.login("x", "y")
+                c.sendmail("a@example.com", ["b@example.com"], b"ok\r\n")
+            with socket.create_connection(http.server_address, timeout=10) as h:
+                h.sendall(b"NOT HTTP\r\n\r\n")
+                h.recv(100)
+            smtp.wait_for_messages(1, timeout=10)
+            http.wait_for(lambda: http.protocol_errors or None, 10, "a protocol error")
+            out = io.StringIO()
+            refusals = _Refusals([smtp, http], Printer(out))
+            refusals.drain()
+            self.assertIn("SMTP AUTH", out.getvalue())
+            for records in (smtp.logins, smtp.messages, http.protocol_errors):
+                self.assertEqual(records, [])
+            printed = out.getvalue()
+            refusals.drain()
+            self.assertEqual(out.getvalue(), printed)  # nothing printed twice
+
     def test_bad_port_names_the_option(self) -> None:
         out = subprocess.run(
             [sys.executable, "-m", "protocols", "--tcp", "abc"],
