@@ -546,18 +546,25 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     return status
 
 
+#: ``Rejection.reason`` of a message refused after its content (``DATA``).
+_MESSAGE_REFUSALS = frozenset({"size", "line-length", "bare-line-ending", "handler"})
+
+
 class _Refusals:
     """Prints what the sinks refused, from their public records (main thread).
 
     Every sink's ``tls_errors`` (a failed TLS handshake: plaintext sent to a
     TLS port, an untrusted certificate...); the SMTP sink's ``logins`` (a
     failed AUTH: the username and mechanism, never the password) and
-    ``rejected`` (a message refused: too big, an over-long line, a bare CR
-    or LF...).  :meth:`wait` blocks in the SMTP sink's own ``wait_for``
-    (else the first sink's), which wakes whenever that server records
-    something, so its refusals print as they happen; the others' within
-    :data:`SIGNAL_CHECK`.  The records it prints (and the SMTP messages and
-    HTTP protocol errors, printed when they arrive) are taken out of the
+    ``rejected`` (every 4xx/5xx reply to a command, 503 bad sequence and
+    500/501 syntax included, with the line the client sent; a message
+    refused: too big, an over-long line, a bare CR or LF...).
+
+    :meth:`wait` blocks in the SMTP sink's own ``wait_for`` (else the first
+    sink's), which wakes whenever that server records something, so its
+    refusals print as they happen; the others' within :data:`SIGNAL_CHECK`.
+    The records it prints (and the SMTP messages and HTTP protocol errors,
+    printed when they arrive, and the SMTP command log) are taken out of the
     servers' lists: a sink that runs for days holds none of them.
     """
 
@@ -614,13 +621,31 @@ class _Refusals:
                     mechanism=login.mechanism,
                     username=login.username,
                 )
+        self._take(self.smtp, "commands")  # not printed; kept nowhere either
+        self._take(self.smtp, "session_events")
         for r in self._take(self.smtp, "rejected"):
+            if r.reason == "auth":
+                continue  # printed from server.logins, with the mechanism and username
+            envelope = f"X-Mail-From: {r.mail_from}\nX-Rcpt-To: {', '.join(r.rcpt_tos)}\n"
+            if r.command == "DATA" and r.reason in _MESSAGE_REFUSALS:
+                title = f"SMTP message refused ({r.code}) from {r.peer}: {r.reason}"
+                body = envelope
+            else:  # a refused command: what the client sent, then the reply
+                what = r.command or "a line"
+                title = f"SMTP {what} refused ({r.code}, {r.reason}) from {r.peer}"
+                body = f"{_show(r.line)}\n{r.code} {r.text}\n"
+                if r.mail_from or r.rcpt_tos:
+                    body += envelope
+                if r.closed:
+                    body += "(the server closed the connection)\n"
             p.block(
-                f"SMTP message refused ({r.code}) from {r.peer}: {r.reason}",
-                f"X-Mail-From: {r.mail_from}\nX-Rcpt-To: {', '.join(r.rcpt_tos)}\n",
+                title,
+                body,
                 peer=str(r.peer),
+                command=r.command,
                 code=r.code,
                 reason=r.reason,
+                text=r.text,
             )
 
 

@@ -533,6 +533,40 @@ class CLITest(unittest.TestCase):
         )  # fmt: skip
         self.assertNotIn("guess", out)
 
+    def test_refused_smtp_commands_are_printed_with_the_line_escaped(self) -> None:
+        sink = SinkProcess()
+        with socket.create_connection(sink.addresses["SMTPServer"], timeout=10) as c:  # type: ignore[arg-type]
+            f = c.makefile("rb")
+            f.readline()
+            replies = []
+            for line in (
+                b"HELO x",
+                b"DATA",
+                b"FOO \x1b[31mred",
+                b"MAIL FROM:<a@example.com> BOGUS=1",
+            ):
+                c.sendall(line + b"\r\n")
+                replies.append(f.readline())
+            c.sendall(b"QUIT\r\n")
+            f.readline()
+            me = c.getsockname()
+            f.close()
+        self.assertEqual([r[:3] for r in replies], [b"250", b"503", b"500", b"555"])
+        sink.wait_for_output("SMTP MAIL refused")
+        code, out, err = sink.interrupt()
+        self.assertEqual(code, 0, err)
+        self.assertIn(
+            f"SMTP DATA refused (503, sequence) from {me}\nDATA\n503 Bad sequence of commands", out
+        )
+        self.assertIn(
+            f"SMTP FOO refused (500, syntax) from {me}\nFOO \\x1b[31mred\n500 Command", out
+        )
+        self.assertIn(
+            f"SMTP MAIL refused (555, syntax) from {me}\nMAIL FROM:<a@example.com> BOGUS=1\n555 ",
+            out,
+        )
+        self.assertNotIn("\x1b", out)
+
     def test_refused_smtp_message_is_printed(self) -> None:
         sink = SinkProcess()
         with socket.create_connection(sink.addresses["SMTPServer"], timeout=10) as c:  # type: ignore[arg-type]
