@@ -99,6 +99,7 @@ from ._grammar import (
     BARE_CR,
     DIGITS,
     HEAD_END,
+    PARSED_SECTION_LONGEST,
     PARSED_SECTIONS,
     REQUEST_LINE_STR,
     Summary,
@@ -138,6 +139,30 @@ _CONTINUE: Final = head_bytes(100, "Continue", ())
 _PREPARED_HEADS: dict[tuple[object, ...], tuple[bytes, int, int, bool]] = {}
 _PREPARED_HEADS_MAX: Final = 512
 
+# Accepted request heads (the decoded text, request line included) with
+# what parsing them decided: the Request event (immutable, so it is shared)
+# and (HTTP/1.1?, HEAD?, framing, length, 100-continue owed, keep-alive).
+# All of it is a pure function of the text and the limits, so there is one
+# memo per HTTPLimits object; a repeated head then costs its decode and one
+# dict lookup.  Heads over PARSED_SECTION_LONGEST are not kept; bounded,
+# cleared when full.
+_HeadMemo = dict[str, tuple[Request, bool, bool, int, int, bool, bool]]
+_HEADS_MAX: Final = 512
+_HEAD_MEMOS: dict[int, tuple[HTTPLimits, _HeadMemo]] = {}
+_HEAD_MEMOS_MAX: Final = 64
+
+
+def _heads_for(limits: HTTPLimits) -> _HeadMemo:
+    """The head memo for *limits* (keyed by identity; it keeps *limits* alive)."""
+    entry = _HEAD_MEMOS.get(id(limits))
+    if entry is None or entry[0] is not limits:
+        if len(_HEAD_MEMOS) >= _HEAD_MEMOS_MAX:
+            _HEAD_MEMOS.clear()
+        entry = (limits, {})
+        _HEAD_MEMOS[id(limits)] = entry
+    return entry[1]
+
+
 # Body framing of a message (both directions): see _http_framing.
 _NONE, _LENGTH, _CHUNKED, _CLOSE = NONE, LENGTH, CHUNKED, CLOSE
 
@@ -160,6 +185,8 @@ class HTTP11Machine:
         self.request: Request | None = None
         #: The error that put the machine in ERROR, if any.
         self.error: HTTPProtocolError | None = None
+        self._heads = _heads_for(limits)
+        self._heads_limits = limits
         self._rb = ReceiveBuffer()
         # Length of the request line (from the buffer's pos), once its LF
         # was seen; -1 before.  Relative, so a compaction keeps it valid.
@@ -293,6 +320,22 @@ class HTTP11Machine:
         text = buf[pos : m.start() + 1].decode("latin-1")
         rb.pos = rb.scan = head_end
         self._line_len = -1
+        heads = self._heads
+        if self._heads_limits is not limits:  # self.limits was replaced
+            heads = self._heads = _heads_for(limits)
+            self._heads_limits = limits
+        hit = heads.get(text)
+        if hit is not None:
+            # The same head, under the same limits, was parsed and accepted
+            # before: its Request (immutable) and framing are reused.
+            request, self._http11, self._is_head, framing, length, self._expect_pending, \
+                self._keep_alive = hit
+            if framing != _NONE:
+                self._reader = make_reader(framing, length, limits)
+            self._their(Request)
+            self._ours(Request)
+            self.request = request
+            return request
         nl = text.index("\n")
         fields = text[nl + 1 :]
         if fields.count("\n") > limits.max_header_fields:
@@ -312,10 +355,15 @@ class HTTP11Machine:
             parsed = parse_section(fields)
         version = "1.0" if rm[4] == "0" else "1.1"
         request = Request._parsed(rm[1], rm[2], version, parsed[0])
-        self._analyse(request, parsed[1])
+        framing, length = self._analyse(request, parsed[1])
         self._their(Request)
         self._ours(Request)
         self.request = request
+        if len(text) <= PARSED_SECTION_LONGEST:
+            if len(heads) >= _HEADS_MAX:
+                heads.clear()
+            heads[text] = (request, self._http11, self._is_head, framing, length,
+                           self._expect_pending, self._keep_alive)
         return request
 
     def _need_head(self, scan: int, end: int) -> Signal:
@@ -331,8 +379,11 @@ class HTTP11Machine:
         rb.scan = max(rb.pos, end - 2)
         return NEED_DATA
 
-    def _analyse(self, request: Request, summary: Summary) -> None:
-        """Apply RFC 9112 §6 (body framing) and §9.3 (persistence) to a head."""
+    def _analyse(self, request: Request, summary: Summary) -> tuple[int, int]:
+        """Apply RFC 9112 §6 (body framing) and §9.3 (persistence) to a head.
+
+        Returns the body's ``(framing, length)``.
+        """
         http11 = request.http_version == "1.1"
         self._http11 = http11
         self._is_head = request.method == "HEAD"
@@ -388,6 +439,7 @@ class HTTP11Machine:
             self._keep_alive = False
         else:
             self._keep_alive = http11 or "keep-alive" in connection
+        return framing, length
 
     def _read_body(self) -> Data | EndOfMessage | Signal:
         if self._expect_pending:

@@ -69,6 +69,8 @@ from ._expect import ExpectingServer
 from ._machine import HTTP11Machine
 from ._state import State
 
+_IDLE: Final = State.IDLE
+
 __all__ = [
     "HTTPRequest",
     "HTTPServer",
@@ -99,6 +101,11 @@ _TEXT_PLAIN: Final = ("Content-Type", "text/plain; charset=utf-8")
 _FIELD_NAMES: dict[tuple[tuple[str, str], ...], frozenset[str]] = {}
 _FIELD_NAMES_MAX: Final = 256
 
+
+# A handler's header tuple -> (the Date field it was completed with, the
+# completed tuple) for bytes bodies: reused while date_field() returns that
+# same field object (within the second).  Bounded like _FIELD_NAMES.
+_DATED: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], Headers]] = {}
 
 _date_second = -1
 _date_field: tuple[str, str] = ("Date", "")
@@ -313,7 +320,7 @@ class _HTTPConnection:
         self.machine = HTTP11Machine(limits=server.limits)
         self.transport: StreamTransport | None = None
         self._head: Request | None = None
-        self._body = bytearray()
+        self._body: bytearray | None = None  # made by the first Data event
         self._pending: object | None = None  # who must answer the current request
         self._request: HTTPRequest | None = None  # the request being answered
         self._in_process = False
@@ -423,10 +430,14 @@ class _HTTPConnection:
             # client keeps pipelining: read no more until it is answered.
             self._paused = True
             self._update_reading()
+        # The transport's backlog cannot change inside this loop (responses
+        # are queued in the machine and handed over by _flush at its end).
+        backlog = t.get_write_buffer_size() - t.high_water
+        rb = m._rb
         while self._pending is None and not self._closed:
             if self._write_paused and not draining:
                 break  # resume_writing() carries on once the client reads
-            if not draining and len(m._out) + t.get_write_buffer_size() > t.high_water:
+            if not draining and len(m._out) + backlog > 0:
                 # Replies pile up faster than the client reads them: hand
                 # them to the transport (which pauses writing once they
                 # pass its high-water mark: resume_writing() carries on, no
@@ -436,21 +447,27 @@ class _HTTPConnection:
                 if not self._write_paused:
                     self._yield_turn()
                 return
-            if not budget.spend():
-                self._yield_turn()
-                break
-            try:
-                ev = next_event()
-            except RemoteProtocolError as exc:
-                self.server._protocol_error(exc, self.client_address)
-                self._linger()
-                return
-            if isinstance(ev, Request):
+            if rb.pos >= len(rb.data) and m.their_state is _IDLE and not m._eof:
+                ev: object = NEED_DATA  # between requests, nothing buffered: no parse
+            else:
+                if not budget.spend():
+                    self._yield_turn()
+                    break
+                try:
+                    ev = next_event()
+                except RemoteProtocolError as exc:
+                    self.server._protocol_error(exc, self.client_address)
+                    self._linger()
+                    return
+            etype = type(ev)
+            if etype is Request:
+                assert isinstance(ev, Request)
                 self._head = ev
-                self._body = bytearray()
+                self._body = None
                 if self.server.on_head is not None and self.server._check_head(self, ev):
                     self._skip_body = True  # answered from the head
-            elif isinstance(ev, EndOfMessage):
+            elif etype is EndOfMessage:
+                assert isinstance(ev, EndOfMessage)
                 head, self._head = self._head, None
                 if self._skip_body:  # answered from the head already
                     self._skip_body = False
@@ -459,9 +476,13 @@ class _HTTPConnection:
                 body = bytes(self._body) if self._body else b""
                 self._pending = self  # a response is owed from now on
                 self.server._dispatch(self, head, body, ev.trailers)
-            elif isinstance(ev, Data):
+            elif etype is Data:
+                assert isinstance(ev, Data)
                 if not self._skip_body:
-                    self._body += ev.data
+                    if self._body is None:
+                        self._body = bytearray(ev.data)
+                    else:
+                        self._body += ev.data
             elif ev is NEED_DATA:
                 if self._yielded:  # all caught up: read again
                     self._yielded = False
@@ -920,15 +941,39 @@ def _serialize_reply(m: HTTP11Machine, reply: Reply, server: HTTPServer) -> None
     unchanged by the refusal, so the 500 goes out cleanly.
     """
     status, body, given, reason, _ = reply
-    headers, names = _reply_fields(given)
-    if "date" not in names:
-        headers += (date_field(),)
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-        if "content-type" not in names:
-            headers += (_TEXT_PLAIN,)
+    date = date_field()
+    headers = None
+    raw: bytes
+    if type(given) is tuple and type(body) is bytes:
+        # The common case: the same few header tuples again and again.
+        raw = body
+        try:
+            cached = _DATED.get(given)
+        except TypeError:  # list pairs: no memo
+            cached = None
+        if cached is not None and cached[0] is date:
+            headers = cached[1]
+    if headers is None:
+        headers, names = _reply_fields(given)
+        if "date" not in names:
+            headers += (date,)
+        if isinstance(body, str):
+            raw = body.encode("utf-8")
+            if "content-type" not in names:
+                headers += (_TEXT_PLAIN,)
+        else:
+            raw = body
+            if type(given) is tuple:
+                try:
+                    known = given in _FIELD_NAMES  # hashable and well-shaped
+                except TypeError:
+                    known = False
+                if known:
+                    if len(_DATED) >= _FIELD_NAMES_MAX:
+                        _DATED.clear()
+                    _DATED[given] = (date, headers)
     try:
-        m.send_response(status, headers, body, reason=reason)
+        m.send_response(status, headers, raw, reason=reason)
     except LocalProtocolError as exc:
         err = InvalidReplyError(f"invalid reply: {exc}")
         err.__cause__ = exc
