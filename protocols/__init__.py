@@ -114,6 +114,7 @@ from .smtp import (
     SMTPReject,
     SMTPServer,
     SMTPServerConnection,
+    SMTPSession,
     TestSMTPServer,
     add_smtp_sink,
 )
@@ -205,6 +206,7 @@ __all__ = [
     "SessionEvent",
     "SMTPCommand",
     "SMTPReject",
+    "SMTPSession",
     "SMTPServer",
     "SMTPServerConnection",
     "TestSMTPServer",

@@ -485,7 +485,7 @@ class TestErrors(MachineTestCase):
         for kwargs in (
             {"max_recipients": 99},
             {"max_message_size": 0},
-            {"auth_mechanisms": ("CRAM-MD5",)},
+            {"auth_mechanisms": ("GSSAPI",)},
             {"hostname": "two words"},
             {"max_errors": 0},
         ):
@@ -1131,7 +1131,11 @@ class TestAuth(MachineTestCase):
         self.assertEqual(
             events[-1],
             AuthAttempt(
-                mechanism="PLAIN", username="user", password="s\u00e9cret", authzid="admin"
+                mechanism="PLAIN",
+                username="user",
+                password="s\u00e9cret",
+                authzid="admin",
+                initial_response=True,
             ),
         )
         self.assertEqual([c for c, _ in reps][-2:], [Code.AUTH_OK, Code.OK])
@@ -1147,7 +1151,10 @@ class TestAuth(MachineTestCase):
         self.assertEqual(reps[3], (Code.AUTH_CONTINUE, "UGFzc3dvcmQ6"))
         self.assertEqual(events[-1], AuthAttempt(mechanism="LOGIN", username="u", password="p"))
         events, reps = self.auth([b"AUTH LOGIN " + b64(b"u") + b"\r\n", b"=\r\n"])
-        self.assertEqual(events[-1], AuthAttempt(mechanism="LOGIN", username="u", password=""))
+        self.assertEqual(
+            events[-1],
+            AuthAttempt(mechanism="LOGIN", username="u", password="", initial_response=True),
+        )
         self.assertEqual([c for c, _ in reps][-3:], [Code.AUTH_CONTINUE, Code.AUTH_OK, Code.OK])
 
     def test_failures(self) -> None:
@@ -1240,7 +1247,10 @@ class TestAuth(MachineTestCase):
         self.assertLess(len(line), AUTH_LINE_LIMIT)
         events, _ = self.auth([line])
         self.assertEqual(
-            events[-1], AuthAttempt(mechanism="PLAIN", username="u", password="p" * 8000)
+            events[-1],
+            AuthAttempt(
+                mechanism="PLAIN", username="u", password="p" * 8000, initial_response=True
+            ),
         )
 
 

@@ -124,6 +124,12 @@ class TestEveryTransitionIsInTheTables(unittest.TestCase):
             {},
             {"starttls": True, "auth_mechanisms": ("PLAIN", "LOGIN"), "auth_over_plaintext": True},
             {"tls_active": True, "auth_mechanisms": ("LOGIN",), "max_errors": 5},
+            # AUTH before any HELO/EHLO (every fifth dialogue has no EHLO).
+            {
+                "auth_mechanisms": ("PLAIN", "LOGIN"),
+                "auth_over_plaintext": True,
+                "auth_before_ehlo": True,
+            },
         ]
         for i in range(600):
             parts = [b"EHLO fuzz\r\n"] if i % 5 else []

@@ -8,6 +8,7 @@ native :class:`SMTPServer` and the debugging sink) and ``_compat``
 (``TestSMTPServer``, the drop-in for CPython's test_logging helper).
 """
 
+from ._auth import SASLMechanism
 from ._compat import TestSMTPServer
 from ._events import (
     AUTH_LINE_LIMIT,
@@ -19,6 +20,7 @@ from ._events import (
     MAIL_LINE_LIMIT,
     NEED_DATA,
     PAUSED,
+    REPLY_KEYS,
     TEXT_LINE_LIMIT,
     YIELD,
     AuthAttempt,
@@ -38,6 +40,7 @@ from ._events import (
     Quit,
     RecipientProposed,
     RemoteProtocolError,
+    Reply,
     Reset,
     SMTPProtocolError,
     StartTLSRequested,
@@ -54,12 +57,17 @@ from ._server import (
     SMTPCommand,
     SMTPReject,
     SMTPServer,
+    SMTPSession,
     add_smtp_sink,
 )
 from ._state import TRIGGERS, Trigger
 
 __all__ = [
     "RECORD_LIMIT",
+    "REPLY_KEYS",
+    "Reply",
+    "SASLMechanism",
+    "SMTPSession",
     "REPLY_HIGH_WATER",
     "REPLY_KERNEL_BUFFER",
     "AUTH_LINE_LIMIT",

@@ -47,6 +47,8 @@ __all__ = [
     "Quit",
     "RecipientProposed",
     "RemoteProtocolError",
+    "Reply",
+    "REPLY_KEYS",
     "Reset",
     "SMTPProtocolError",
     "Sentinel",
@@ -320,8 +322,9 @@ class StartTLSRequested(Proposal):
 class AuthAttempt(Proposal):
     """A complete SASL exchange (RFC 4954) produced credentials.
 
-    ``mechanism`` is ``"PLAIN"`` or ``"LOGIN"``; ``authzid`` the PLAIN
-    authorization identity (``""`` if none).  ``accept()`` answers
+    ``mechanism`` is ``"PLAIN"``, ``"LOGIN"``, ``"CRAM-MD5"`` or a custom
+    mechanism's name; ``authzid`` the PLAIN authorization identity (``""``
+    if none).  ``accept()`` answers
     "235 2.7.0", ``reject()`` defaults to "535 5.7.8".
     """
 
@@ -329,6 +332,13 @@ class AuthAttempt(Proposal):
     username: str
     password: str
     authzid: str = ""
+    #: The client sent its first response on the AUTH line itself (RFC 4954
+    #: §4 "initial-response"), not after a 334.
+    initial_response: bool = False
+    #: CRAM-MD5 (RFC 2195): the challenge sent and the client's hex digest
+    #: (``password`` is then ``""``: it never crosses the wire).
+    challenge: str = ""
+    digest: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -396,3 +406,51 @@ class CommandRefusal(Event):
     mail_from: str = ""
     recipient: str = ""
     closes: bool = False
+
+
+#: The accepted steps whose reply a consumer may set (``replies=``):
+#: ``(code class allowed, what it answers)``.
+REPLY_KEYS: dict[str, tuple[int, str]] = {
+    "greeting": (2, "the 220 banner"),
+    "HELO": (2, "HELO"),
+    "EHLO": (2, "the first line of the EHLO reply (the keywords follow)"),
+    "MAIL": (2, "an accepted MAIL FROM"),
+    "RCPT": (2, "an accepted RCPT TO"),
+    "DATA": (3, "the 354 to DATA"),
+    "message": (2, "an accepted message (after the end of data)"),
+    "AUTH": (2, "a successful AUTH (235)"),
+    "QUIT": (2, "QUIT (221)"),
+    "RSET": (2, "RSET"),
+    "NOOP": (2, "NOOP"),
+    "VRFY": (2, "VRFY (252)"),
+    "HELP": (2, "HELP (214)"),
+    "STARTTLS": (2, "an accepted STARTTLS (220)"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A reply a command hook (``on_command``) or a fault script sends
+    instead of the server's own.
+
+    ``code`` is 2xx, 4xx or 5xx (:class:`InvalidArgumentError` otherwise:
+    a 3xx would make the client send data the server does not expect);
+    ``text`` may span lines (``"\n"``) and may start with an RFC 3463 code.
+    ``close=True`` closes the connection after the reply; a 421 always does
+    (RFC 5321 §3.8), and so does any reply to QUIT.
+    """
+
+    code: int
+    text: str = ""
+    close: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.code, int) or self.code // 100 not in (2, 4, 5):
+            raise InvalidArgumentError(f"a reply needs a 2xx, 4xx or 5xx code, not {self.code!r}")
+        if not isinstance(self.text, str):
+            raise InvalidArgumentTypeError(f"reply text must be a str, not {self.text!r}")
+
+    @property
+    def closes(self) -> bool:
+        """True when this reply ends the connection (``close`` or 421)."""
+        return self.close or self.code == 421

@@ -69,10 +69,10 @@ Thread safety: none.  One thread (the reactor's) drives one machine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from .._buffer import ReceiveBuffer
-from ._auth import SASLExchange
+from ._auth import BUILTIN_MECHANISMS, SASLExchange, SASLMechanism
 from ._content import ContentReader
 from ._events import (
     AUTH_LINE_LIMIT,
@@ -85,6 +85,7 @@ from ._events import (
     MIN_RECIPIENTS,
     NEED_DATA,
     PAUSED,
+    REPLY_KEYS,
     YIELD,
     AuthAttempt,
     CommandLine,
@@ -103,8 +104,10 @@ from ._events import (
     Quit,
     RecipientProposed,
     RemoteProtocolError,
+    Reply,
     Reset,
     Sentinel,
+    SMTPProtocolError,
     StartTLSRequested,
 )
 from ._state import (
@@ -165,6 +168,16 @@ _DEFAULT_REJECTS: dict[type[Proposal], tuple[int, str, str]] = {
 
 _Handler = Callable[["SMTPServerConnection", str], "Event | None"]
 
+#: ``command_hook(verb, argument) -> Reply | None`` (see the class docstring).
+CommandHook = Callable[[str, str], "Reply | None"]
+
+#: ``ehlo_keywords``: the keyword lines themselves, or a function of the
+#: built-in list returning them.
+EhloKeywords = Sequence[str] | Callable[[list[str]], Sequence[str]]
+
+#: What ``_sasl_initial`` holds for an AUTH line without initial response.
+_NO_INITIAL = "\x00none"
+
 
 class SMTPServerConnection:
     """The server side of one SMTP connection, as a state machine.
@@ -192,6 +205,27 @@ class SMTPServerConnection:
     client authenticated / started TLS.
     ``allow_bare_line_endings``: keep bare CR/LF in content instead of
     refusing the message.
+
+    Scripting (issue 11): ``enhanced_status_codes=False`` never adds RFC
+    3463 codes (nor advertises ENHANCEDSTATUSCODES).  ``replies`` maps an
+    accepted step (:data:`~protocols.smtp.REPLY_KEYS`: ``"greeting"``,
+    ``"EHLO"``, ``"MAIL"``, ``"message"``, ``"AUTH"``, ``"QUIT"``...) to the
+    ``(code, text)`` sent instead of the built-in one (same code class).
+    ``ehlo_keywords`` replaces the keyword lines of the EHLO reply: a
+    sequence of lines, or a callable given the built-in list (called at each
+    EHLO) that returns them; what the machine implements does not change.
+    ``allow_repeated_helo=False`` answers a second HELO/EHLO with 503
+    (smtpd's behaviour) instead of restarting the session.
+    ``auth_before_ehlo=True`` accepts AUTH before any HELO/EHLO and after
+    HELO.  ``command_hook(verb, argument)`` is called for every command line
+    with a well-formed verb, known or not (not for SASL responses or message
+    content); a :class:`Reply` it returns (or an ``SMTPProtocolError`` it
+    raises) is sent instead of executing the command, which then changes
+    nothing (a 2xx to RCPT adds no recipient); 421, ``close=True`` and any
+    reply to QUIT end the dialogue.  ``custom_mechanisms`` maps SASL
+    mechanism names to :data:`~protocols.smtp.SASLMechanism` generator
+    functions, offered when listed in ``auth_mechanisms``; an exchange that
+    sent ``max_errors`` challenges without ending is closed with 421.
     """
 
     def __init__(
@@ -209,6 +243,13 @@ class SMTPServerConnection:
         auth_required: bool = False,
         tls_required: bool = False,
         allow_bare_line_endings: bool = False,
+        enhanced_status_codes: bool = True,
+        replies: Mapping[str, tuple[int, str]] | None = None,
+        ehlo_keywords: EhloKeywords | None = None,
+        allow_repeated_helo: bool = True,
+        auth_before_ehlo: bool = False,
+        command_hook: CommandHook | None = None,
+        custom_mechanisms: Mapping[str, SASLMechanism] | None = None,
     ) -> None:
         if not hostname or any(c.isspace() for c in hostname):
             raise InvalidArgumentError(f"hostname must be one non-empty word, not {hostname!r}")
@@ -225,12 +266,30 @@ class SMTPServerConnection:
             )
         if max_errors < 1:
             raise InvalidArgumentError("max_errors must be at least 1")
+        custom = {name.upper(): fn for name, fn in (custom_mechanisms or {}).items()}
+        for name, fn in custom.items():
+            if not name or not all(c.isascii() and (c.isalnum() or c in "-_") for c in name):
+                raise InvalidArgumentError(f"a SASL mechanism name is [A-Z0-9-_]+, not {name!r}")
+            if not callable(fn):
+                raise InvalidArgumentTypeError(f"SASL mechanism {name} must be callable")
         mechanisms = tuple(m.upper() for m in auth_mechanisms)
-        unknown = [m for m in mechanisms if m not in AUTH_MECHANISMS]
+        unknown = [m for m in mechanisms if m not in BUILTIN_MECHANISMS and m not in custom]
         if unknown:
             raise InvalidArgumentError(
-                f"unsupported AUTH mechanisms {unknown}; known: {AUTH_MECHANISMS}"
+                f"unsupported AUTH mechanisms {unknown}; known: {BUILTIN_MECHANISMS} "
+                "and custom_mechanisms"
             )
+        self._replies = _check_replies(replies or {})
+        if ehlo_keywords is not None and not callable(ehlo_keywords):
+            ehlo_keywords = _check_keywords(ehlo_keywords)
+        if command_hook is not None and not callable(command_hook):
+            raise InvalidArgumentTypeError("command_hook must be callable")
+        self.enhanced_status_codes = enhanced_status_codes
+        self.ehlo_keywords = ehlo_keywords
+        self.allow_repeated_helo = allow_repeated_helo
+        self.auth_before_ehlo = auth_before_ehlo
+        self.command_hook = command_hook
+        self.custom_mechanisms = custom
         self.hostname = hostname
         self.max_message_size = max_message_size
         self.max_recipients = max_recipients
@@ -269,7 +328,8 @@ class SMTPServerConnection:
 
         # format_reply turns a multi-line greeting into 220- lines (and drops
         # CRs), so no greeting text can forge another reply.
-        self._out += format_reply(220, None, f"{hostname} {greeting}", esmtp=False)
+        code, text = self._replies.get("greeting", (220, f"{hostname} {greeting}"))
+        self._out += format_reply(code, None, text, esmtp=False)
 
     # ------------------------------------------------------------------
     # Public read-only facts
@@ -402,7 +462,7 @@ class SMTPServerConnection:
                 result = self._read_content()
             elif state is State.AUTH and self._sasl_initial is not None:
                 response, self._sasl_initial = self._sasl_initial, None
-                result = self._sasl_step(response)
+                result = self._sasl_step(response, start=True)
             else:
                 line = self._read_line()
                 if line is None:
@@ -447,24 +507,24 @@ class SMTPServerConnection:
                 mail_options=proposal.options,
                 smtputf8=proposal.smtputf8,
             )
-            self._reply(250, "2.1.0", "OK")
+            self._success("MAIL", 250, "2.1.0", "OK")
         elif isinstance(proposal, RecipientProposed):
             txn = self._txn
             assert txn is not None  # RCPT is only in the table after MAIL
             txn.recipients.append(proposal.address)
             txn.recipient_options.append(proposal.options)
-            self._reply(250, "2.1.5", "OK")
+            self._success("RCPT", 250, "2.1.5", "OK")
         elif isinstance(proposal, MessageReceived):
-            self._reply(250, "2.0.0", "OK: message accepted")
+            self._success("message", 250, "2.0.0", "OK: message accepted")
         elif isinstance(proposal, StartTLSRequested):
-            self._reply(220, "2.0.0", "Ready to start TLS")
+            self._success("STARTTLS", 220, "2.0.0", "Ready to start TLS")
             # RFC 3207 §4.2 / PIPELINING: whatever followed STARTTLS in
             # plaintext is dropped, never executed after the upgrade.
             self._drop_input()
         elif isinstance(proposal, AuthAttempt):
             self._session.auth_user = proposal.username
             self._end_sasl()
-            self._reply(235, "2.7.0", "Authentication successful")
+            self._success("AUTH", 235, "2.7.0", "Authentication successful")
         else:  # pragma: no cover - every Proposal subclass is handled above
             raise AssertionError(proposal)
         if next_state is not None:
@@ -662,6 +722,14 @@ class SMTPServerConnection:
         verb = verb.upper()
         self._verb = verb
         self._records.append(CommandLine(line=raw, verb=verb, argument=arg))
+        if self.command_hook is not None:
+            try:
+                scripted = self.command_hook(verb, arg)
+            except SMTPProtocolError as exc:
+                scripted = Reply(exc.reply_code, exc.text, getattr(exc, "close", False))
+            if scripted is not None:
+                self._scripted_reply(verb, scripted)
+                return None
         entry = _DISPATCH.get((self._state, verb))
         if entry is None:
             return self._refuse(verb)
@@ -679,6 +747,27 @@ class SMTPServerConnection:
         else:
             self._state = next_state
         return result
+
+    def _scripted_reply(self, verb: str, reply: Reply) -> None:
+        """Send a hook's reply instead of executing the command."""
+        if not isinstance(reply, Reply):
+            raise InvalidArgumentTypeError(f"a command hook returns a Reply or None, not {reply!r}")
+        self._reply(reply.code, None, reply.text)
+        closes = reply.closes or verb == "QUIT"
+        if reply.code >= 400:
+            txn = self._txn
+            mail_from = txn.mail_from if txn is not None else ""
+            self._note_refusal(reply.code, reply.text, "hook", mail_from, closes=closes)
+        if closes:
+            self._hang_up(reply.code)
+
+    def _success(self, key: str, code: int, enhanced: str | None, text: str) -> None:
+        """Queue the success reply of an accepted step, or the one ``replies`` set."""
+        scripted = self._replies.get(key)
+        if scripted is None:
+            self._reply(code, enhanced, text)
+        else:
+            self._reply(scripted[0], None, scripted[1])
 
     def _refuse(self, verb: str) -> Event | None:
         """Answer a verb the table does not have for the current state."""
@@ -709,9 +798,13 @@ class SMTPServerConnection:
             if not self.starttls_available:
                 return RemoteProtocolError("STARTTLS not available", 502, "5.5.1")
         elif verb == "AUTH":
+            if self._state is State.GREETED and not self.auth_before_ehlo:
+                return RemoteProtocolError(
+                    "Bad sequence of commands: send HELO/EHLO first", 503, "5.5.1"
+                )
             if not self.auth_mechanisms:
                 return RemoteProtocolError("AUTH not available", 502, "5.5.1")
-            if not session.esmtp:
+            if not session.esmtp and not self.auth_before_ehlo:
                 return RemoteProtocolError(
                     "Bad sequence of commands: send EHLO first", 503, "5.5.1"
                 )
@@ -738,35 +831,49 @@ class SMTPServerConnection:
         name = arg.strip()
         if not name:
             raise RemoteProtocolError(f"Syntax: {command} hostname", 501, "5.5.4")
-        self._txn = None
         session = self._session
+        if session.helo_name is not None and not self.allow_repeated_helo:
+            raise RemoteProtocolError("Duplicate HELO/EHLO", 503, "5.5.1")
+        self._txn = None
         session.helo_name = name
         session.esmtp = command == "EHLO"
+        first_code, first = self._replies.get(command, (250, f"{self.hostname} Hello {name}"))
         if not session.esmtp:
-            self._reply(250, None, f"{self.hostname} Hello {name}")
+            self._reply(first_code, None, first)
             return Hello(command=command, name=name)
+        keywords = self._builtin_keywords()
+        chosen = self.ehlo_keywords
+        if chosen is not None:
+            keywords = list(chosen(keywords) if callable(chosen) else chosen)
+        # One line each, whatever a callable returned: no forged replies.
+        lines = [first.split("\n")[0].replace("\r", "")]
+        lines += [str(k).replace("\r", " ").replace("\n", " ") for k in keywords]
+        # EHLO keyword lines carry no enhanced codes (RFC 2034 §3 covers
+        # replies, not the keyword list), so they are written directly.
+        last = len(lines) - 1
+        for i, line in enumerate(lines):
+            self._out += f"{first_code}{' ' if i == last else '-'}{line}\r\n".encode()
+        return Hello(command=command, name=name)
+
+    def _builtin_keywords(self) -> list[str]:
+        """The EHLO keywords this configuration implements, in order."""
         lines = [
-            f"{self.hostname} Hello {name}",
             "8BITMIME",
             f"SIZE {self.max_message_size}",
             "PIPELINING",
             "SMTPUTF8",
-            "ENHANCEDSTATUSCODES",
         ]
+        if self.enhanced_status_codes:
+            lines.append("ENHANCEDSTATUSCODES")
         if self.starttls_offered:
             lines.append("STARTTLS")
         if self.auth_offered:
             lines.append("AUTH " + " ".join(self.auth_mechanisms))
         lines.append("HELP")
-        # EHLO keyword lines carry no enhanced codes (RFC 2034 §3 covers
-        # replies, not the keyword list), so they are written directly.
-        last = len(lines) - 1
-        for i, line in enumerate(lines):
-            self._out += f"250{' ' if i == last else '-'}{line}\r\n".encode()
-        return Hello(command=command, name=name)
+        return lines
 
     def _noop(self, arg: str) -> Event | None:
-        self._reply(250, "2.0.0", "OK")
+        self._success("NOOP", 250, "2.0.0", "OK")
         return None
 
     def _help(self, arg: str) -> Event | None:
@@ -774,25 +881,27 @@ class SMTPServerConnection:
         verbs = " ".join(
             verb for verb in HELP_ORDER if (state, verb) in TRANSITIONS and self._gate(verb) is None
         )
-        self._reply(214, "2.0.0", f"Commands: {verbs}")
+        self._success("HELP", 214, "2.0.0", f"Commands: {verbs}")
         return None
 
     def _vrfy(self, arg: str) -> Event | None:
         _no_more_than(arg, "VRFY <address>", required=True)
         # RFC 5321 §3.5.3: 252 when the server will not verify but would try.
-        self._reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")
+        self._success(
+            "VRFY", 252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"
+        )
         return None
 
     def _quit(self, arg: str) -> Event | None:
         _no_more_than(arg, "QUIT")
-        self._reply(221, "2.0.0", f"{self.hostname} closing connection")
+        self._success("QUIT", 221, "2.0.0", f"{self.hostname} closing connection")
         self._drop_input()
         return Quit(reply_code=221)
 
     def _rset(self, arg: str) -> Event | None:
         _no_more_than(arg, "RSET")
         self._txn = None
-        self._reply(250, "2.0.0", "OK")
+        self._success("RSET", 250, "2.0.0", "OK")
         return Reset()
 
     def _starttls(self, arg: str) -> Event | None:
@@ -840,7 +949,8 @@ class SMTPServerConnection:
         txn = self._txn
         assert txn is not None  # DATA is only in the table after RCPT
         txn.content = ContentReader(self.max_message_size, self.allow_bare_line_endings)
-        self._out += b"354 End data with <CR><LF>.<CR><LF>\r\n"
+        code, text = self._replies.get("DATA", (354, "End data with <CR><LF>.<CR><LF>"))
+        self._out += format_reply(code, None, text, esmtp=False)
         return None
 
     # ------------------------------------------------------------------
@@ -856,12 +966,11 @@ class SMTPServerConnection:
         mechanism = parts[0].upper() if parts[0].isascii() else ""
         if mechanism not in self.auth_mechanisms:
             raise RemoteProtocolError("Unrecognized authentication type", 504, "5.5.4")
-        self._sasl = SASLExchange(mechanism)
-        if len(parts) == 2:
-            # Judged in State.AUTH, like any response (next_event takes it).
-            self._sasl_initial = parts[1]
-        else:
-            self._out += self._sasl.first_challenge()
+        self._sasl = SASLExchange(
+            mechanism, hostname=self.hostname, custom=self.custom_mechanisms.get(mechanism)
+        )
+        # Started in State.AUTH, like any response (next_event takes it).
+        self._sasl_initial = parts[1] if len(parts) == 2 else _NO_INITIAL
         return None
 
     def _auth_response(self, raw: bytes) -> Event | None:
@@ -870,22 +979,42 @@ class SMTPServerConnection:
             return self._error(501, "5.0.0", "Authentication cancelled")
         return self._sasl_step(raw.decode("ascii", "replace"))
 
-    def _sasl_step(self, response: str) -> Event | None:
+    def _sasl_step(self, response: str, start: bool = False) -> Event | None:
         """Take one SASL response (initial or after a 334): queue the next
         challenge, or return the :class:`AuthAttempt` once complete."""
         sasl = self._sasl
         assert sasl is not None
         try:
-            result = sasl.respond(response)
-        except RemoteProtocolError as exc:
+            if not start:
+                result = sasl.respond(response)
+            else:
+                result = sasl.start(None if response is _NO_INITIAL else response)
+        except SMTPProtocolError as exc:
             self._end_sasl()
-            return self._error(exc.reply_code, exc.enhanced_code, exc.text)
+            self._error(exc.reply_code, exc.enhanced_code, exc.text)
+            if getattr(exc, "close", False) or exc.reply_code == 421:
+                self._hang_up(exc.reply_code)
+            return None
+        except Exception:
+            self._end_sasl()
+            self._reply(454, "4.7.0", "Temporary authentication failure")
+            raise
         if isinstance(result, bytes):
+            if sasl.rounds > self.max_errors:
+                # A mechanism that never ends (a buggy client or script).
+                self._end_sasl()
+                text = "Too many authentication rounds, closing connection"
+                self._reply(421, "4.7.0", text)
+                self._note_refusal(421, text, "closing", closes=True)
+                self._hang_up(421)
+                return None
             self._out += result
             return None
         return result  # the exchange ends with the consumer's answer
 
     def _end_sasl(self) -> None:
+        if self._sasl is not None:
+            self._sasl.close()
         self._sasl = None
         self._sasl_initial = None
         self._advance(Trigger.SASL_END)
@@ -921,7 +1050,9 @@ class SMTPServerConnection:
     def _reply(self, code: int, enhanced: str | None, text: str) -> None:
         """Queue one reply; ``text`` may span lines.  RFC 2034 enhanced codes
         go on every line, only in EHLO sessions."""
-        self._out += format_reply(code, enhanced, text, esmtp=self._session.esmtp)
+        self._out += format_reply(
+            code, enhanced, text, esmtp=self._session.esmtp and self.enhanced_status_codes
+        )
 
     def _error(self, code: int, enhanced: str, text: str) -> Event | None:
         """Reply to a refused command.  Replies in :data:`COUNTED_ERRORS`
@@ -969,6 +1100,8 @@ class SMTPServerConnection:
         to close): read nothing more; ``next_event()`` returns ``Quit``."""
         self._drop_input()
         self._pending = self._pending_next = None
+        if self._sasl is not None:
+            self._sasl.close()
         self._sasl = self._sasl_initial = None
         self._txn = None
         if self._state is not State.CLOSED:
@@ -987,3 +1120,38 @@ _DISPATCH: dict[tuple[State, str], tuple[_Handler, State]] = {
     key: (getattr(SMTPServerConnection, name), next_state)
     for key, (name, next_state) in TRANSITIONS.items()
 }
+
+
+def _check_replies(replies: Mapping[str, tuple[int, str]]) -> dict[str, tuple[int, str]]:
+    """Validate ``replies=``: known keys, a code of the step's class."""
+    checked: dict[str, tuple[int, str]] = {}
+    for key, value in replies.items():
+        if key not in REPLY_KEYS:
+            raise InvalidArgumentError(
+                f"replies: unknown step {key!r}; known: {sorted(REPLY_KEYS)}"
+            )
+        if not (isinstance(value, tuple) and len(value) == 2):
+            raise InvalidArgumentTypeError(f"replies[{key!r}] must be (code, text), not {value!r}")
+        code, text = value
+        klass = REPLY_KEYS[key][0]
+        if not isinstance(code, int) or code // 100 != klass or not 100 <= code <= 599:
+            raise InvalidArgumentError(
+                f"replies[{key!r}]: {REPLY_KEYS[key][1]} needs a {klass}xx code, not {code!r} "
+                "(refusals go through on_command or SMTPReject)"
+            )
+        if not isinstance(text, str):
+            raise InvalidArgumentTypeError(f"replies[{key!r}]: the text must be a str")
+        checked[key] = (code, text)
+    return checked
+
+
+def _check_keywords(keywords: Sequence[str]) -> list[str]:
+    """Validate a fixed ``ehlo_keywords`` list: one printable line each."""
+    if isinstance(keywords, str):
+        raise InvalidArgumentTypeError("ehlo_keywords is a sequence of keyword lines, not a str")
+    out = []
+    for k in keywords:
+        if not isinstance(k, str) or not k.strip() or any(c in k for c in "\r\n\x00"):
+            raise InvalidArgumentError(f"an EHLO keyword is one non-empty line, not {k!r}")
+        out.append(k)
+    return out

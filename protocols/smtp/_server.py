@@ -20,17 +20,19 @@ import email
 import email.message
 import email.policy
 import functools
+import hmac
 import re
 import ssl
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from reactor import DEFAULT_WAIT_TIMEOUT, StreamServerBase, StreamTransport
 
 from .. import _match
+from ._auth import SASLMechanism
 from ._events import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_RECIPIENTS,
@@ -48,6 +50,7 @@ from ._events import (
     MessageRefused,
     Quit,
     RecipientProposed,
+    Reply,
     Reset,
     SMTPProtocolError,
     StartTLSRequested,
@@ -68,6 +71,7 @@ __all__ = [
     "SMTPReject",
     "SessionEvent",
     "SMTPServer",
+    "SMTPSession",
     "add_smtp_sink",
 ]
 
@@ -245,10 +249,74 @@ class Login:
     authzid: str = ""
     tls: bool = False
     reply_code: int = 235
+    #: The first response came on the AUTH line (RFC 4954 initial response).
+    initial_response: bool = False
+    received_at: float = field(default_factory=time.monotonic, compare=False)
 
     @property
     def succeeded(self) -> bool:
-        return self.reply_code == 235
+        """True when the server accepted the credentials (a 2xx reply)."""
+        return self.reply_code // 100 == 2
+
+    @property
+    def identity(self) -> str:
+        """The identity the client authenticated as (the username)."""
+        return self.username
+
+    @property
+    def outcome(self) -> str:
+        """``"accepted"`` or ``"rejected"``."""
+        return "accepted" if self.succeeded else "rejected"
+
+
+class SMTPSession:
+    """One connection as an ``on_command`` hook sees it (reactor thread).
+
+    ``peer``; ``helo`` (the HELO/EHLO name or None), ``esmtp``, ``tls``,
+    ``auth_user`` and ``state`` (a :class:`~protocols.smtp.State`) read the
+    dialogue as it is now; ``counts`` maps each verb to how many command
+    lines with it this connection sent so far (this one included);
+    ``messages`` counts the messages accepted on it; ``context`` is a dict
+    free for the hook's own use.
+    """
+
+    __slots__ = ("peer", "context", "counts", "messages", "_machine")
+
+    def __init__(self, peer: Any, machine: SMTPServerConnection) -> None:
+        self.peer = peer
+        self.context: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+        self.messages = 0
+        self._machine = machine
+
+    @property
+    def helo(self) -> str | None:
+        return self._machine.helo_name
+
+    @property
+    def esmtp(self) -> bool:
+        return self._machine.esmtp
+
+    @property
+    def tls(self) -> bool:
+        return self._machine.tls_active
+
+    @property
+    def auth_user(self) -> str | None:
+        return self._machine.authenticated_as
+
+    @property
+    def state(self) -> State:
+        return self._machine.state
+
+    def __repr__(self) -> str:
+        return f"<SMTPSession {self.peer!r} {self.state.name} helo={self.helo!r}>"
+
+
+#: What an ``on_command`` hook may return: None (carry on), a :class:`Reply`,
+#: or ``(code, text)``.
+CommandResult = Reply | tuple[int, str] | None
+CommandHookFn = Callable[[SMTPSession, str, str], CommandResult]
 
 
 AuthCheck = Callable[[str, str], bool]
@@ -262,6 +330,7 @@ class _SMTPConnection:
         self.peer = peer
         self.transport: StreamTransport | None = None
         self.machine: SMTPServerConnection | None = None
+        self.session: SMTPSession | None = None
         self._resume_scheduled = False  # the machine yielded; _resume is queued or awaited
         self._write_paused = False  # the client does not read: replies wait
         self._resume_on_write = False  # _resume waits for resume_writing()
@@ -281,13 +350,70 @@ class _SMTPConnection:
             max_recipients=server.max_recipients,
             starttls=server.starttls_context is not None,
             tls_active=server.ssl_context is not None,
-            auth_mechanisms=server.auth_mechanisms if server.auth is not None else (),
+            auth_mechanisms=server._offered_mechanisms() if server.auth is not None else (),
             auth_over_plaintext=server.auth_over_plaintext,
             auth_required=server.auth_required,
             tls_required=server.tls_required,
             allow_bare_line_endings=server.allow_bare_line_endings,
+            enhanced_status_codes=server.enhanced_status_codes,
+            replies=server.replies,
+            ehlo_keywords=self._keywords if server.ehlo_keywords is not None else None,
+            allow_repeated_helo=server.allow_repeated_helo,
+            auth_before_ehlo=server.auth_before_ehlo,
+            command_hook=self._hook if server.on_command is not None else None,
+            custom_mechanisms={
+                name: self._wrap_mechanism(name, fn) for name, fn in server.sasl_mechanisms.items()
+            },
         )
+        self.session = SMTPSession(self.peer, self.machine)
         self._flush()  # the greeting (held by the transport until a TLS handshake is done)
+
+    # -- scripting callbacks, called by the machine (reactor thread) ------------
+
+    def _hook(self, verb: str, argument: str) -> Reply | None:
+        """Run ``on_command``; a failure is recorded and answered 451."""
+        session = self.session
+        fn = self.server.on_command
+        assert session is not None and fn is not None
+        session.counts[verb] = session.counts.get(verb, 0) + 1
+        try:
+            result = fn(session, verb, argument)
+            if result is None or isinstance(result, Reply):
+                return result
+            if isinstance(result, tuple) and len(result) == 2:
+                return Reply(*result)
+            raise InvalidArgumentError(
+                f"on_command returns None, a Reply or (code, text), not {result!r}"
+            )
+        except SMTPReject:
+            raise  # the machine sends it
+        except Exception as exc:
+            self.server.handle_error(exc, f"SMTP on_command for {self.peer!r}")
+            return Reply(451, "4.3.0 Local error in processing")
+
+    def _keywords(self, builtin: list[str]) -> Sequence[str]:
+        chosen = self.server.ehlo_keywords
+        if not callable(chosen):
+            return list(chosen or ())
+        try:
+            return list(chosen(builtin))
+        except Exception as exc:
+            self.server.handle_error(exc, f"SMTP ehlo_keywords for {self.peer!r}")
+            return builtin
+
+    def _wrap_mechanism(self, name: str, fn: SASLMechanism) -> SASLMechanism:
+        server, peer = self.server, self.peer
+
+        def run(initial: bytes | None) -> Generator[bytes, bytes, tuple[str, str]]:
+            try:
+                return (yield from fn(initial))
+            except SMTPReject:
+                raise
+            except Exception as exc:
+                server.handle_error(exc, f"SASL mechanism {name} for {peer!r}")
+                raise SMTPReject(454, "4.7.0 Temporary authentication failure") from None
+
+        return run
 
     def data_received(self, data: bytes) -> None:
         assert self.machine is not None
@@ -478,6 +604,8 @@ class _SMTPConnection:
             code = self._call(handler, envelope)
         if code is None:
             server._record_message(envelope)
+            if self.session is not None:
+                self.session.messages += 1
         else:
             server._record_rejection(
                 Rejection(
@@ -496,9 +624,18 @@ class _SMTPConnection:
         assert m is not None
         check = self.server.auth
         assert check is not None  # AUTH is only offered with a checker
+        secrets = self.server._secrets
 
         def verify(username: str, password: str) -> None:
-            if not check(username, password):
+            if event.mechanism == "CRAM-MD5":  # RFC 2195: HMAC-MD5 of the challenge
+                secret = secrets.get(username) if secrets is not None else None
+                ok = secret is not None and hmac.compare_digest(
+                    hmac.new(secret.encode(), event.challenge.encode(), "md5").hexdigest(),
+                    event.digest,
+                )
+            else:
+                ok = check(username, password)
+            if not ok:
                 raise SMTPReject(535, "5.7.8 Authentication credentials invalid")
 
         code = self._call(verify, event.username, event.password, reason="auth")
@@ -510,7 +647,8 @@ class _SMTPConnection:
                 password=event.password,
                 authzid=event.authzid,
                 tls=m.tls_active,
-                reply_code=235 if code is None else code,
+                reply_code=self.server.replies.get("AUTH", (235, ""))[0] if code is None else code,
+                initial_response=event.initial_response,
             )
         )
 
@@ -557,6 +695,33 @@ class SMTPServer(StreamServerBase):
     :param max_recipients: recipients per message (at least 100).
     :param allow_bare_line_endings: accept bare CR/LF in content instead of
         refusing the message with 554.
+    :param enhanced_status_codes: add RFC 3463 codes to replies in EHLO
+        sessions (and advertise ENHANCEDSTATUSCODES); False never does.
+    :param replies: ``{step: (code, text)}`` for the accepted steps
+        (``"greeting"``, ``"HELO"``, ``"EHLO"`` (its first line), ``"MAIL"``,
+        ``"RCPT"``, ``"DATA"`` (3xx), ``"message"``, ``"AUTH"``, ``"QUIT"``,
+        ``"RSET"``, ``"NOOP"``, ``"VRFY"``, ``"HELP"``, ``"STARTTLS"``); the
+        code keeps its class (2xx, 354 for DATA).
+    :param ehlo_keywords: the EHLO keyword lines instead of the built-in
+        ones: a list, or ``f(builtin_list) -> list`` called at each EHLO.
+    :param allow_repeated_helo: False answers a second HELO/EHLO with
+        ``503 Duplicate HELO/EHLO`` (as smtpd did).
+    :param auth_before_ehlo: accept AUTH before HELO/EHLO and after HELO.
+    :param on_command: ``on_command(session, verb, argument)`` for every
+        command line with a well-formed verb, known or unknown (VRFY, EXPN,
+        HELP, QUIT, a second HELO, ``XFOO``...), on the reactor thread: return
+        None to carry on, or a :class:`Reply` / ``(code, text)`` to send
+        instead (the command is then not executed); raise
+        :class:`SMTPReject` likewise.  421, ``Reply(close=True)`` and any
+        reply to QUIT close the connection.
+    :param sasl_mechanisms: ``{name: mechanism}`` custom SASL mechanisms
+        (generator functions, see :data:`protocols.smtp.SASLMechanism`),
+        offered after ``auth_mechanisms``.  CRAM-MD5 is built in (list it in
+        ``auth_mechanisms``); it needs ``auth`` as a mapping (the server must
+        know the password).
+
+    Options are attributes; changing one (``server.auth_mechanisms``,
+    ``server.replies``...) applies to connections made afterwards.
 
     Other keywords are :class:`reactor.BaseServer`'s (``poll_interval``,
     ``idle_timeout``, ``raise_errors``...).  Callbacks run on the reactor
@@ -583,6 +748,13 @@ class SMTPServer(StreamServerBase):
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_recipients: int = DEFAULT_MAX_RECIPIENTS,
         allow_bare_line_endings: bool = False,
+        enhanced_status_codes: bool = True,
+        replies: Mapping[str, tuple[int, str]] | None = None,
+        ehlo_keywords: Sequence[str] | Callable[[list[str]], Sequence[str]] | None = None,
+        allow_repeated_helo: bool = True,
+        auth_before_ehlo: bool = False,
+        on_command: CommandHookFn | None = None,
+        sasl_mechanisms: Mapping[str, SASLMechanism] | None = None,
         **kwargs: Any,
     ) -> None:
         if ssl_context is not None and starttls_context is not None:
@@ -597,8 +769,10 @@ class SMTPServer(StreamServerBase):
         self.hostname = hostname
         self.greeting = greeting
         self.starttls_context = starttls_context
+        self._secrets: dict[str, str] | None = None
         if isinstance(auth, Mapping):
             users = dict(auth)
+            self._secrets = users
 
             def check(username: str, password: str) -> bool:
                 return username in users and users[username] == password
@@ -613,14 +787,31 @@ class SMTPServer(StreamServerBase):
         self.max_message_size = max_message_size
         self.max_recipients = max_recipients
         self.allow_bare_line_endings = allow_bare_line_endings
+        self.enhanced_status_codes = enhanced_status_codes
+        self.ehlo_keywords = ehlo_keywords
+        self.allow_repeated_helo = allow_repeated_helo
+        self.auth_before_ehlo = auth_before_ehlo
+        if on_command is not None and not callable(on_command):
+            raise InvalidArgumentError("on_command must be callable")
+        self.on_command = on_command
+        self.sasl_mechanisms = {k.upper(): v for k, v in (sasl_mechanisms or {}).items()}
+        if "CRAM-MD5" in (m.upper() for m in auth_mechanisms) and auth is not None:
+            if self._secrets is None:
+                raise InvalidArgumentError(
+                    "CRAM-MD5 needs auth= as a {user: password} mapping (the server "
+                    "must know the password to check the digest)"
+                )
         # Validate the options once, here, in the caller's thread.
-        SMTPServerConnection(
+        self.replies = SMTPServerConnection(
             hostname=hostname,
             greeting=greeting,
             max_message_size=max_message_size,
             max_recipients=max_recipients,
-            auth_mechanisms=auth_mechanisms,
-        )
+            auth_mechanisms=self._offered_mechanisms(),
+            replies=replies,
+            ehlo_keywords=ehlo_keywords,
+            custom_mechanisms=self.sasl_mechanisms,
+        )._replies
         #: Accepted messages, in order of acceptance.
         self.messages: list[Envelope] = []
         #: Messages that were not delivered, in order.
@@ -634,6 +825,10 @@ class SMTPServer(StreamServerBase):
         #: Records not kept because their list held :data:`RECORD_LIMIT`.
         self.records_dropped = 0
         super().__init__(addr, ssl_context=ssl_context, **kwargs)
+
+    def _offered_mechanisms(self) -> tuple[str, ...]:
+        listed = tuple(m.upper() for m in self.auth_mechanisms)
+        return listed + tuple(m for m in self.sasl_mechanisms if m not in listed)
 
     def make_protocol(self, addr: Any) -> _SMTPConnection:
         return _SMTPConnection(self, addr)

@@ -90,8 +90,9 @@ class Trigger(enum.Enum):
     SHUTDOWN = "SHUTDOWN"
 
 
-#: SASL mechanisms the machine implements (RFC 4616 PLAIN, and LOGIN).
-AUTH_MECHANISMS = ("PLAIN", "LOGIN")
+#: SASL mechanisms the machine implements (RFC 4616 PLAIN, LOGIN, RFC 2195
+#: CRAM-MD5); others can be added as custom mechanisms.
+AUTH_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
 
 #: States in which a command line is read and dispatched through the table.
 COMMAND_STATES = (State.GREETED, State.READY, State.MAIL, State.RCPT)
@@ -121,6 +122,9 @@ TRANSITIONS: dict[tuple[State, str], tuple[str, State]] = {
     # Outside a transaction only.
     (State.READY, "STARTTLS"): ("_starttls", State.TLS_PENDING),
     (State.READY, "AUTH"): ("_auth", State.AUTH),
+    # Before HELO/EHLO only with auth_before_ehlo (the gate refuses
+    # otherwise); the exchange then ends in READY, as after EHLO.
+    (State.GREETED, "AUTH"): ("_auth", State.AUTH),
     # The transaction itself.
     (State.READY, "MAIL"): ("_mail", State.MAIL),
     (State.MAIL, "RCPT"): ("_rcpt", State.RCPT),
