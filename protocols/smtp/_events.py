@@ -231,17 +231,18 @@ class Proposal(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Hello(Event):
-    """HELO or EHLO was accepted (the 250 is already queued).
+    """HELO, EHLO or (LMTP) LHLO was accepted (the 250 is already queued).
 
-    ``command`` is ``"HELO"`` or ``"EHLO"``; ``name`` the client's argument.
+    ``command`` is ``"HELO"``, ``"EHLO"`` or ``"LHLO"``; ``name`` the
+    client's argument.
     """
 
     command: str
     name: str
 
     def __post_init__(self) -> None:
-        if self.command not in ("HELO", "EHLO"):
-            raise InvalidArgumentError(f"command must be HELO or EHLO, not {self.command!r}")
+        if self.command not in ("HELO", "EHLO", "LHLO"):
+            raise InvalidArgumentError(f"command must be HELO, EHLO or LHLO, not {self.command!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -243,6 +243,7 @@ class SMTPServerConnection:
         auth_required: bool = False,
         tls_required: bool = False,
         allow_bare_line_endings: bool = False,
+        lmtp: bool = False,
         enhanced_status_codes: bool = True,
         replies: Mapping[str, tuple[int, str]] | None = None,
         ehlo_keywords: EhloKeywords | None = None,
@@ -300,6 +301,7 @@ class SMTPServerConnection:
         self.auth_required = auth_required
         self.tls_required = tls_required
         self.allow_bare_line_endings = allow_bare_line_endings
+        self.lmtp = lmtp
 
         self._state = INITIAL_STATE
         # Received bytes: the buffer shared with the HTTP machine (offsets,
@@ -515,7 +517,9 @@ class SMTPServerConnection:
             txn.recipient_options.append(proposal.options)
             self._success("RCPT", 250, "2.1.5", "OK")
         elif isinstance(proposal, MessageReceived):
-            self._success("message", 250, "2.0.0", "OK: message accepted")
+            # LMTP (RFC 2033 §4.2): one reply per accepted recipient, in order.
+            for _ in range(len(proposal.recipients) if self.lmtp else 1):
+                self._success("message", 250, "2.0.0", "OK: message accepted")
         elif isinstance(proposal, StartTLSRequested):
             self._success("STARTTLS", 220, "2.0.0", "Ready to start TLS")
             # RFC 3207 §4.2 / PIPELINING: whatever followed STARTTLS in
@@ -568,7 +572,12 @@ class SMTPServerConnection:
         if isinstance(proposal, AuthAttempt):
             self._end_sasl()
         text = default_text if text is None else text
-        self._reply(code, enhanced, text)
+        # LMTP: a refused message gets the refusal once per recipient.
+        repeat = (
+            len(proposal.recipients) if self.lmtp and isinstance(proposal, MessageReceived) else 1
+        )
+        for _ in range(repeat):
+            self._reply(code, enhanced, text)
         closes = close or code == 421
         if not isinstance(proposal, MessageReceived):
             txn = self._txn
@@ -581,6 +590,40 @@ class SMTPServerConnection:
             self._note_refusal(code, text, reason, mail_from, recipient, closes)
         if closes:
             self._hang_up(code)
+
+    def deliver(self, results: Sequence[tuple[int, str] | None], *, close: bool = False) -> None:
+        """LMTP (RFC 2033 §4.2): answer the pending :class:`MessageReceived`
+        with one reply per recipient, in the order of ``recipients``: None
+        is the success reply, ``(code, text)`` a 4xx/5xx refusal of that
+        recipient.  A 421 among them, or ``close=True``, ends the dialogue
+        after the replies.
+
+        Raises :class:`LocalProtocolError` unless the machine is in LMTP
+        mode with a message pending, :class:`InvalidArgumentError` (nothing
+        changed) when ``results`` does not have one entry per recipient or a
+        code is outside 400-599.
+        """
+        proposal = self._pending
+        if not self.lmtp or not isinstance(proposal, MessageReceived):
+            raise LocalProtocolError("deliver() needs an LMTP machine with a message pending")
+        results = list(results)
+        if len(results) != len(proposal.recipients):
+            raise InvalidArgumentError(
+                f"deliver() needs {len(proposal.recipients)} results, one per recipient, "
+                f"not {len(results)}"
+            )
+        for result in results:
+            if result is not None and not (isinstance(result[0], int) and 400 <= result[0] <= 599):
+                raise InvalidArgumentError(f"a refusal needs a 4xx or 5xx code, not {result!r}")
+        self._take_pending()
+        for result in results:
+            if result is None:
+                self._success("message", 250, "2.0.0", "OK: message accepted")
+            else:
+                self._reply(result[0], None, result[1])
+        codes = [r[0] for r in results if r is not None]
+        if close or 421 in codes:
+            self._hang_up(421 if 421 in codes else codes[-1] if codes else 221)
 
     def tls_established(self) -> None:
         """Tell the machine the TLS handshake after STARTTLS completed.
@@ -690,7 +733,8 @@ class SMTPServerConnection:
             code, enhanced, text = 500, "5.5.2", "Line too long (RFC 5321 section 4.5.3.1.6)"
         else:
             code, enhanced, text = 554, "5.6.0", "Bare CR or LF in message (RFC 5321 section 2.3.8)"
-        self._reply(code, enhanced, text)
+        for _ in recipients if self.lmtp else (None,):  # LMTP: once per recipient
+            self._reply(code, enhanced, text)
         return MessageRefused(
             reason=error, reply_code=code, mail_from=txn.mail_from, recipients=recipients
         )
@@ -730,6 +774,13 @@ class SMTPServerConnection:
             if scripted is not None:
                 self._scripted_reply(verb, scripted)
                 return None
+        if self.lmtp:
+            # RFC 2033 §4.1: LHLO is EHLO's place (same reply, same state
+            # change); HELO and EHLO are not LMTP commands.
+            if verb == "LHLO":
+                verb = "EHLO"
+            elif verb in ("HELO", "EHLO"):
+                return self._error(500, "5.5.1", "Command unrecognized: LMTP uses LHLO")
         entry = _DISPATCH.get((self._state, verb))
         if entry is None:
             return self._refuse(verb)
@@ -825,7 +876,7 @@ class SMTPServerConnection:
         return self._greet("HELO", arg)
 
     def _ehlo(self, arg: str) -> Event | None:
-        return self._greet("EHLO", arg)
+        return self._greet("LHLO" if self.lmtp else "EHLO", arg)
 
     def _greet(self, command: str, arg: str) -> Event | None:
         name = arg.strip()
@@ -836,7 +887,7 @@ class SMTPServerConnection:
             raise RemoteProtocolError("Duplicate HELO/EHLO", 503, "5.5.1")
         self._txn = None
         session.helo_name = name
-        session.esmtp = command == "EHLO"
+        session.esmtp = command != "HELO"
         first_code, first = self._replies.get(command, (250, f"{self.hostname} Hello {name}"))
         if not session.esmtp:
             self._reply(first_code, None, first)
@@ -878,9 +929,12 @@ class SMTPServerConnection:
 
     def _help(self, arg: str) -> Event | None:
         state = self._state
-        verbs = " ".join(
+        names = [
             verb for verb in HELP_ORDER if (state, verb) in TRANSITIONS and self._gate(verb) is None
-        )
+        ]
+        if self.lmtp:
+            names = ["LHLO" if v == "EHLO" else v for v in names if v != "HELO"]
+        verbs = " ".join(names)
         self._success("HELP", 214, "2.0.0", f"Commands: {verbs}")
         return None
 

@@ -16,6 +16,7 @@ for them with :meth:`SMTPServer.wait_for_messages` and friends.
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.message
 import email.policy
@@ -355,6 +356,7 @@ class _SMTPConnection:
             auth_required=server.auth_required,
             tls_required=server.tls_required,
             allow_bare_line_endings=server.allow_bare_line_endings,
+            lmtp=server.lmtp,
             enhanced_status_codes=server.enhanced_status_codes,
             replies=server.replies,
             ehlo_keywords=self._keywords if server.ehlo_keywords is not None else None,
@@ -597,6 +599,9 @@ class _SMTPConnection:
         )
         server = self.server
         handler = server.handler
+        if m.lmtp:
+            self._deliver_lmtp(envelope)
+            return
         if handler is None:
             m.accept()
             code = None
@@ -618,6 +623,58 @@ class _SMTPConnection:
                     closed=m.state is State.CLOSED,
                 )
             )
+
+    def _deliver_lmtp(self, envelope: Envelope) -> None:
+        """LMTP: one outcome per recipient (RFC 2033 §4.2).  The handler
+        refuses them all by raising :class:`SMTPReject`, or some by returning
+        ``{recipient: SMTPReject or (code, text)}``; the others are delivered."""
+        m = self.machine
+        server = self.server
+        assert m is not None
+        recipients = envelope.rcpt_tos
+        results: list[tuple[int, str] | None] = [None] * len(recipients)
+        close = False
+        try:
+            outcome = server.handler(envelope) if server.handler is not None else None
+            if outcome is not None:
+                if not isinstance(outcome, Mapping):
+                    raise InvalidArgumentError(
+                        f"an LMTP handler returns None or {{recipient: refusal}}, not {outcome!r}"
+                    )
+                for i, rcpt in enumerate(recipients):
+                    refusal = outcome.get(rcpt)
+                    if isinstance(refusal, SMTPReject):
+                        results[i] = (refusal.code, refusal.text)
+                        close = close or refusal.close
+                    elif refusal is not None:
+                        code, text = SMTPReject(*refusal).args  # validates the code
+                        results[i] = (code, text)
+        except SMTPReject as exc:
+            results = [(exc.code, exc.text)] * len(recipients)
+            close = exc.close
+        except Exception as exc:
+            server.handle_error(exc, f"SMTP handler for {self.peer!r}")
+            results = [(451, "4.3.0 Local error in processing")] * len(recipients)
+        m.deliver(results, close=close)
+        delivered = tuple(r for r, res in zip(recipients, results, strict=True) if res is None)
+        if delivered:
+            server._record_message(dataclasses.replace(envelope, rcpt_tos=delivered))
+            if self.session is not None:
+                self.session.messages += 1
+        for rcpt, res in zip(recipients, results, strict=True):
+            if res is not None:
+                server._record_rejection(
+                    Rejection(
+                        peer=self.peer,
+                        mail_from=envelope.mail_from,
+                        rcpt_tos=(rcpt,),
+                        code=res[0],
+                        reason="handler",
+                        envelope=envelope,
+                        text=res[1],
+                        closed=m.state is State.CLOSED,
+                    )
+                )
 
     def _authenticate(self, event: AuthAttempt) -> None:
         m = self.machine
@@ -695,6 +752,13 @@ class SMTPServer(StreamServerBase):
     :param max_recipients: recipients per message (at least 100).
     :param allow_bare_line_endings: accept bare CR/LF in content instead of
         refusing the message with 554.
+    :param lmtp: speak LMTP (RFC 2033) instead of SMTP: LHLO replaces
+        HELO/EHLO (which get 500), and the end of data gets one reply per
+        accepted recipient.  The handler then refuses every recipient by
+        raising :class:`SMTPReject`, or some of them by returning
+        ``{recipient: SMTPReject(...) or (code, text)}``; the message is
+        recorded with the recipients it was delivered to, each refused
+        recipient as a :class:`Rejection`.
     :param enhanced_status_codes: add RFC 3463 codes to replies in EHLO
         sessions (and advertise ENHANCEDSTATUSCODES); False never does.
     :param replies: ``{step: (code, text)}`` for the accepted steps
@@ -748,6 +812,7 @@ class SMTPServer(StreamServerBase):
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_recipients: int = DEFAULT_MAX_RECIPIENTS,
         allow_bare_line_endings: bool = False,
+        lmtp: bool = False,
         enhanced_status_codes: bool = True,
         replies: Mapping[str, tuple[int, str]] | None = None,
         ehlo_keywords: Sequence[str] | Callable[[list[str]], Sequence[str]] | None = None,
@@ -787,6 +852,7 @@ class SMTPServer(StreamServerBase):
         self.max_message_size = max_message_size
         self.max_recipients = max_recipients
         self.allow_bare_line_endings = allow_bare_line_endings
+        self.lmtp = lmtp
         self.enhanced_status_codes = enhanced_status_codes
         self.ehlo_keywords = ehlo_keywords
         self.allow_repeated_helo = allow_repeated_helo
