@@ -22,7 +22,6 @@ class TCPServer(ServeForever, protocols.TCPServer):
     """``socketserver.TCPServer(server_address, RequestHandlerClass)`` on testservers."""
 
     def __init__(self, server_address: Any, handler_class: Any, bind_and_activate: bool = True):
-        self._init_serving()
         super().__init__(
             server_address,
             handler_class=handler_class,
@@ -30,6 +29,7 @@ class TCPServer(ServeForever, protocols.TCPServer):
             bind_and_activate=bind_and_activate,
             raise_errors=True,
         )
+        self._serve()
 
 
 _ti = load(

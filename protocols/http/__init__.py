@@ -10,7 +10,7 @@ mode), ``_server`` (the native
 CPython's test_logging helper).
 """
 
-from ._compat import CompatRequest, TestHTTPServer
+from ._compat import CompatRequest, ReplyMode, TestHTTPServer
 from ._errors import (
     OFFENDING_BYTES_LIMIT,
     AlreadyAnsweredError,
@@ -79,6 +79,7 @@ __all__ = [
     "OFFENDING_BYTES_LIMIT",
     "PAUSED",
     "CompatRequest",
+    "ReplyMode",
     "ConnectionClosed",
     "Data",
     "EndOfMessage",

@@ -3,22 +3,42 @@
 Its handler receives a :class:`CompatRequest` with the surface of
 ``http.server.BaseHTTPRequestHandler`` (which the server does not use: it
 runs on the reactor like :class:`~protocols.http._server.HTTPServer`).
+
+It also runs ``http.server.BaseHTTPRequestHandler`` subclasses themselves
+(``handler_class=``, or a class as ``handler``): the request, parsed by the
+server's machine, is handed to ``RequestHandlerClass(request,
+client_address, server)`` as bytes to read from its ``rfile``; what the
+class writes to its ``wfile`` is parsed back (status line, header lines,
+body) and answered like a :class:`CompatRequest` response, so the
+:class:`ReplyMode` rules apply to both.
 """
 
 from __future__ import annotations
 
 import email.utils
+import enum
 import http.client
 import io
+import re
 import ssl
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import InvalidReplyError, RemoteProtocolError
+from reactor import InvalidArgumentError
+
+from ._errors import InvalidReplyError, LocalProtocolError, RemoteProtocolError
 from ._events import DEFAULT_LIMITS
-from ._framing import field_lines, head_bytes, write_chunk, write_last_chunk
+from ._framing import (
+    CHUNKED,
+    NONE,
+    field_lines,
+    head_bytes,
+    prepare_head,
+    write_chunk,
+    write_last_chunk,
+)
 from ._grammar import TOKEN_STR, VALUE_STR, reason_phrase
 from ._readers import decode_chunked
 from ._server import (
@@ -32,7 +52,128 @@ from ._server import (
     http_date,
 )
 
-__all__ = ["CompatRequest", "TestHTTPServer"]
+__all__ = ["CompatRequest", "ReplyMode", "TestHTTPServer"]
+
+
+class ReplyMode(str, enum.Enum):
+    """How strictly :class:`TestHTTPServer` sends what a compat handler wrote.
+
+    In every mode a reply the mode does not allow is never sent as if the
+    handler meant it: it is an :class:`InvalidReplyError` in the server's
+    ``errors`` (raised by ``stop(raise_errors=True)``) and the client gets
+    a 500.
+    """
+
+    #: The default: header fields must match RFC 9110's grammar (no
+    #: leading or trailing whitespace in a value); the server frames the body.
+    STRICT = "strict"
+    #: Header values are sent as the handler wrote them, trailing
+    #: whitespace included (CPython's test_urllib2_localnet digest helper
+    #: writes one); CR, LF and other controls are still refused.  The server
+    #: still frames the body; a response with such a value closes its
+    #: connection (the machine frames only fields it can validate).
+    AS_WRITTEN = "as-written"
+    #: What the handler wrote goes out byte for byte (its own status line
+    #: and framing; ``send_response()``/``send_header()`` output as given),
+    #: and the connection closes after it.  Only a header value with CR or
+    #: LF (a second field smuggled into one) is refused.
+    VERBATIM = "verbatim"
+
+
+#: A header value as written: any field content with surrounding spaces and
+#: tabs (RFC 9110 §5.5 minus the OWS trimming), never CR, LF or NUL.
+_LENIENT_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+_STATUS_LINE = re.compile(r"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: (.*))?")
+
+
+def _split_written(data: bytes) -> tuple[str, int, str, list[tuple[str, str]], bytes]:
+    """The final response a handler wrote by hand: ``(version, status, reason, fields, body)``.
+
+    Interim (1xx) heads before it are skipped (the server sends its own
+    ``100 Continue``).  Field values lose the whitespace after the colon,
+    nothing else.  :raises InvalidReplyError: no complete head, a bad status
+    line or a header line that is not ``name: value`` ending in CRLF.
+    """
+    pos = 0
+    while True:
+        end = data.find(b"\r\n\r\n", pos)
+        if end < 0:
+            raise InvalidReplyError(
+                f"what the handler wrote has no end of head (CRLF CRLF): {data[pos : pos + 80]!r}"
+            )
+        lines = data[pos:end].decode("latin-1").split("\r\n")
+        m = _STATUS_LINE.fullmatch(lines[0])
+        if m is None:
+            raise InvalidReplyError(f"the handler wrote an invalid status line {lines[0]!r:.80}")
+        fields = []
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if not colon or not TOKEN_STR.fullmatch(name) or not _LENIENT_VALUE.fullmatch(value):
+                raise InvalidReplyError(f"the handler wrote an invalid header line {line!r:.80}")
+            fields.append((name, value.lstrip(" \t")))
+        pos = end + 4
+        if int(m[3]) >= 200:
+            return f"HTTP/{m[1]}.{m[2]}", int(m[3]), m[4] or "", fields, data[pos:]
+
+
+class _HandlerSocket:
+    """The ``request`` a socketserver-style handler class gets (reactor thread).
+
+    Reading gives the request as the server parsed it; whatever is written
+    or sent is kept in :attr:`written`.  Timeouts and options are no-ops.
+    """
+
+    def __init__(self, data: bytes, peer: Any, local: Any) -> None:
+        self._reader = io.BytesIO(data)
+        self.written = bytearray()
+        self._peer, self._local = peer, local
+
+    def makefile(self, mode: str = "r", buffering: int | None = None, **kwargs: Any) -> Any:
+        if "w" in mode:
+            return _HandlerWriter(self)
+        return io.BytesIO(self._reader.read())
+
+    def sendall(self, data: Any) -> None:
+        self.written += data
+
+    def send(self, data: Any) -> int:
+        self.written += data
+        return len(data)
+
+    def recv(self, n: int) -> bytes:
+        return self._reader.read(n)
+
+    def getpeername(self) -> Any:
+        return self._peer
+
+    def getsockname(self) -> Any:
+        return self._local
+
+    def settimeout(self, timeout: float | None) -> None:
+        pass
+
+    def setsockopt(self, *args: Any) -> None:
+        pass
+
+    def shutdown(self, how: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _HandlerWriter(io.RawIOBase):
+    def __init__(self, sock: _HandlerSocket) -> None:
+        self._sock = sock
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self._sock.written += b
+        with memoryview(b) as view:
+            return view.nbytes
+
 
 _ERROR_PAGE = """\
 <!DOCTYPE HTML>
@@ -199,15 +340,27 @@ class CompatRequest:
     def _reply(self) -> Reply | bytes:
         """A Reply to frame, or raw bytes when the handler wrote its own response."""
         written = self.wfile.getvalue()
+        mode = self.server.reply_mode
         if self.status is None:
-            if written:
-                return written  # a hand-made status line and headers: send verbatim
-            raise NoResponseError(
-                f"handler sent no response for {self.command} {self.path} "
-                "(call send_response() or send_error())"
-            )
-        headers = self.response_headers
+            if not written:
+                raise NoResponseError(
+                    f"handler sent no response for {self.command} {self.path} "
+                    "(call send_response() or send_error())"
+                )
+            if mode is ReplyMode.VERBATIM:
+                return written
+            self._take_written(written)
+            written = self.wfile.getvalue()
         status = self.status
+        assert status is not None  # _take_written() set it
+        headers = self.response_headers
+        for name, value in headers:
+            if not TOKEN_STR.fullmatch(name) or not _LENIENT_VALUE.fullmatch(value):
+                raise InvalidReplyError(f"invalid header field {name!r}: {value!r}")
+        if mode is ReplyMode.VERBATIM:
+            head = head_bytes(status, self.reason, tuple(headers))
+            return head + written[self._body_start :]
+        headers = self.response_headers
         no_body = self.command == "HEAD" or status in (204, 304) or status < 200
         if any(n.lower() == "transfer-encoding" for n, _ in headers):
             # The handler framed its own body (which it may have done for
@@ -226,7 +379,45 @@ class CompatRequest:
             keep.append(("Connection", "close"))
         # Connection fields are merged into one by the machine, which says
         # "close" whenever the connection will not be reused.
+        if mode is ReplyMode.AS_WRITTEN and not all(VALUE_STR.fullmatch(v) for _, v in keep):
+            return self._as_written(status, keep, body)
         return Reply(status, body, keep, self.reason)
+
+    def _take_written(self, written: bytes) -> None:
+        """Turn a response the handler wrote by hand into send_response()/send_header() calls."""
+        version, status, reason, fields, body = _split_written(written)
+        self.close_connection = version < "HTTP/1.1"
+        self.send_response_only(status, reason)
+        for name, value in fields:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile = io.BytesIO(body)
+        self._body_start = 0
+
+    def _as_written(self, status: int, headers: list[tuple[str, str]], body: bytes) -> bytes:
+        """A whole response whose field values keep their whitespace, then close."""
+        try:
+            head, framing, _, _ = prepare_head(
+                status,
+                self.reason,
+                headers,
+                len(body),
+                keep_alive=False,
+                http11=self.request_version == "HTTP/1.1",
+                is_head=self.command == "HEAD",
+                expect_close=True,
+                validate=False,
+            )
+        except LocalProtocolError as exc:
+            raise InvalidReplyError(f"invalid reply: {exc}") from exc
+        if framing == NONE:
+            return head
+        if framing == CHUNKED:
+            out = bytearray(head)
+            write_chunk(out, body)
+            write_last_chunk(out)
+            return bytes(out)
+        return head + body
 
     def _self_framed(
         self, status: int, headers: list[tuple[str, str]], raw: bytes, no_body: bool
@@ -243,8 +434,9 @@ class CompatRequest:
         304; one ``Connection: close`` field; header fields are checked
         (:class:`InvalidReplyError`).  Trailers are dropped.
         """
+        strict = self.server.reply_mode is ReplyMode.STRICT
         for name, value in headers:
-            if not TOKEN_STR.fullmatch(name) or not VALUE_STR.fullmatch(value):
+            if strict and not VALUE_STR.fullmatch(value):
                 raise InvalidReplyError(f"invalid header field {name!r}: {value!r}")
         http11 = self.request_version == "HTTP/1.1"
         chunked = http11 and not (status < 200 or status == 204)
@@ -276,6 +468,17 @@ class TestHTTPServer(HTTPServer):
     ``BaseHTTPRequestHandler`` attributes and methods) for every method
     (GET, POST, HEAD...), on the reactor thread.  ``log`` turns on
     http.server-style request logging on stderr; ``sslctx`` serves HTTPS.
+
+    :param handler_class: instead of ``handler``, an
+        ``http.server.BaseHTTPRequestHandler`` subclass (or a factory called
+        like one, ``(request, client_address, server)``); a class passed as
+        ``handler`` is taken as this.  Its ``do_GET``/``do_POST``... run on
+        the reactor thread, once per request (see the module docstring);
+        they must not block.  ``RequestHandlerClass`` names it.
+    :param reply_mode: a :class:`ReplyMode` (or its value), default
+        :attr:`ReplyMode.STRICT`; also settable on the class.
+    :param raise_errors: default of ``stop(raise_errors=...)``: with it, a
+        handler error (an invalid reply included) fails the test.
     """
 
     __test__ = False
@@ -285,19 +488,33 @@ class TestHTTPServer(HTTPServer):
     #: (which never closes its connection) rely on.  Set ``"HTTP/1.1"`` on the
     #: class or instance for persistent connections.
     protocol_version = "HTTP/1.0"
+    reply_mode: ReplyMode = ReplyMode.STRICT
 
     def __init__(
         self,
         addr: Any,
-        handler: Callable[[CompatRequest], object],
+        handler: Callable[[CompatRequest], object] | None = None,
         poll_interval: float = 0.5,
         log: bool = False,
         sslctx: ssl.SSLContext | None = None,
+        *,
+        handler_class: Callable[..., object] | None = None,
+        reply_mode: ReplyMode | str | None = None,
+        raise_errors: bool = False,
     ) -> None:
+        if isinstance(handler, type):
+            handler, handler_class = None, handler
+        if (handler is None) == (handler_class is None):
+            raise InvalidArgumentError("give either a handler function or a request handler class")
         self.compat_handler = handler
+        self.RequestHandlerClass = handler_class
+        if reply_mode is not None:
+            self.reply_mode = ReplyMode(reply_mode)
         self.log = log
         self.sslctx = sslctx
-        super().__init__(addr, None, ssl_context=sslctx, poll_interval=poll_interval)
+        super().__init__(
+            addr, None, ssl_context=sslctx, poll_interval=poll_interval, raise_errors=raise_errors
+        )
 
     @property
     def server_port(self) -> int | None:
@@ -307,10 +524,33 @@ class TestHTTPServer(HTTPServer):
     def _run_handler(self, conn: _HTTPConnection, request: HTTPRequest) -> None:
         compat = CompatRequest(request, self)
         try:
-            self.compat_handler(compat)
+            if self.compat_handler is not None:
+                self.compat_handler(compat)
+            else:
+                compat._take_written(self._run_handler_class(request))
             result = compat._reply()
         except Exception as exc:
             self.handle_error(exc, f"handler for {request.method} {request.target}")
             result = _error_reply(exc)
         conn.respond_now(result)
 
+    def _run_handler_class(self, request: HTTPRequest) -> bytes:
+        """Run the handler class on ``request``; return what it wrote (or NoResponseError)."""
+        assert self.RequestHandlerClass is not None
+        fields = request.headers
+        if any(n.lower() == "transfer-encoding" for n, _ in fields):
+            # The body is whole and decoded: hand it over Content-Length framed.
+            drop = {"transfer-encoding", "content-length"}
+            fields = (
+                *((n, v) for n, v in fields if n.lower() not in drop),
+                ("Content-Length", str(len(request.body))),
+            )
+        head = f"{request.method} {request.target} HTTP/{request.http_version}\r\n"
+        data = (head + field_lines(fields) + "\r\n").encode("latin-1") + request.body
+        sock = _HandlerSocket(data, request.client_address, self.server_address)
+        self.RequestHandlerClass(sock, request.client_address, self)
+        if not sock.written:
+            raise NoResponseError(
+                f"handler class wrote no response for {request.method} {request.target}"
+            )
+        return bytes(sock.written)
