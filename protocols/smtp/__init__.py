@@ -45,6 +45,15 @@ from ._events import (
     SMTPProtocolError,
     StartTLSRequested,
 )
+from ._faults import (
+    Chaos,
+    CloseAfterMessages,
+    DelayReply,
+    DisconnectInData,
+    FaultFired,
+    ReplyOn,
+    SMTPFault,
+)
 from ._machine import AUTH_MECHANISMS, TRANSITIONS, SMTPServerConnection, State
 from ._server import (
     RECORD_LIMIT,
@@ -64,6 +73,13 @@ from ._state import TRIGGERS, Trigger
 
 __all__ = [
     "RECORD_LIMIT",
+    "Chaos",
+    "CloseAfterMessages",
+    "DelayReply",
+    "DisconnectInData",
+    "FaultFired",
+    "ReplyOn",
+    "SMTPFault",
     "REPLY_KEYS",
     "Reply",
     "SASLMechanism",

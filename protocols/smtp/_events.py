@@ -444,6 +444,9 @@ class Reply:
     code: int
     text: str = ""
     close: bool = False
+    #: The ``reason`` of the :class:`CommandRefusal` noted for a 4xx/5xx
+    #: (``"hook"`` for ``on_command``, ``"fault"`` for a fault rule).
+    reason: str = "hook"
 
     def __post_init__(self) -> None:
         if not isinstance(self.code, int) or self.code // 100 not in (2, 4, 5):

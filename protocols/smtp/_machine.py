@@ -808,7 +808,7 @@ class SMTPServerConnection:
         if reply.code >= 400:
             txn = self._txn
             mail_from = txn.mail_from if txn is not None else ""
-            self._note_refusal(reply.code, reply.text, "hook", mail_from, closes=closes)
+            self._note_refusal(reply.code, reply.text, reply.reason, mail_from, closes=closes)
         if closes:
             self._hang_up(reply.code)
 

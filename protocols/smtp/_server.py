@@ -56,6 +56,7 @@ from ._events import (
     SMTPProtocolError,
     StartTLSRequested,
 )
+from ._faults import DisconnectInData, FaultFired, SMTPFault
 from ._machine import SMTPServerConnection, State
 
 # An RFC 3463 enhanced status code at the start of a reply text.
@@ -281,10 +282,13 @@ class SMTPSession:
     free for the hook's own use.
     """
 
-    __slots__ = ("peer", "context", "counts", "messages", "_machine")
+    __slots__ = ("peer", "context", "counts", "messages", "_machine", "_server")
 
-    def __init__(self, peer: Any, machine: SMTPServerConnection) -> None:
+    def __init__(
+        self, peer: Any, machine: SMTPServerConnection, server: SMTPServer | None = None
+    ) -> None:
         self.peer = peer
+        self._server = server
         self.context: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
         self.messages = 0
@@ -293,6 +297,11 @@ class SMTPSession:
     @property
     def helo(self) -> str | None:
         return self._machine.helo_name
+
+    @property
+    def server_messages(self) -> int:
+        """Messages the server accepted so far, on every connection."""
+        return len(self._server.messages) if self._server is not None else self.messages
 
     @property
     def esmtp(self) -> bool:
@@ -332,6 +341,13 @@ class _SMTPConnection:
         self.transport: StreamTransport | None = None
         self.machine: SMTPServerConnection | None = None
         self.session: SMTPSession | None = None
+        # DelayReply: replies held until a timer fires (only this connection waits).
+        self._held: bytearray | None = None
+        self._close_after_hold = False
+        # DisconnectInData: which message's content is arriving, and how much.
+        self._in_data = False
+        self._data_index = 0
+        self._data_octets = 0
         self._resume_scheduled = False  # the machine yielded; _resume is queued or awaited
         self._write_paused = False  # the client does not read: replies wait
         self._resume_on_write = False  # _resume waits for resume_writing()
@@ -362,12 +378,14 @@ class _SMTPConnection:
             ehlo_keywords=self._keywords if server.ehlo_keywords is not None else None,
             allow_repeated_helo=server.allow_repeated_helo,
             auth_before_ehlo=server.auth_before_ehlo,
-            command_hook=self._hook if server.on_command is not None else None,
+            command_hook=self._hook
+            if server.on_command is not None or server.command_faults
+            else None,
             custom_mechanisms={
                 name: self._wrap_mechanism(name, fn) for name, fn in server.sasl_mechanisms.items()
             },
         )
-        self.session = SMTPSession(self.peer, self.machine)
+        self.session = SMTPSession(self.peer, self.machine, server)
         self._flush()  # the greeting (held by the transport until a TLS handshake is done)
 
     # -- scripting callbacks, called by the machine (reactor thread) ------------
@@ -375,10 +393,22 @@ class _SMTPConnection:
     def _hook(self, verb: str, argument: str) -> Reply | None:
         """Run ``on_command``; a failure is recorded and answered 451."""
         session = self.session
-        fn = self.server.on_command
-        assert session is not None and fn is not None
+        server = self.server
+        fn = server.on_command
+        assert session is not None
         session.counts[verb] = session.counts.get(verb, 0) + 1
         try:
+            for fault in server.command_faults:
+                scripted: Reply | None = fault.command(session, verb, argument)
+                if scripted is not None:
+                    self._fault_fired(fault, verb, f"reply {scripted.code}")
+                    return scripted
+                seconds = fault.delay(session, verb, argument)
+                if seconds > 0:
+                    self._fault_fired(fault, verb, f"delay {seconds}")
+                    self._hold(seconds)
+            if fn is None:
+                return None
             result = fn(session, verb, argument)
             if result is None or isinstance(result, Reply):
                 return result
@@ -392,6 +422,38 @@ class _SMTPConnection:
         except Exception as exc:
             self.server.handle_error(exc, f"SMTP on_command for {self.peer!r}")
             return Reply(451, "4.3.0 Local error in processing")
+
+    def _fault_fired(self, fault: SMTPFault, verb: str, action: str) -> None:
+        self.server._record_bounded(
+            self.server.faults_fired,
+            FaultFired(peer=self.peer, fault=fault.describe(), verb=verb, action=action),
+        )
+
+    def _hold(self, seconds: float) -> None:
+        """Hold every reply from now on for ``seconds`` (a reactor timer):
+        the replies queued before go out now; reading pauses meanwhile."""
+        t = self.transport
+        if t is None or self._held is not None:
+            return
+        self._flush()
+        self._held = bytearray()
+        t.pause_reading()
+        t.reactor.call_later(seconds, self._release)
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        t = self.transport
+        if t is None or held is None or self.machine is None:
+            return
+        out = bytes(held) + self.machine.data_to_send()
+        if out:
+            t.write(out)
+        if self._close_after_hold:
+            t.close()
+            return
+        if not self._resume_scheduled:
+            t.resume_reading()
+        self._pump()
 
     def _keywords(self, builtin: list[str]) -> Sequence[str]:
         chosen = self.server.ehlo_keywords
@@ -419,8 +481,29 @@ class _SMTPConnection:
 
     def data_received(self, data: bytes) -> None:
         assert self.machine is not None
+        if self.server._disconnect_fault is not None and self._disconnect_now(len(data)):
+            return
         self.machine.receive_data(data)
         self._pump()
+
+    def _disconnect_now(self, octets: int) -> bool:
+        """DisconnectInData: drop the connection in the middle of the content."""
+        fault = self.server._disconnect_fault
+        assert fault is not None and self.machine is not None
+        if self.machine.state is not State.DATA:
+            self._in_data = False
+            return False
+        if not self._in_data:
+            self._in_data, self._data_octets = True, 0
+            self._data_index += 1
+        if self._data_index != fault.nth or self._data_octets + octets <= fault.after:
+            self._data_octets += octets
+            return False
+        self._fault_fired(fault, "DATA", "disconnect")
+        self.server._record_session(SessionEvent(peer=self.peer, kind="CLOSE", reply_code=0))
+        if self.transport is not None:
+            self.transport.abort()
+        return True
 
     def eof_received(self) -> bool | None:
         assert self.machine is not None
@@ -439,6 +522,10 @@ class _SMTPConnection:
     def shutdown(self) -> None:
         """Say 421 before the server closes the connection (RFC 5321 §3.8)."""
         if self.machine is not None:
+            if self._held is not None:  # a DelayReply is cut short by the stop
+                held, self._held = self._held, None
+                if self.transport is not None:
+                    self.transport.write(bytes(held))
             self._pump(finish=True)  # answer what arrived before the stop
             self.machine.shutdown("Server stopping, closing connection")
             self._flush()
@@ -446,7 +533,9 @@ class _SMTPConnection:
     def _flush(self) -> None:
         assert self.machine is not None
         out = self.machine.data_to_send()
-        if out and self.transport is not None:
+        if self._held is not None:
+            self._held += out  # DelayReply: sent when the timer fires
+        elif out and self.transport is not None:
             self.transport.write(out)
 
     def _pump(self, finish: bool = False) -> None:
@@ -500,11 +589,15 @@ class _SMTPConnection:
                         SessionEvent(peer=self.peer, kind=kind, reply_code=code)
                     )
                     self._flush()
-                    if self.transport is not None:
+                    if self._held is not None:
+                        self._close_after_hold = True
+                    elif self.transport is not None:
                         self.transport.close()
                     return
                 elif isinstance(event, ConnectionClosed):
-                    if self.transport is not None:
+                    if self._held is not None:
+                        self._close_after_hold = True
+                    elif self.transport is not None:
                         self.transport.close()
                     return
         finally:
@@ -551,7 +644,7 @@ class _SMTPConnection:
         if self.transport is None or self.machine is None:
             return
         self._pump()
-        if not self._resume_scheduled and self.transport is not None:
+        if not self._resume_scheduled and self._held is None and self.transport is not None:
             self.transport.resume_reading()
 
     def _call(self, fn: Callable[..., object], *args: Any, reason: str = "callback") -> int | None:
@@ -778,6 +871,10 @@ class SMTPServer(StreamServerBase):
         instead (the command is then not executed); raise
         :class:`SMTPReject` likewise.  421, ``Reply(close=True)`` and any
         reply to QUIT close the connection.
+    :param command_faults: deterministic fault rules (:mod:`protocols.smtp._faults`:
+        ``ReplyOn``, ``CloseAfterMessages``, ``DisconnectInData``,
+        ``DelayReply``, ``Chaos``), checked before ``on_command``; each one
+        that fires is recorded in :attr:`faults_fired`.
     :param sasl_mechanisms: ``{name: mechanism}`` custom SASL mechanisms
         (generator functions, see :data:`protocols.smtp.SASLMechanism`),
         offered after ``auth_mechanisms``.  CRAM-MD5 is built in (list it in
@@ -820,6 +917,7 @@ class SMTPServer(StreamServerBase):
         auth_before_ehlo: bool = False,
         on_command: CommandHookFn | None = None,
         sasl_mechanisms: Mapping[str, SASLMechanism] | None = None,
+        command_faults: Sequence[SMTPFault] = (),
         **kwargs: Any,
     ) -> None:
         if ssl_context is not None and starttls_context is not None:
@@ -860,6 +958,14 @@ class SMTPServer(StreamServerBase):
         if on_command is not None and not callable(on_command):
             raise InvalidArgumentError("on_command must be callable")
         self.on_command = on_command
+        self.command_faults = list(command_faults)
+        for fault in self.command_faults:
+            if not isinstance(fault, SMTPFault):
+                raise InvalidArgumentError(f"command_faults takes SMTPFault rules, not {fault!r}")
+        found = [f for f in self.command_faults if isinstance(f, DisconnectInData)]
+        self._disconnect_fault: DisconnectInData | None = found[0] if found else None
+        #: Every fault rule that fired (:class:`~protocols.smtp.FaultFired`), in order.
+        self.faults_fired: list[FaultFired] = []
         self.sasl_mechanisms = {k.upper(): v for k, v in (sasl_mechanisms or {}).items()}
         if "CRAM-MD5" in (m.upper() for m in auth_mechanisms) and auth is not None:
             if self._secrets is None:
@@ -1038,6 +1144,12 @@ class SMTPServer(StreamServerBase):
             _describe_command,
         )
 
+    def wait_for_faults(
+        self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT
+    ) -> list[FaultFired]:
+        """Block until ``count`` faults fired; return the first ``count``."""
+        return self._wait_for_items(lambda: self.faults_fired, count, timeout, "fault(s) fired")
+
     def find_commands(self, **matchers: Any) -> list[SMTPCommand]:
         """Command lines matching the ``wait_for_commands()`` keywords (a snapshot)."""
         criteria = _command_criteria(**matchers)
@@ -1079,6 +1191,7 @@ class SMTPServer(StreamServerBase):
             self.logins.clear()
             self.commands.clear()
             self.session_events.clear()
+            self.faults_fired.clear()
             self.records_dropped = 0
 
 

@@ -1,0 +1,179 @@
+"""Deterministic per-command SMTP faults (issue 11 item 6), with smtplib."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import threading
+import time
+import unittest
+from typing import Any
+
+from protocols import SMTPServer
+from protocols.smtp import (
+    Chaos,
+    CloseAfterMessages,
+    DelayReply,
+    DisconnectInData,
+    InvalidArgumentError,
+    ReplyOn,
+)
+
+TIMEOUT = 10.0
+
+
+class FaultTestCase(unittest.TestCase):
+    def server(self, *faults: Any, **kwargs: Any) -> SMTPServer:
+        s = SMTPServer(command_faults=list(faults), **kwargs)
+        s.start()
+        self.addCleanup(s.stop)
+        return s
+
+
+class TestReplyOn(FaultTestCase):
+    def test_the_second_rcpt_gets_451(self) -> None:
+        s = self.server(ReplyOn("RCPT", (451, "4.3.0 try later"), nth=2))
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            refused = c.sendmail("a@b.example", ["x@y", "z@y", "w@y"], "hi\r\n")
+        self.assertEqual(refused, {"z@y": (451, b"4.3.0 try later")})
+        self.assertEqual(s.wait_for_message(TIMEOUT).rcpt_tos, ("x@y", "w@y"))
+        rej = s.wait_for_rejections(1, TIMEOUT, command="RCPT")[0]
+        self.assertEqual((rej.code, rej.reason, rej.line.upper()), (451, "fault", b"RCPT TO:<Z@Y>"))
+        fired = s.wait_for_faults(1, TIMEOUT)[0]
+        self.assertEqual((fired.verb, fired.action), ("RCPT", "reply 451"))
+
+    def test_matching_argument(self) -> None:
+        s = self.server(ReplyOn("MAIL", (550, "5.7.1 spammer"), match=r"^FROM:<spam@"))
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            with self.assertRaises(smtplib.SMTPSenderRefused) as cm:
+                c.sendmail("spam@x.example", ["a@b"], "x\r\n")
+            self.assertEqual(cm.exception.smtp_code, 550)
+            self.assertEqual(c.sendmail("ham@x.example", ["a@b"], "x\r\n"), {})
+        self.assertEqual(s.wait_for_message(TIMEOUT).mail_from, "ham@x.example")
+
+    def test_bad_rules_are_refused(self) -> None:
+        for make in (
+            lambda: ReplyOn("RCPT", (354, "x")),
+            lambda: ReplyOn("R CPT", (451, "x")),
+            lambda: ReplyOn("RCPT", (451, "x"), nth=0),
+            lambda: Chaos(1.5),
+            lambda: DelayReply("DATA", -1),
+            lambda: SMTPServer(command_faults=["nope"]),  # type: ignore[list-item]
+        ):
+            with self.assertRaises(InvalidArgumentError):
+                make()
+
+
+class TestCloseAfterMessages(FaultTestCase):
+    def test_421_after_k_messages_on_a_connection(self) -> None:
+        s = self.server(CloseAfterMessages(2))
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            c.sendmail("a@b", ["c@d"], "1\r\n")
+            c.sendmail("a@b", ["c@d"], "2\r\n")
+            with self.assertRaises(smtplib.SMTPSenderRefused) as cm:
+                c.sendmail("a@b", ["c@d"], "3\r\n")
+            self.assertEqual(cm.exception.smtp_code, 421)
+            self.assertIsNone(c.sock)  # smtplib closes on 421, and so did we
+        # A new connection starts counting again.
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            c.sendmail("a@b", ["c@d"], "4\r\n")
+        self.assertEqual(
+            [e.data for e in s.wait_for_messages(3, TIMEOUT)], [b"1\r\n", b"2\r\n", b"4\r\n"]
+        )
+        self.assertEqual(s.wait_for_session_events(1, TIMEOUT, kind="CLOSE")[0].reply_code, 421)
+
+    def test_per_server(self) -> None:
+        s = self.server(CloseAfterMessages(1, per="server"))
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            c.sendmail("a@b", ["c@d"], "1\r\n")
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            self.assertEqual(c.ehlo()[0], 421)  # the server counts every connection's
+            with self.assertRaises(smtplib.SMTPServerDisconnected):
+                c.noop()
+
+
+class TestDisconnectInData(FaultTestCase):
+    def test_nothing_is_delivered(self) -> None:
+        s = self.server(DisconnectInData(after=10, nth=2))
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            c.sendmail("a@b", ["c@d"], "first\r\n")
+            with self.assertRaises(smtplib.SMTPServerDisconnected):
+                c.sendmail("a@b", ["c@d"], "x" * 5000 + "\r\n")
+        self.assertEqual(s.wait_for_faults(1, TIMEOUT)[0].action, "disconnect")
+        s.wait_for(lambda: s.connection_count == 0, TIMEOUT)
+        self.assertEqual([e.data for e in s.messages], [b"first\r\n"])
+
+
+class TestDelayReply(FaultTestCase):
+    def test_delay_holds_only_that_connection(self) -> None:
+        s = self.server(DelayReply("DATA", 1.0))
+        other = self.server()
+        delayed: list[float] = []
+
+        def slow_client() -> None:
+            with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+                start = time.monotonic()
+                c.sendmail("a@b", ["c@d"], "slow\r\n")
+                delayed.append(time.monotonic() - start)
+
+        t = threading.Thread(target=slow_client)
+        t.start()
+        s.wait_for_faults(1, TIMEOUT)  # the slow client's DATA is being held now
+        start = time.monotonic()
+        with smtplib.SMTP("127.0.0.1", other.port, timeout=TIMEOUT) as c:  # same reactor
+            for _ in range(5):
+                c.sendmail("a@b", ["c@d"], "fast\r\n")
+        fast = time.monotonic() - start
+        t.join(TIMEOUT)
+        self.assertFalse(t.is_alive())
+        self.assertGreaterEqual(delayed[0], 0.9)
+        self.assertLess(fast, 0.8, "another server waited for the delay")
+        self.assertEqual(s.wait_for_message(TIMEOUT).data, b"slow\r\n")
+
+    def test_pipelined_replies_stay_in_order_behind_the_delay(self) -> None:
+        s = self.server(DelayReply("NOOP", 0.3, nth=1))
+        with socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"EHLO x\r\nNOOP\r\nRSET\r\nQUIT\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        codes = [line[:3] for line in data.split(b"\r\n") if line[3:4] == b" "]
+        self.assertEqual(codes, [b"220", b"250", b"250", b"250", b"221"])
+
+    def test_stop_during_a_delay_sends_the_held_replies_then_421(self) -> None:
+        s = SMTPServer(command_faults=[DelayReply("NOOP", 30)])
+        s.start()
+        with socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"NOOP\r\n")
+            s.wait_for_faults(1, TIMEOUT)
+            start = time.monotonic()
+            s.stop()
+            self.assertLess(time.monotonic() - start, 5)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        self.assertTrue(data.startswith(b"220 "), data)
+        self.assertIn(b"\r\n250 OK\r\n421 ", data)
+
+
+class TestChaos(FaultTestCase):
+    def run_clients(self, seed: int) -> list[int]:
+        s = self.server(Chaos(0.3, (451, "4.3.0 chaos"), verbs=("RCPT",), seed=seed))
+        codes = []
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            c.ehlo()
+            c.mail("a@b")
+            for i in range(40):
+                codes.append(c.rcpt(f"r{i}@x")[0])
+        return codes
+
+    def test_same_seed_same_faults(self) -> None:
+        first = self.run_clients(7)
+        self.assertEqual(first, self.run_clients(7))
+        self.assertNotEqual(first, self.run_clients(8))
+        self.assertIn(451, first)
+        self.assertIn(250, first)
+
+
+if __name__ == "__main__":
+    unittest.main()
