@@ -43,7 +43,7 @@ class TestReplyOn(FaultTestCase):
         self.assertEqual((fired.verb, fired.action), ("RCPT", "reply 451"))
 
     def test_matching_argument(self) -> None:
-        s = self.server(ReplyOn("MAIL", (550, "5.7.1 spammer"), match=r"^FROM:<spam@"))
+        s = self.server(ReplyOn("MAIL", (550, "5.7.1 spammer"), match=r"(?i)^FROM:<spam@"))
         with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
             with self.assertRaises(smtplib.SMTPSenderRefused) as cm:
                 c.sendmail("spam@x.example", ["a@b"], "x\r\n")
