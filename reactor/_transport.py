@@ -239,7 +239,9 @@ class StreamTransport:
         if not self._flush_scheduled and not self._events & selectors.EVENT_WRITE:
             self._flush_scheduled = True
             self._reactor.call_soon(self._scheduled_flush)
-        if not self._paused_for_writes and self.get_write_buffer_size() > self.high_water:
+        if not self._paused_for_writes and (
+            len(self._wbuf) if self._tls is None else self.get_write_buffer_size()
+        ) > self.high_water:
             self._update_back_pressure()  # enforced on every write, not only on a flush
             self._update_events()
 

@@ -362,7 +362,8 @@ class CompatRequest:
             return head + written[self._body_start :]
         headers = self.response_headers
         no_body = self.command == "HEAD" or status in (204, 304) or status < 200
-        if any(n.lower() == "transfer-encoding" for n, _ in headers):
+        lowered = [n.lower() for n, _ in headers]  # one pass for the checks below
+        if "transfer-encoding" in lowered:
             # The handler framed its own body (which it may have done for
             # HEAD too): decode it, then send it re-framed, and close.
             return self._self_framed(status, headers, written[self._body_start :], no_body)
@@ -371,17 +372,20 @@ class CompatRequest:
         # as for GET (a HEAD handler that wrote nothing keeps the length it
         # declared: that of the GET body); 304 keeps the declared one; a 204
         # (or 1xx) never has one (RFC 9110 §8.6).
-        if status == 304 or (self.command == "HEAD" and not body):
+        if status == 304 or (self.command == "HEAD" and not body) or (
+            "content-length" not in lowered
+        ):
             keep = list(headers)
         else:
             keep = [(n, v) for n, v in headers if n.lower() != "content-length"]
-        if self.close_connection and not any(n.lower() == "connection" for n, _ in keep):
+        if self.close_connection and "connection" not in lowered:
             keep.append(("Connection", "close"))
         # Connection fields are merged into one by the machine, which says
         # "close" whenever the connection will not be reused.
         if mode is ReplyMode.AS_WRITTEN and not all(VALUE_STR.fullmatch(v) for _, v in keep):
             return self._as_written(status, keep, body)
-        return Reply(status, body, keep, self.reason)
+        # A tuple: the server's memos of well-formed header tuples then apply.
+        return Reply(status, body, tuple(keep), self.reason)
 
     def _take_written(self, written: bytes) -> None:
         """Turn a response the handler wrote by hand into send_response()/send_header() calls."""

@@ -131,6 +131,7 @@ __all__ = ["CHUNKS_PER_DATA_EVENT", "HTTP11Machine", "State"]
 
 
 _CONTINUE: Final = head_bytes(100, "Continue", ())
+_END: Final = EndOfMessage()  # of a request without a body (immutable: shared)
 
 # Complete response heads by everything that decides their bytes and framing
 # (status, reason, fields, body length, persistence, version, HEAD): a test
@@ -442,11 +443,16 @@ class HTTP11Machine:
         return framing, length
 
     def _read_body(self) -> Data | EndOfMessage | Signal:
+        reader = self._reader
+        if reader is NO_BODY:  # the common case: a request without a body
+            self._their(EndOfMessage)
+            self._settle()
+            return _END
         if self._expect_pending:
             self._expect_pending = False
             if self.our_state is _SEND_RESPONSE and not self._rb:
                 self._out += _CONTINUE
-        event = self._reader.read(self._rb, self._eof)
+        event = reader.read(self._rb, self._eof)
         if type(event) is EndOfMessage:
             self._their(EndOfMessage)
             self._settle()

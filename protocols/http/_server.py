@@ -555,8 +555,12 @@ class _HTTPConnection:
             return
         self._timer = None
         self._pending = None
-        self._forget_request()
-        self._send_reply(reply)
+        request, self._request = self._request, None
+        if request is not None:
+            request._conn = None  # see _forget_request
+        _serialize_reply(self.machine, reply, self.server)
+        if not self._in_process:
+            self._flush()  # else _process_events flushes once at its end
         if self._paused:
             self._paused = False
             self._update_reading()
@@ -752,7 +756,7 @@ class HTTPServer(ExpectingServer, StreamServerBase):
             conn.respond_now(_error_reply(exc))
             return
         if reply is not None:  # else respond_later(): the Responder answers
-            conn.respond_now(reply)
+            conn.respond(conn._pending, reply)
 
     def _coerce(self, result: HandlerResult, request: HTTPRequest) -> Reply | None:
         if isinstance(result, Reply):
