@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import socket
 import threading
@@ -103,6 +104,21 @@ class TestDisconnectInData(FaultTestCase):
         s.wait_for(lambda: s.connection_count == 0, TIMEOUT)
         self.assertEqual([e.data for e in s.messages], [b"first\r\n"])
 
+    def test_pipelined_content_is_dropped_too(self) -> None:
+        s = self.server(DisconnectInData(after=0))
+        with socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT) as sock:
+            sock.sendall(
+                b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhi\r\n.\r\nNOOP\r\n"
+            )
+            data = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := sock.recv(65536):
+                    data += chunk
+        self.assertTrue(data.endswith(b"354 End data with <CR><LF>.<CR><LF>\r\n"), data)
+        s.wait_for(lambda: s.connection_count == 0, TIMEOUT)
+        self.assertEqual(s.messages, [])
+        self.assertEqual(s.wait_for_faults(1, TIMEOUT)[0].action, "disconnect")
+
 
 class TestDelayReply(FaultTestCase):
     def test_delay_holds_only_that_connection(self) -> None:
@@ -139,6 +155,18 @@ class TestDelayReply(FaultTestCase):
                 data += chunk
         codes = [line[:3] for line in data.split(b"\r\n") if line[3:4] == b" "]
         self.assertEqual(codes, [b"220", b"250", b"250", b"250", b"221"])
+
+    def test_a_flood_behind_a_delay_is_answered_in_order_once(self) -> None:
+        s = self.server(DelayReply("NOOP", 0.2, nth=1))
+        n = 5000
+        with socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"EHLO x\r\n" + b"NOOP\r\n" * n + b"QUIT\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        codes = [line[:3] for line in data.split(b"\r\n") if line[3:4] == b" "]
+        self.assertEqual(codes, [b"220", b"250"] + [b"250"] * n + [b"221"])
+        self.assertEqual(len(s.faults_fired), 1)
 
     def test_stop_during_a_delay_sends_the_held_replies_then_421(self) -> None:
         s = SMTPServer(command_faults=[DelayReply("NOOP", 30)])

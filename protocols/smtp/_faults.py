@@ -144,8 +144,9 @@ class CloseAfterMessages(SMTPFault):
 
 class DisconnectInData(SMTPFault):
     """Drop the connection (no reply) once ``after`` octets of the content
-    of the ``nth`` message of a connection arrived (``after=0``: at its
-    first octet).  Nothing of that message is delivered."""
+    after the ``nth`` DATA command of a connection arrived (``after=0``: at
+    its first octet), or at its end if it came whole in the read that
+    carried DATA (pipelining).  Nothing of that message is delivered."""
 
     def __init__(self, after: int = 0, *, nth: int = 1) -> None:
         if after < 0 or nth < 1:

@@ -344,9 +344,8 @@ class _SMTPConnection:
         # DelayReply: replies held until a timer fires (only this connection waits).
         self._held: bytearray | None = None
         self._close_after_hold = False
-        # DisconnectInData: which message's content is arriving, and how much.
-        self._in_data = False
-        self._data_index = 0
+        # DisconnectInData: armed by the nth DATA command; content octets seen.
+        self._disconnect_armed: DisconnectInData | None = None
         self._data_octets = 0
         self._resume_scheduled = False  # the machine yielded; _resume is queued or awaited
         self._write_paused = False  # the client does not read: replies wait
@@ -399,6 +398,10 @@ class _SMTPConnection:
         session.counts[verb] = session.counts.get(verb, 0) + 1
         try:
             for fault in server.command_faults:
+                if isinstance(fault, DisconnectInData):
+                    if verb == "DATA" and session.counts[verb] == fault.nth:
+                        self._disconnect_armed, self._data_octets = fault, 0
+                    continue
                 scripted: Reply | None = fault.command(session, verb, argument)
                 if scripted is not None:
                     self._fault_fired(fault, verb, f"reply {scripted.code}")
@@ -481,28 +484,29 @@ class _SMTPConnection:
 
     def data_received(self, data: bytes) -> None:
         assert self.machine is not None
-        if self.server._disconnect_fault is not None and self._disconnect_now(len(data)):
+        if self._disconnect_armed is not None and self._disconnect_now(len(data)):
             return
         self.machine.receive_data(data)
         self._pump()
 
     def _disconnect_now(self, octets: int) -> bool:
         """DisconnectInData: drop the connection in the middle of the content."""
-        fault = self.server._disconnect_fault
+        fault = self._disconnect_armed
         assert fault is not None and self.machine is not None
         if self.machine.state is not State.DATA:
-            self._in_data = False
             return False
-        if not self._in_data:
-            self._in_data, self._data_octets = True, 0
-            self._data_index += 1
-        if self._data_index != fault.nth or self._data_octets + octets <= fault.after:
+        if self._data_octets + octets <= fault.after:
             self._data_octets += octets
             return False
+        return self._disconnect(fault)
+
+    def _disconnect(self, fault: DisconnectInData) -> bool:
+        self._disconnect_armed = None
         self._fault_fired(fault, "DATA", "disconnect")
         self.server._record_session(SessionEvent(peer=self.peer, kind="CLOSE", reply_code=0))
+        self._flush()  # the replies owed so far (the 354 included), then the hang-up
         if self.transport is not None:
-            self.transport.abort()
+            self.transport.close()
         return True
 
     def eof_received(self) -> bool | None:
@@ -564,6 +568,11 @@ class _SMTPConnection:
                 elif isinstance(event, RecipientProposed):
                     self._decide(self.server.on_rcpt, event.address, event.options)
                 elif isinstance(event, MessageReceived):
+                    if self._disconnect_armed is not None:
+                        # The content came in the same read as DATA
+                        # (pipelining): drop it all the same, undelivered.
+                        self._disconnect(self._disconnect_armed)
+                        return
                     self._deliver(event)
                 elif isinstance(event, MessageRefused):
                     self.server._record_rejection(
@@ -962,8 +971,6 @@ class SMTPServer(StreamServerBase):
         for fault in self.command_faults:
             if not isinstance(fault, SMTPFault):
                 raise InvalidArgumentError(f"command_faults takes SMTPFault rules, not {fault!r}")
-        found = [f for f in self.command_faults if isinstance(f, DisconnectInData)]
-        self._disconnect_fault: DisconnectInData | None = found[0] if found else None
         #: Every fault rule that fired (:class:`~protocols.smtp.FaultFired`), in order.
         self.faults_fired: list[FaultFired] = []
         self.sasl_mechanisms = {k.upper(): v for k, v in (sasl_mechanisms or {}).items()}
