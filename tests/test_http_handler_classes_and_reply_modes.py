@@ -117,7 +117,7 @@ class HandlerClassTest(unittest.TestCase):
                     resp = conn.getresponse()
                     self.assertEqual(resp.read(), f"hello {path} from TestHTTPServer".encode())
                 self.assertEqual(srv.wait_for(lambda: len(srv.requests) == 2 or None), True)
-            self.assertEqual(srv.connection_count, 1)
+                self.assertEqual(srv.connection_count, 1)  # both on one connection
 
     def test_one_100_continue_the_servers(self) -> None:
         with TestHTTPServer(("127.0.0.1", 0), KeepAlive) as srv:
