@@ -53,8 +53,11 @@ TLS there, as CPython's test_imaplib does) may block, so it never runs on
 the reactor: when a connection is pending the reactor stops watching the
 listener and a worker thread calls ``get_request()``; the reactor watches
 again once it has returned, so calls never overlap (socketserver, too,
-calls it from one thread).  An ``OSError`` it raises (the peer left, a
-failed handshake) goes to ``tls_errors``: socketserver ignores it.
+calls it from one thread): one that never returns (a peer that never
+completes the handshake) stalls this server's accepting, not the reactor,
+and ``stop()`` reports it as ``HandlerTimeout``.  An ``OSError`` it raises
+(the peer left, a failed handshake) goes to ``tls_errors``: socketserver
+ignores it.
 """
 
 from __future__ import annotations

@@ -242,6 +242,17 @@ class ReplyModeTest(unittest.TestCase):
         got, raised = self._serve(by_hand, "verbatim")
         self.assertEqual((got, raised), (raw, []))
 
+    def test_verbatim_sends_a_handler_class_output_byte_for_byte(self) -> None:
+        class OwnFraming(Hello):
+            def do_GET(self) -> None:
+                self.wfile.write(
+                    b"HTTP/1.1 200 OK\r\nX-Spaced:  a \r\nContent-Length: 99\r\n\r\nab"
+                )
+
+        got, raised = self._serve(OwnFraming, ReplyMode.VERBATIM)
+        self.assertEqual(raised, [])
+        self.assertEqual(got, b"HTTP/1.1 200 OK\r\nX-Spaced:  a \r\nContent-Length: 99\r\n\r\nab")
+
     def test_verbatim_still_refuses_cr_lf_in_send_header(self) -> None:
         def smuggle(request: Any) -> None:
             request.send_response(200)

@@ -528,11 +528,17 @@ class TestHTTPServer(HTTPServer):
     def _run_handler(self, conn: _HTTPConnection, request: HTTPRequest) -> None:
         compat = CompatRequest(request, self)
         try:
+            result: Reply | bytes
             if self.compat_handler is not None:
                 self.compat_handler(compat)
+                result = compat._reply()
             else:
-                compat._take_written(self._run_handler_class(request))
-            result = compat._reply()
+                written = self._run_handler_class(request)
+                if self.reply_mode is ReplyMode.VERBATIM:
+                    result = written  # the class's own bytes, byte for byte
+                else:
+                    compat._take_written(written)
+                    result = compat._reply()
         except Exception as exc:
             self.handle_error(exc, f"handler for {request.method} {request.target}")
             result = _error_reply(exc)
