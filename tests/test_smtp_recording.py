@@ -10,13 +10,14 @@ import shutil
 import smtplib
 import socket
 import subprocess
+import threading
 import time
 import unittest
 from typing import Any
 from unittest import mock
 
 from protocols import SMTPReject, SMTPServer
-from protocols.smtp import CommandLine, CommandRefusal, SMTPServerConnection
+from protocols.smtp import RECORD_BYTES, CommandLine, CommandRefusal, SMTPServerConnection
 
 TIMEOUT = 10.0
 
@@ -101,6 +102,32 @@ class CommandLinesTest(unittest.TestCase):
                 [c.verb for c in srv.commands], ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]
             )
             self.assertEqual(srv.commands[0].line, b"EHLO swaks.test")
+
+    def test_recorded_line_octets_are_bounded(self) -> None:
+        # 12,000 long VRFY lines (6 MB): the records keep at most RECORD_BYTES
+        # of lines (G6b), the rest are counted as dropped.
+        line = b"VRFY " + b"x" * 500 + b"\r\n"
+        n = 12_000
+        with SMTPServer() as srv:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT) as sock:
+                replies: list[bytes] = []
+
+                def read() -> None:
+                    while chunk := sock.recv(65536):
+                        replies.append(chunk)
+
+                reader = threading.Thread(target=read)
+                reader.start()
+                sock.sendall(line * n + b"QUIT\r\n")
+                reader.join(TIMEOUT * 3)
+                self.assertFalse(reader.is_alive())
+            self.assertEqual(b"".join(replies).count(b"\r\n252 "), n)
+            srv.wait_for_session_events(1, TIMEOUT, kind="QUIT")
+            held = sum(len(c.line) for c in srv.commands)
+            self.assertLessEqual(held, RECORD_BYTES)
+            self.assertGreater(held, RECORD_BYTES - 1000)
+            self.assertEqual(len(srv.commands) + srv.records_dropped, n + 1)  # and QUIT
+            srv.clear()
 
     def test_records_are_bounded(self) -> None:
         with mock.patch("protocols.smtp._server.RECORD_LIMIT", 10):

@@ -56,6 +56,7 @@ from ._faults import (
 )
 from ._machine import AUTH_MECHANISMS, TRANSITIONS, SMTPServerConnection, State
 from ._server import (
+    RECORD_BYTES,
     RECORD_LIMIT,
     REPLY_HIGH_WATER,
     REPLY_KERNEL_BUFFER,
@@ -72,6 +73,7 @@ from ._server import (
 from ._state import TRIGGERS, Trigger
 
 __all__ = [
+    "RECORD_BYTES",
     "RECORD_LIMIT",
     "Chaos",
     "CloseAfterMessages",

@@ -210,7 +210,7 @@ class Chaos(SMTPFault):
         return f"Chaos(p={self.probability}, {self.reply.code}, seed={self.seed})"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class FaultFired:
     """A fault that fired: ``fault`` (its description), ``peer``, ``verb``
     (``"DATA"`` for a disconnect in the content) and ``action``

@@ -67,6 +67,7 @@ __all__ = [
     "REPLY_KERNEL_BUFFER",
     "Envelope",
     "Login",
+    "RECORD_BYTES",
     "RECORD_LIMIT",
     "Rejection",
     "SMTPCommand",
@@ -91,11 +92,18 @@ REPLY_HIGH_WATER = 256 * 1024
 REPLY_KERNEL_BUFFER = 64 * 1024
 
 #: Records one server keeps in each of :attr:`SMTPServer.commands`,
-#: :attr:`SMTPServer.rejected` and :attr:`SMTPServer.session_events`; past
-#: it, new ones are counted in :attr:`SMTPServer.records_dropped` instead
-#: (a client pipelining NOOPs for a minute must not grow memory without
-#: bound).  100,000 command records are some 20 MB.
-RECORD_LIMIT = 100_000
+#: :attr:`SMTPServer.rejected`, :attr:`SMTPServer.session_events` and
+#: :attr:`SMTPServer.faults_fired`; past it, new ones are counted in
+#: :attr:`SMTPServer.records_dropped` instead (a client pipelining NOOPs for
+#: a minute must not grow memory without bound).  A command record costs
+#: some 250 octets besides its line: 20,000 of them are about 5 MB.
+RECORD_LIMIT = 20_000
+
+#: Octets of raw command lines one server keeps across those records (AUTH
+#: lines may be 12,288 octets, MAIL lines 1,102): past it, records with a
+#: line are dropped and counted too.  With :data:`RECORD_LIMIT` this keeps a
+#: flooding client's cost in records under about 14 MB (guarantee G6b: 16 MiB).
+RECORD_BYTES = 4 * 1024 * 1024
 
 
 class SMTPReject(SMTPProtocolError):
@@ -167,7 +175,7 @@ class Envelope:
         return self.data.decode("utf-8", "replace")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Rejection:
     """A refusal: a 4xx/5xx reply to a command, or a message not delivered.
 
@@ -205,7 +213,7 @@ class Rejection:
     received_at: float = field(default_factory=time.monotonic, compare=False)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SMTPCommand:
     """One command line a client sent, as read (SASL responses and message
     content are not command lines).
@@ -225,7 +233,7 @@ class SMTPCommand:
     received_wall: float = field(default_factory=time.time, compare=False)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SessionEvent:
     """A change in a dialogue: ``kind`` ``"RSET"`` (a transaction reset by
     RSET), ``"QUIT"`` (the client said QUIT; ``reply_code`` 221) or
@@ -1003,6 +1011,7 @@ class SMTPServer(StreamServerBase):
         self.session_events: list[SessionEvent] = []
         #: Records not kept because their list held :data:`RECORD_LIMIT`.
         self.records_dropped = 0
+        self._record_bytes = 0  # line octets held in records (RECORD_BYTES)
         super().__init__(addr, ssl_context=ssl_context, **kwargs)
 
     def _offered_mechanisms(self) -> tuple[str, ...]:
@@ -1038,8 +1047,10 @@ class SMTPServer(StreamServerBase):
 
     def _record_bounded(self, records: list[Any], item: Any) -> None:
         with self._cond:
-            if len(records) < RECORD_LIMIT:
+            line = getattr(item, "line", b"")
+            if len(records) < RECORD_LIMIT and self._record_bytes + len(line) <= RECORD_BYTES:
                 records.append(item)
+                self._record_bytes += len(line)
             else:
                 self.records_dropped += 1
             self._cond.notify_all()
@@ -1068,8 +1079,10 @@ class SMTPServer(StreamServerBase):
                     )
                 else:  # pragma: no cover - take_records() returns only these
                     continue
-                if len(target) < RECORD_LIMIT:
+                size = len(r.line)
+                if len(target) < RECORD_LIMIT and self._record_bytes + size <= RECORD_BYTES:
                     target.append(item)
+                    self._record_bytes += size
                 else:
                     self.records_dropped += 1
             self._cond.notify_all()
@@ -1200,6 +1213,7 @@ class SMTPServer(StreamServerBase):
             self.session_events.clear()
             self.faults_fired.clear()
             self.records_dropped = 0
+            self._record_bytes = 0
 
 
 def _describe_rejection(r: Rejection) -> str:
