@@ -457,6 +457,15 @@ def main(argv: list[str] | None = None) -> int:
         }
         distributions.update(report.distributions)
     _progress_prefix = ""
+    if any(name in results for name in ("lifecycle", "throughput", "http")):
+        from bench._targets import targets_table
+
+        targets = targets_table(results)
+        if targets.rows:
+            print(targets.render(), end="\n\n")
+            if args.markdown:
+                print(targets.markdown(), end="\n\n")
+            results["targets"] = {"tables": [targets.as_json()]}
     total = time.monotonic() - t_all
     print(f"all benchmarks finished in {total:.1f} s"
           f"{f' with {failures} error(s)' if failures else ''}")

@@ -64,6 +64,7 @@ from ._server import (
 from ._threaded import StreamRequest, ThreadedStreamServerBase
 from ._transport import (
     ACCEPT_RETRY_DELAY,
+    DIRECT_SEND_MIN,
     READ_CHUNK,
     TLS_HANDSHAKE_TIMEOUT,
     WRITE_HIGH_WATER,
@@ -107,6 +108,7 @@ __all__ = [
     "ACCEPT_RETRY_DELAY",
     "DEFAULT_STOP_TIMEOUT",
     "DEFAULT_WAIT_TIMEOUT",
+    "DIRECT_SEND_MIN",
     "READ_CHUNK",
     "THREAD_NAME",
     "TLS_HANDSHAKE_TIMEOUT",

@@ -45,6 +45,7 @@ __all__ = [
     "DatagramTransport",
     "Listener",
     "READ_CHUNK",
+    "DIRECT_SEND_MIN",
     "WRITE_HIGH_WATER",
     "WRITE_LOW_WATER",
     "ACCEPT_RETRY_DELAY",
@@ -54,6 +55,13 @@ __all__ = [
 #: Bytes asked of one ``recv()``.  256 KiB moves a multi-megabyte upload in
 #: few passes without letting one connection hog a pass for long.
 READ_CHUNK = 256 * 1024
+
+#: A plain ``write()`` of at least this many bytes with nothing queued before
+#: it is sent at once from the caller's buffer instead of being copied into
+#: the write buffer for the end-of-pass send: coalescing only pays for small
+#: writes (replies written in pieces), and a bulk echo saves a copy and a
+#: pass per chunk.
+DIRECT_SEND_MIN = 64 * 1024
 
 #: Default high-water mark of a stream transport (its ``high_water``
 #: attribute).  Checked on every ``write()``: once more than this many bytes
@@ -162,6 +170,9 @@ class StreamTransport:
         self._tls: TLSLayer | None = None
         self._tls_done_cb: Callable[[], None] | None = None  # start_tls(on_done=)
         self._unwrap_done_cb: Callable[[], None] | None = None  # stop_tls(on_done=)
+        # Direct sends (DIRECT_SEND_MIN) only from the first I/O event on:
+        # fault hooks attach once connection_made (which may write) returned.
+        self._direct_ok = False
         self._faults: Any = None  # a reactor._faults.ConnectionFaults while faults apply
         self._update_events()
         if ssl_context is not None:
@@ -234,6 +245,26 @@ class StreamTransport:
             if self._tls.handshaking:
                 return
             self._wbuf += out
+        elif (
+            len(data) >= DIRECT_SEND_MIN
+            and not self._wbuf
+            and self._faults is None
+            and not self._flush_scheduled
+            and self._direct_ok
+        ):
+            # A large write with nothing queued before it: send it now, from
+            # the caller's buffer (no copy into the write buffer, no pass
+            # delay); only what the socket does not take is queued.
+            try:
+                sent = self._sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:  # EPIPE, ECONNRESET
+                self._force_close(exc)
+                return
+            if sent == len(data):
+                return
+            self._wbuf += memoryview(data)[sent:]
         else:
             self._wbuf += data
         if not self._flush_scheduled and not self._events & selectors.EVENT_WRITE:
@@ -333,6 +364,7 @@ class StreamTransport:
     # -- I/O callbacks ------------------------------------------------------
 
     def _on_events(self, mask: int) -> None:
+        self._direct_ok = True
         if mask & selectors.EVENT_WRITE:
             self._flush()
         if mask & selectors.EVENT_READ and self._reading:  # False once closed
