@@ -10,6 +10,7 @@ import shutil
 import smtplib
 import socket
 import subprocess
+import threading
 import unittest
 from collections.abc import Generator
 from typing import Any
@@ -190,7 +191,10 @@ class TestOnCommand(ScriptingTestCase):
     def test_known_unknown_and_invented_verbs(self) -> None:
         seen: list[tuple[str, str]] = []
 
+        threads: set[str] = set()
+
         def on_command(session: SMTPSession, verb: str, argument: str) -> Any:
+            threads.add(threading.current_thread().name)
             seen.append((verb, argument))
             if verb == "VRFY":
                 return (250, f"Known User <{argument}>")
@@ -211,6 +215,8 @@ class TestOnCommand(ScriptingTestCase):
         c.sendmail("a@b.example", ["c@d.example"], "x\r\n")  # carries on as usual
         self.assertEqual(s.wait_for_message(TIMEOUT).mail_from, "a@b.example")
         self.assertIn(("XFOO", "bar"), seen)
+        self.assertEqual(len(threads), 1)  # the reactor's, not the test's
+        self.assertNotIn(threading.current_thread().name, threads)
         self.assertIn(("EHLO", "client"), seen)
 
     def test_refusing_rcpt_and_closing_at_quit(self) -> None:
