@@ -59,6 +59,8 @@ class TestReplyOn(FaultTestCase):
             lambda: ReplyOn("RCPT", (451, "x"), nth=0),
             lambda: Chaos(1.5),
             lambda: DelayReply("DATA", -1),
+            lambda: DelayReply("DATA", 1, nth=0),  # would never fire
+            lambda: ReplyOn("MAIL", (550, "x"), match="("),  # re.error before
             lambda: SMTPServer(command_faults=["nope"]),  # type: ignore[list-item]
         ):
             with self.assertRaises(InvalidArgumentError):

@@ -97,7 +97,10 @@ class ReplyOn(SMTPFault):
         self.verb = _verb(verb)
         self.reply = _reply(reply)
         self.nth = nth
-        self.match = re.compile(match) if match is not None else None
+        try:
+            self.match = re.compile(match) if match is not None else None
+        except re.error as exc:
+            raise InvalidArgumentError(f"match is not a regular expression: {exc}") from None
 
     def command(self, session: Any, verb: str, argument: str) -> Reply | None:
         if verb != self.verb:
@@ -165,6 +168,8 @@ class DelayReply(SMTPFault):
     def __init__(self, verb: str, seconds: float, *, nth: int | None = None) -> None:
         if not 0 <= seconds <= 3600:
             raise InvalidArgumentError("seconds must be within 0..3600")
+        if nth is not None and nth < 1:
+            raise InvalidArgumentError("nth counts from 1")
         self.verb = _verb(verb)
         self.seconds = float(seconds)
         self.nth = nth
