@@ -391,6 +391,40 @@ class TestSASL(ScriptingTestCase):
         self.assertIsInstance(s.errors[0], ZeroDivisionError)
         s.errors.clear()
 
+    def test_mechanism_failing_to_close_still_gets_rfc_replies(self) -> None:
+        # A cancelled ("*") or cut-short exchange closes the generator; one
+        # that ignores GeneratorExit or raises in its finally clause must
+        # not take the connection (and its queued replies) down with it.
+        def stubborn(initial: bytes | None) -> Generator[bytes, bytes, tuple[str, str]]:
+            closes = 0
+            while True:
+                try:
+                    yield b"again"
+                except GeneratorExit:
+                    closes += 1
+                    if closes > 1:  # ends when garbage-collected (no unraisable)
+                        raise
+
+        def raises_on_close(initial: bytes | None) -> Generator[bytes, bytes, tuple[str, str]]:
+            try:
+                yield b"x"
+            finally:
+                raise ValueError("in finally")
+
+        s = self.auth_server(
+            sasl_mechanisms={"X-STUB": stubborn, "X-FIN": raises_on_close}, report_errors=False
+        )
+        for name, error in (("X-STUB", RuntimeError), ("X-FIN", ValueError)):
+            with self.subTest(mechanism=name):
+                out = raw_dialogue(
+                    s.port, b"EHLO x\r\nAUTH " + name.encode() + b"\r\n*\r\nNOOP\r\nQUIT\r\n"
+                )
+                self.assertIn(b"501 5.0.0 Authentication cancelled\r\n250 2.0.0 OK\r\n", out)
+                self.assertTrue(out.endswith(b"221 2.0.0 localhost closing connection\r\n"), out)
+                s.wait_for(lambda: bool(s.errors), TIMEOUT)  # noqa: B023
+                self.assertIsInstance(s.errors[0], error)
+                s.errors.clear()
+
     def test_machine_alone_rejects_unknown_mechanisms(self) -> None:
         with self.assertRaises(InvalidArgumentError):
             SMTPServerConnection(auth_mechanisms=("GSSAPI",))
