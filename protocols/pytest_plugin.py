@@ -70,7 +70,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _options(request: pytest.FixtureRequest) -> tuple[bool, bool]:
     strict, check = True, True
-    for mark in request.node.iter_markers(MARKER):
+    # iter_markers() yields the closest mark first (function, class, module):
+    # apply them outermost first so a test's own mark wins.
+    for mark in reversed(list(request.node.iter_markers(MARKER))):
         unknown = set(mark.kwargs) - {"strict", "check"}
         if mark.args or unknown:
             raise pytest.UsageError(

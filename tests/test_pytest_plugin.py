@@ -92,3 +92,31 @@ def test_body_fails(http_server):
     result.stdout.fnmatch_lines(
         ["*ERROR at teardown of test_body_fails*", "*expect(path='/never')*"]
     )
+
+
+def test_the_closest_marker_wins_over_a_class_or_module_one(pytester, monkeypatch):
+    result = run(
+        pytester,
+        monkeypatch,
+        """
+import pytest
+
+pytestmark = pytest.mark.testservers(strict=False)
+
+@pytest.mark.testservers(strict=True)
+def test_function_mark_over_module_mark(http_server):
+    assert http_server.strict is True
+
+def test_module_mark_applies(http_server):
+    assert http_server.strict is False
+
+class TestUnchecked:
+    pytestmark = [pytest.mark.testservers(check=False)]
+
+    @pytest.mark.testservers(check=True, strict=True)
+    def test_checked_again(self, http_server):
+        http_server.expect(path="/never-called")  # must error at teardown
+""",
+    )
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of TestUnchecked.test_checked_again*"])
