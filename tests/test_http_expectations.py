@@ -199,6 +199,46 @@ class RespondTest(unittest.TestCase):
             server.assert_no_unexpected()
 
 
+class OutcomeLike(BaseException):
+    """What pytest.fail()/pytest.skip() raise: a BaseException, not an Exception."""
+
+
+class CallbackBaseExceptionTest(unittest.TestCase):
+    """G5: a respond_with() callable or a predicate raising a BaseException (pytest.fail()
+    inside one) is a handler error answered 500, not the death of the reactor."""
+
+    def setUp(self) -> None:
+        self.server = HTTPServer(strict=True, report_errors=False)
+        self.server.start()
+        self.addCleanup(self.server.stop)
+        self.reactor = self.server._reactor
+
+    def assert_recorded_and_alive(self, status: int, body: bytes) -> None:
+        self.assertEqual(status, 500, body)
+        self.assertIn(b"OutcomeLike", body)
+        [err] = self.server.errors
+        self.assertIsInstance(err, OutcomeLike)
+        self.assertTrue(self.server.ready.is_set())
+        self.assertIs(self.server._reactor, self.reactor)
+        self.server.clear_expectations()  # a raising predicate raises for every request
+        self.server.expect(path="/after").respond(204)
+        self.assertEqual(call(self.server, "GET", "/after")[0], 204)
+
+    def test_respond_with_raising_a_base_exception(self) -> None:
+        def fail(request: object) -> bytes:
+            raise OutcomeLike("failed inside respond_with")
+
+        self.server.expect(path="/f").respond_with(fail)
+        self.assert_recorded_and_alive(*call(self.server, "GET", "/f"))
+
+    def test_predicate_raising_a_base_exception(self) -> None:
+        def pred(request: object) -> bool:
+            raise OutcomeLike("failed inside a predicate")
+
+        self.server.expect(path="/p", predicate=pred)
+        self.assert_recorded_and_alive(*call(self.server, "GET", "/p"))
+
+
 class StrictReportTest(unittest.TestCase):
     def test_500_body_names_the_nearest_expectations_and_why(self) -> None:
         with HTTPServer(strict=True) as server:

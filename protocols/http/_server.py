@@ -741,7 +741,12 @@ class HTTPServer(ExpectingServer, StreamServerBase):
 
     def _run_handler(self, conn: _HTTPConnection, request: HTTPRequest) -> None:
         """Call the native handler and send (or schedule) what it returns."""
-        handler = self._route(request)  # an expectation's, the handler, or strict's 500
+        try:
+            handler = self._route(request)  # an expectation's, the handler, or strict's 500
+        except BaseException as exc:  # a matcher's pytest.fail() too: never the reactor's death
+            self.handle_error(exc, f"matching {request.method} {request.target}")
+            conn.respond_now(_error_reply(exc))
+            return
         if handler is None:
             conn.respond_now(Reply(200))
             return
@@ -751,7 +756,7 @@ class HTTPServer(ExpectingServer, StreamServerBase):
                 reply: Reply | None = result  # the common case: skip the coercions
             else:
                 reply = self._coerce(result, request)
-        except Exception as exc:
+        except BaseException as exc:  # pytest.fail() in a handler is a handler error (G5)
             self.handle_error(exc, f"handler for {request.method} {request.target}")
             conn.respond_now(_error_reply(exc))
             return
