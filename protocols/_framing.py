@@ -150,10 +150,13 @@ class Framer:
         if isinstance(term, bytes):
             start = max(pos, self._scanned - len(term) + 1)
             i = buf.find(term, start)
+            # Without a delimiter, the frame is at least what precedes the
+            # last len(term) - 1 bytes (a delimiter may begin there): the
+            # limit holds however the bytes were split into reads.
+            if i < 0 and avail - len(term) + 1 > limit or i - pos > limit:
+                raise PeerError(f"frame longer than max_frame_length={limit}")
             if i < 0:
                 self._scanned = len(buf)
-                if avail > limit:
-                    raise PeerError(f"frame longer than max_frame_length={limit}")
                 return None
             frame = bytes(buf[pos:i])
             self._pos = self._scanned = i + len(term)

@@ -70,6 +70,23 @@ class FramerTest(unittest.TestCase):
             g.next_frame()
         self.assertEqual(Framer().limit, MAX_FRAME_LENGTH)
 
+    def test_delimited_limit_does_not_depend_on_how_the_bytes_arrive(self) -> None:
+        # A frame of exactly the limit is accepted even when its two-byte
+        # delimiter arrives split; one byte more is refused even when the
+        # delimiter arrives in the same read.
+        for chunks in ([b"x" * 10 + b"\r", b"\n"], [b"x" * 10 + b"\r\n"]):
+            f = Framer(b"\r\n", limit=10)
+            for chunk in chunks:
+                f.feed(chunk)
+                frame = f.next_frame()
+            self.assertEqual(frame, b"x" * 10, chunks)
+        for chunks in ([b"x" * 11 + b"\r", b"\n"], [b"x" * 11 + b"\r\n"], [b"x" * 12]):
+            f = Framer(b"\r\n", limit=10)
+            with self.assertRaises(PeerError, msg=repr(chunks)):
+                for chunk in chunks:
+                    f.feed(chunk)
+                    f.next_frame()
+
     def test_frames_are_cut_from_an_offset_and_compacted_once_per_batch(self) -> None:
         # No copy of the rest of the buffer per frame: 256 KiB of 2-byte
         # lines would otherwise cost 131,072 copies (quadratic time).
