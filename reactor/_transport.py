@@ -449,7 +449,13 @@ class StreamTransport:
         if self._closed:
             return
         events = 0
-        if self._reading and not self._eof and not self._paused_for_writes:
+        # Write back-pressure never stops a TLS handshake: the plaintext it
+        # holds (counted in the backlog) can only be sent once it completes.
+        if (
+            self._reading
+            and not self._eof
+            and (not self._paused_for_writes or (self._tls is not None and self._tls.handshaking))
+        ):
             events |= selectors.EVENT_READ
         if self._wbuf:
             events |= selectors.EVENT_WRITE

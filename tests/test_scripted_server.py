@@ -28,7 +28,13 @@ from protocols import (
     TCPServer,
     localhost_contexts,
 )
-from reactor import CONNECT_TIMEOUT, InvalidArgumentError, UsageError, current_reactor
+from reactor import (
+    CONNECT_TIMEOUT,
+    WRITE_HIGH_WATER,
+    InvalidArgumentError,
+    UsageError,
+    current_reactor,
+)
 
 TIMEOUT = 10.0  # generous: a noisy 2-core box
 SOCAT = shutil.which("socat")
@@ -353,6 +359,25 @@ class StartTLSTest(unittest.TestCase):
             raw = socket.create_connection(srv.server_address, timeout=TIMEOUT)
             with CLIENT_CTX.wrap_socket(raw, server_hostname="localhost") as tls:
                 self.assertEqual(recv_all(tls), b"pushed during the handshake\r\n")
+
+    def test_push_above_the_high_water_mark_during_the_handshake_is_delivered(self) -> None:
+        # Replies held behind the handshake count towards back-pressure; the
+        # handshake must still read the client's last flight (it used to
+        # stall until the 30 s handshake timeout, nothing delivered).
+        size = 2 * WRITE_HIGH_WATER + 1
+
+        def on_connect(conn: ScriptedConnection) -> None:
+            conn.push(b"z" * size)
+            conn.close_when_done()
+
+        with ScriptedServer(on_connect=on_connect, ssl_context=SERVER_CTX) as srv:
+            raw = socket.create_connection(srv.server_address, timeout=TIMEOUT)
+            with CLIENT_CTX.wrap_socket(raw, server_hostname="localhost") as tls:
+                got = 0
+                while chunk := tls.recv(1 << 20):
+                    got += len(chunk)
+            self.assertEqual(got, size)
+            self.assertEqual(srv.tls_errors, [])
 
 
 class FTPScript:
