@@ -51,7 +51,14 @@ class LengthPrefix:
             )
 
     def encode(self, payload: bytes) -> bytes:
-        """``payload`` with its length prefix (what :meth:`ScriptedConnection.push_frame` sends)."""
+        """``payload`` with its length prefix (what :meth:`ScriptedConnection.push_frame` sends).
+
+        :raises InvalidArgumentError: ``payload`` is too long for ``size`` bytes of length.
+        """
+        if len(payload) >= 1 << (8 * self.size):
+            raise InvalidArgumentError(
+                f"a {len(payload)}-byte payload does not fit a {self.size}-byte length prefix"
+            )
         order = ">" if self.byteorder == "big" else "<"
         return struct.pack(order + _PREFIX_FORMATS[self.size], len(payload)) + payload
 

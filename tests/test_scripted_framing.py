@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from protocols import LengthPrefix, PeerError
 from protocols._framing import MAX_FRAME_LENGTH, Framer
+from reactor import InvalidArgumentError
 
 
 def cut(framer: Framer, data: bytes, step: int) -> list[bytes]:
@@ -69,6 +70,13 @@ class FramerTest(unittest.TestCase):
         with self.assertRaises(PeerError):
             g.next_frame()
         self.assertEqual(Framer().limit, MAX_FRAME_LENGTH)
+
+    def test_a_payload_too_long_for_its_prefix_is_refused_clearly(self) -> None:
+        self.assertEqual(LengthPrefix(1).encode(b"a" * 255), b"\xff" + b"a" * 255)
+        with self.assertRaisesRegex(InvalidArgumentError, "256-byte payload.*1-byte"):
+            LengthPrefix(1).encode(b"a" * 256)
+        with self.assertRaises(InvalidArgumentError):
+            LengthPrefix(2, "little").encode(b"a" * 65536)
 
     def test_delimited_limit_does_not_depend_on_how_the_bytes_arrive(self) -> None:
         # A frame of exactly the limit is accepted even when its two-byte
