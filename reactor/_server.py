@@ -454,9 +454,10 @@ class BaseServer:
             self._lifecycle.release()
         # The handlers' frames are finished now: the recorded tracebacks
         # must not keep this server or the reactor's Thread in a cycle.
-        with self._cond:
-            recorded = [*self.errors, *self.tls_errors, *self.accept_errors]
-        release_traceback_frames(recorded)
+        if self.errors or self.tls_errors or self.accept_errors:
+            with self._cond:
+                recorded = [*self.errors, *self.tls_errors, *self.accept_errors]
+            release_traceback_frames(recorded)
         self._maybe_raise(raise_errors)
 
     def _stop_locked(self, timeout: float) -> None:

@@ -388,7 +388,11 @@ class StreamTransport:
         if self._tls is not None:
             self._tls_feed(data)
         else:
-            self._call(self.protocol.data_received, data)
+            try:  # self._call(self.protocol.data_received, data), inlined: the hot path
+                self.protocol.data_received(data)
+            except Exception as exc:
+                self._owner.handle_error(exc, f"connection from {self.peername!r}")
+                self._force_close(exc)
         return True
 
     def _on_eof(self) -> None:
@@ -429,6 +433,15 @@ class StreamTransport:
                     self._sock.shutdown(socket.SHUT_WR)
                 except OSError:
                     pass
+            elif (
+                self._events == selectors.EVENT_READ
+                and self._reading
+                and not self._eof
+                and not self._paused_for_writes
+                and self._tls is None
+                and self._faults is None
+            ):
+                return  # the common case: all sent, still reading: nothing changes
         self._update_back_pressure()
         self._update_events()
 
