@@ -792,6 +792,8 @@ class _BlackHoleState(_State):
 
     def _time_out(self) -> None:
         self.timer = None
+        if self.channel.conn.transport._closed:
+            return  # closed meanwhile (stop(), the peer): nothing timed out
         assert self.active is not None
         self.active.act("timeout", f"closed after {self.fault.timeout} s of silence")
         t = self.channel.conn.transport
@@ -916,6 +918,9 @@ class _Channel:
         active = _Active(rule, state, n, self)
         state.active = active
         self.actives.append(active)
+        held = self.seen - self.out
+        if held > 0:  # bytes already waiting here (behind another rule) are new to it
+            state.new_bytes(held, time.monotonic())
         state.start()
 
     def remove(self, rule: FaultRule) -> None:
@@ -1021,6 +1026,16 @@ class ConnectionFaults:
             self.close_timer.cancel()
             self.close_timer = None
         self.kick()
+
+    def closed(self) -> None:
+        """The transport closed (reactor thread): cancel every timer of its faults."""
+        for ch in (self.down, self.up):
+            ch.cancel_timer()
+            for a in ch.actives:
+                a.state.stop()
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = None
 
     def kick(self) -> None:
         """Something changed: re-run both directions on the next pass."""

@@ -487,6 +487,8 @@ class StreamTransport:
         self._closed = True
         self._closing = True
         self._reading = False
+        if self._faults is not None:  # no fault timer outlives the connection
+            self._faults.closed()
         if self._tls is not None:
             self._tls.close()
         if self._events:
