@@ -20,12 +20,16 @@ Reactor thread for everything but the public methods of the server base.
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import os
 import socket
 from typing import Any
 
 from reactor import (
     CONNECT_TIMEOUT,
     Connector,
+    InvalidArgumentError,
     Reactor,
     StreamServerBase,
     StreamTransport,
@@ -139,6 +143,28 @@ class _Pair:
             self.connector = None
 
 
+def _check_upstream(upstream: Any) -> None:
+    """Refuse an upstream the reactor could not connect to without blocking."""
+    if isinstance(upstream, (str, bytes)):
+        if not upstream:
+            raise InvalidArgumentError("upstream Unix socket path is empty")
+        return
+    if not isinstance(upstream, tuple) or len(upstream) not in (2, 4):
+        raise InvalidArgumentError(
+            f"upstream must be (host, port) or a Unix socket path, not {upstream!r}"
+        )
+    host, port = upstream[0], upstream[1]
+    if type(port) is not int or not 0 < port < 65536:
+        raise InvalidArgumentError(f"upstream port must be an int in 1..65535, not {port!r}")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"upstream host must be a numeric IP address, not {host!r} "
+            "(resolving a name would block the reactor)"
+        ) from None
+
+
 class FaultProxy(StreamServerBase):
     """A TCP or Unix stream proxy in front of ``upstream``, with transport faults.
 
@@ -150,6 +176,8 @@ class FaultProxy(StreamServerBase):
     :param connect_timeout: seconds an upstream connect may take.  A failed
         connect is recorded in :attr:`connect_errors` and the client's
         connection is closed.
+    :raises InvalidArgumentError: ``upstream`` is not a numeric
+        ``(host, port)`` or a path, or ``connect_timeout`` is not > 0.
 
     Use it as a context manager; ``proxy.faults.add(...)`` as on any stream
     server.  Other keywords are :class:`reactor.BaseServer`'s.
@@ -165,6 +193,13 @@ class FaultProxy(StreamServerBase):
     ) -> None:
         if isinstance(upstream, list):
             upstream = tuple(upstream)
+        if isinstance(upstream, os.PathLike):
+            upstream = os.fspath(upstream)
+        _check_upstream(upstream)
+        if type(connect_timeout) not in (int, float) or not 0 < connect_timeout < math.inf:
+            raise InvalidArgumentError(
+                f"connect_timeout must be a finite number of seconds > 0, not {connect_timeout!r}"
+            )
         self.upstream = upstream
         self.connect_timeout = connect_timeout
         #: Upstream connects that failed (``ConnectionRefusedError``...).

@@ -1,5 +1,6 @@
-"""Transport faults over a connection's life: rules that arrive while other
-rules hold bytes, and fault timers that must die with the connection.
+"""Faults over a connection's life: rules that arrive while other rules hold
+bytes, fault timers that must die with the connection, and arguments that
+must be refused when the fault or proxy is made, not when a client comes.
 
 Observed by raw-socket clients and on the servers' fault records.
 """
@@ -10,7 +11,9 @@ import socket
 import time
 import unittest
 
-from protocols import UPSTREAM, Bandwidth, BlackHole, Latency, TCPServer
+from protocols import UPSTREAM, Bandwidth, BlackHole, FaultProxy, HTTPServer, Latency, TCPServer
+from protocols.http import DelayHead, FailFirst
+from reactor import InvalidArgumentError
 
 
 def echo(conn, data: bytes) -> None:  # type: ignore[no-untyped-def]
@@ -79,6 +82,42 @@ class FaultTimersDieWithTheConnectionTest(unittest.TestCase):
             with socket.create_connection(other.server_address, timeout=5):
                 other.faults.wait_for_records(1, name="black-hole", action="timeout")
             self.assertEqual([r.action for r in rule.records], [None])
+
+
+class ArgumentsRefusedAtConstructionTest(unittest.TestCase):
+    def test_fault_proxy_refuses_an_upstream_it_cannot_connect_to(self) -> None:
+        for bad in (
+            "",
+            42,
+            ("localhost", 80),
+            ("127.0.0.1", -1),
+            ("127.0.0.1", 0),
+            ("127.0.0.1", "80"),
+            ("127.0.0.1",),
+        ):
+            with self.subTest(upstream=bad), self.assertRaises(InvalidArgumentError):
+                FaultProxy(bad)
+        for bad_timeout in (-1, 0, float("nan"), float("inf"), "5"):
+            with self.subTest(connect_timeout=bad_timeout), self.assertRaises(InvalidArgumentError):
+                FaultProxy(("127.0.0.1", 9), connect_timeout=bad_timeout)
+
+    def test_http_fault_selection_and_fail_first_values(self) -> None:
+        for make in (
+            lambda: FailFirst(1, body=5),
+            lambda: FailFirst(1, headers=5),  # type: ignore[arg-type]
+            lambda: FailFirst(1, headers=[(1, 2)]),
+        ):  # type: ignore[list-item]
+            with self.assertRaises(InvalidArgumentError):
+                make()
+        srv = HTTPServer()
+        try:
+            with self.assertRaises(InvalidArgumentError):
+                srv.faults.add(DelayHead(1), frist=2)
+            with self.assertRaises(InvalidArgumentError):
+                srv.faults.add(DelayHead(1), method=5)  # type: ignore[arg-type]
+            self.assertEqual(srv.faults.http_rules, [])
+        finally:
+            srv.stop()
 
 
 if __name__ == "__main__":

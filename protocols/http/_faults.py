@@ -323,10 +323,26 @@ class FailFirst(HTTPFault):
             raise InvalidArgumentError(f"FailFirst n must be an int >= 0, not {n!r}")
         if type(status) is not int or not 200 <= status <= 999:
             raise InvalidArgumentError(f"FailFirst status must be 200..999, not {status!r}")
+        if not isinstance(body, (bytes, str)):
+            raise InvalidArgumentError(f"FailFirst body must be bytes or str, not {body!r}")
+        try:
+            headers = tuple(headers)
+        except TypeError:
+            raise InvalidArgumentError(
+                f"FailFirst headers must be (name, value) pairs, not {headers!r}"
+            ) from None
+        for pair in headers:
+            if not (
+                isinstance(pair, tuple) and len(pair) == 2
+                and all(isinstance(x, str) for x in pair)
+            ):
+                raise InvalidArgumentError(
+                    f"FailFirst header must be a (str, str) pair, not {pair!r}"
+                )
         self.n = n
         self.status = status
         self.body = body
-        self.headers = tuple(headers)
+        self.headers = headers
         self.failed = 0
 
     def skips_handler(self) -> bool:
@@ -414,6 +430,11 @@ class HTTPFaults(TransportFaults):
             raise InvalidArgumentError("HTTP faults act on the response: no direction=")
         if path is not None and not (isinstance(path, (str, re.Pattern)) or callable(path)):
             raise InvalidArgumentError(f"path must be a str, a regex or a callable, not {path!r}")
+        if method is not None and not isinstance(method, str):
+            raise InvalidArgumentError(f"method must be a str, not {method!r}")
+        unknown = sorted(set(kwargs) - {"first", "every", "when", "probability", "seed"})
+        if unknown:
+            raise InvalidArgumentError(f"unexpected keyword(s) {unknown} for {fault!r}")
         selection = Selection(**kwargs)
         rule = _HTTPRule(self, fault, selection, path, method)
         self._on_reactor(self.http_rules.append, rule)
