@@ -133,13 +133,14 @@ class _DatagramRule(FaultRule):
 
 
 class _Held:
-    __slots__ = ("data", "addr", "left", "timer")
+    __slots__ = ("data", "addr", "left", "timer", "run")
 
-    def __init__(self, data: bytes, addr: Any, left: int) -> None:
+    def __init__(self, data: bytes, addr: Any, left: int, run: object) -> None:
         self.data = data
         self.addr = addr
         self.left = left
         self.timer: TimerHandle | None = None
+        self.run = run  # the server's transport when it arrived (see _emit)
 
 
 class DatagramFaults:
@@ -268,18 +269,19 @@ class DatagramFaults:
                     self._record(rule, n, d, addr, f"reorder behind {f.gap}")
                     out.append((delay, d, max(gap, f.gap)))
             items = out
+        run = self._server._transport
         for delay, d, gap in items:
             if delay > 0:
                 loop = self._server._reactor
-                loop.call_later(delay, self._emit, direction, d, addr, gap)
+                loop.call_later(delay, self._emit, direction, d, addr, gap, run)
             else:
-                self._emit(direction, d, addr, gap)
+                self._emit(direction, d, addr, gap, run)
 
-    def _emit(self, direction: str, data: bytes, addr: Any, gap: int) -> None:
-        if self._server._reactor is None:
-            return  # stopped meanwhile: in flight, lost
+    def _emit(self, direction: str, data: bytes, addr: Any, gap: int, run: object) -> None:
+        if self._server._reactor is None or self._server._transport is not run:
+            return  # stopped meanwhile (and maybe restarted): in flight, lost
         if gap:
-            h = _Held(data, addr, gap)
+            h = _Held(data, addr, gap, run)
             h.timer = self._server._reactor.call_later(
                 REORDER_MAX_HOLD, self._release, direction, h
             )
@@ -298,5 +300,5 @@ class DatagramFaults:
         held.remove(h)
         if h.timer is not None:
             h.timer.cancel()
-        if self._server._reactor is not None:
+        if self._server._reactor is not None and self._server._transport is h.run:
             self._deliver[direction](h.data, h.addr)

@@ -11,7 +11,17 @@ import socket
 import time
 import unittest
 
-from protocols import UPSTREAM, Bandwidth, BlackHole, FaultProxy, HTTPServer, Latency, TCPServer
+from protocols import (
+    UPSTREAM,
+    Bandwidth,
+    BlackHole,
+    Delay,
+    FaultProxy,
+    HTTPServer,
+    Latency,
+    TCPServer,
+    UDPServer,
+)
 from protocols.http import DelayHead, FailFirst
 from reactor import InvalidArgumentError
 
@@ -82,6 +92,31 @@ class FaultTimersDieWithTheConnectionTest(unittest.TestCase):
             with socket.create_connection(other.server_address, timeout=5):
                 other.faults.wait_for_records(1, name="black-hole", action="timeout")
             self.assertEqual([r.action for r in rule.records], [None])
+
+    def test_a_datagram_delayed_before_stop_is_not_delivered_after_a_restart(self) -> None:
+        with TCPServer() as other:  # keeps the shared reactor (and its timers) alive
+            srv = UDPServer()
+            srv.start()
+            try:
+                srv.faults.add(Delay(0.3), direction=UPSTREAM)
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+                    c.sendto(b"old", srv.server_address)
+                    srv.faults.wait_for_records(1)
+                    srv.stop()
+                    srv.faults.clear()
+                    srv.start()
+                    c.sendto(b"new", srv.server_address)
+                    srv.wait_for(lambda: len(srv.datagrams) >= 1, 5, "the new datagram")
+                    # A clock: armed after the old one's timer, so it fires later.
+                    srv.faults.add(Delay(0.3), direction=UPSTREAM)
+                    c.sendto(b"clock", srv.server_address)
+                    srv.wait_for(
+                        lambda: any(d.data == b"clock" for d in srv.datagrams), 5, "the clock"
+                    )
+                self.assertEqual([d.data for d in srv.datagrams], [b"new", b"clock"])
+            finally:
+                srv.stop()
+            self.assertEqual(other.errors, [])
 
 
 class ArgumentsRefusedAtConstructionTest(unittest.TestCase):
