@@ -128,7 +128,8 @@ class ScriptedConnection:
         self._continue_scheduled = False
         self._eof_pending = False  # EOF arrived while frames were still waiting
         self._tls_starting = False  # start_tls() called, handshake not done yet
-        self._close_after_tls = False  # close_when_done() during the handshake
+        self._close_after_tls = False  # close_when_done() during the handshake or stop_tls()
+        self._tls_stopping = False  # stop_tls() called, the peer's close_notify not in yet
         self._children: set[DataListener | Connector] = set()
         #: The object ``script(conn)`` made (once the connection is made), or None.
         self.script: object | None = None
@@ -193,8 +194,9 @@ class ScriptedConnection:
     def close_when_done(self) -> None:
         """Close once everything pushed so far has been sent (any thread).
 
-        During a TLS handshake the close waits for the handshake, so
-        replies pushed behind ``start_tls()`` are sent first.
+        During a TLS handshake the close waits for the handshake, and
+        after ``stop_tls()`` for the peer's close_notify, so replies pushed
+        behind ``start_tls()``/``stop_tls()`` are sent first.
         """
         self._on_reactor(self._close_when_done)
 
@@ -256,7 +258,16 @@ class ScriptedConnection:
         :raises UsageError: the connection has no established TLS session.
         """
         t = self._require_transport()
-        t.stop_tls(on_done=None if on_done is None else (lambda: None if on_done() else None))
+
+        def done() -> None:
+            self._tls_stopping = False
+            if on_done is not None:
+                on_done()
+            if self._close_after_tls and self.transport is not None:
+                self.transport.close()
+
+        t.stop_tls(on_done=done)
+        self._tls_stopping = True
 
     def listen(
         self,
@@ -391,7 +402,7 @@ class ScriptedConnection:
         t = self.transport
         if t is None:
             return
-        if self._tls_starting:
+        if self._tls_starting or self._tls_stopping:
             self._close_after_tls = True
         else:
             t.close()

@@ -349,6 +349,33 @@ class StartTLSTest(unittest.TestCase):
             self.assertEqual(srv.errors, [])
             self.assertEqual(srv.tls_errors, [])
 
+    def test_close_when_done_during_stop_tls_sends_what_was_pushed(self) -> None:
+        # Bytes pushed behind stop_tls() wait for the peer's close_notify;
+        # a close_when_done() must wait for them too (they were dropped).
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            if line == b"AUTH":
+                conn.push(b"234 go\r\n")
+                conn.start_tls(SERVER_CTX)
+            elif line == b"CCC":
+                conn.push(b"200 clear\r\n")
+                conn.stop_tls()
+                conn.push(b"221 bye in plaintext\r\n")
+                conn.close_when_done()
+
+        with ScriptedServer(on_frame=on_frame) as srv:
+            raw = socket.create_connection(srv.server_address, timeout=TIMEOUT)
+            self.addCleanup(raw.close)
+            raw.sendall(b"AUTH\r\n")
+            self.assertEqual(recv_until(raw, b"\r\n"), b"234 go\r\n")
+            tls = CLIENT_CTX.wrap_socket(raw, server_hostname="localhost")
+            tls.sendall(b"CCC\r\n")
+            self.assertEqual(recv_until(tls, b"\r\n"), b"200 clear\r\n")
+            plain = tls.unwrap()
+            self.addCleanup(plain.close)
+            self.assertEqual(recv_all(plain), b"221 bye in plaintext\r\n")
+            self.assertEqual(srv.errors, [])
+            self.assertEqual(srv.tls_errors, [])
+
     def test_close_when_done_during_the_handshake_sends_what_was_pushed(self) -> None:
         def on_connect(conn: ScriptedConnection) -> None:
             conn.start_tls(SERVER_CTX)
