@@ -49,16 +49,26 @@ class PassBudget:
         self._deadline = 0.0
 
     def start(self) -> None:
-        """Begin a pass: the full event count and time are available again."""
+        """Begin a pass: the full event count and time are available again.
+
+        The clock is read by the pass's first :meth:`spend`, not here (a pass
+        that spends nothing reads it not at all, one that spends n reads it n
+        times).
+        """
         self._left = self.events
-        self._deadline = time.monotonic() + self.seconds
+        self._deadline = -1.0  # set by the first spend()
 
     def spend(self) -> bool:
         """Take one event from the budget; False when it is spent (yield then)."""
-        if self._left <= 0 or time.monotonic() > self._deadline:
+        left = self._left
+        if left <= 0:
+            return False
+        if self._deadline < 0:  # the pass's first event: its time starts now
+            self._deadline = time.monotonic() + self.seconds
+        elif time.monotonic() > self._deadline:
             self._left = 0
             return False
-        self._left -= 1
+        self._left = left - 1
         return True
 
     def unlimited(self) -> None:

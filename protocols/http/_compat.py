@@ -83,6 +83,11 @@ class ReplyMode(str, enum.Enum):
 #: A header value as written: any field content with surrounding spaces and
 #: tabs (RFC 9110 §5.5 minus the OWS trimming), never CR, LF or NUL.
 _LENIENT_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+# (name, value) pairs of str that passed the check in _reply(): handlers send
+# the same few fields again and again.  Bounded, cleared when full.
+_CHECKED_FIELDS: set[tuple[str, str]] = set()
+_CHECKED_FIELDS_MAX = 1024
 _STATUS_LINE = re.compile(r"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: (.*))?")
 
 
@@ -354,9 +359,16 @@ class CompatRequest:
         status = self.status
         assert status is not None  # _take_written() set it
         headers = self.response_headers
-        for name, value in headers:
+        checked = _CHECKED_FIELDS
+        for pair in headers:
+            if type(pair[0]) is str and type(pair[1]) is str and pair in checked:
+                continue  # the same field was checked before
+            name, value = pair
             if not TOKEN_STR.fullmatch(name) or not _LENIENT_VALUE.fullmatch(value):
                 raise InvalidReplyError(f"invalid header field {name!r}: {value!r}")
+            if len(checked) >= _CHECKED_FIELDS_MAX:
+                checked.clear()
+            checked.add((name, value))
         if mode is ReplyMode.VERBATIM:
             head = head_bytes(status, self.reason, tuple(headers))
             return head + written[self._body_start :]
