@@ -22,6 +22,7 @@ from protocols import (
     make_reply,
 )
 from protocols.http import SequenceExhausted
+from protocols.http._expect import UNEXPECTED_SHOWN
 
 
 def call(
@@ -261,6 +262,26 @@ class StrictReportTest(unittest.TestCase):
             self.assertIsInstance(cm.exception, AssertionError)
             self.assertIn("path: got '/items/2', want '/items/1'", str(cm.exception))
             self.assertIn(server.url.split("//")[1].split(":")[0], str(cm.exception))
+
+    def test_many_unexpected_requests_give_a_bounded_report(self) -> None:
+        with HTTPServer(strict=True) as server:
+            server.expect(path="/health").respond(204)
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            for i in range(40):  # a client retrying a wrong path
+                conn.request("GET", f"/helth/{i}")
+                resp = conn.getresponse()
+                resp.read()
+                self.assertEqual(resp.status, 500)
+            conn.close()
+            self.assertEqual(len(server.unexpected), 40)
+            with self.assertRaises(ExpectationError) as cm:
+                server.assert_no_unexpected()
+        text = str(cm.exception)
+        self.assertIn("40 unexpected request(s)", text)
+        self.assertIn("no expectation matched GET /helth/0 HTTP/1.1", text)
+        self.assertEqual(text.count("no expectation matched"), UNEXPECTED_SHOWN)
+        self.assertIn(f"... and {40 - UNEXPECTED_SHOWN} more (see server.unexpected)", text)
+        self.assertLess(len(text.splitlines()), 10 * UNEXPECTED_SHOWN)
 
     def test_no_expectations_at_all(self) -> None:
         with HTTPServer(strict=True) as server:

@@ -66,6 +66,9 @@ T = TypeVar("T")
 
 #: Expectations named in a strict-mode 500 and in its report (the nearest ones).
 NEAREST_SHOWN: Final = 3
+#: Unexpected requests whose near-miss report is shown in a check's report
+#: (``server.unexpected`` has all of them).
+UNEXPECTED_SHOWN: Final = 10
 
 
 class ExpectationError(TestServersError, AssertionError):
@@ -474,7 +477,11 @@ class ExpectingServer:
 
     def _unexpected_report(self, unexpected: list[UnexpectedRequest]) -> str:
         head = f"{self._label()}: {len(unexpected)} unexpected request(s):"
-        return head + "".join("\n" + _indent(u.report) for u in unexpected)
+        text = head + "".join("\n" + _indent(u.report) for u in unexpected[:UNEXPECTED_SHOWN])
+        if len(unexpected) > UNEXPECTED_SHOWN:
+            more = len(unexpected) - UNEXPECTED_SHOWN
+            text += f"\n  ... and {more} more (see server.unexpected)"
+        return text
 
     # -- queries (any thread) -------------------------------------------------------
 
