@@ -241,6 +241,7 @@ class ScriptedConnection:
         """
         t = self._require_transport()
         self.discarded_plaintext += self._framer.clear()
+        self._resume_reading()  # the handshake must read (held frames pause it again after)
         self._tls_starting = True
 
         def done() -> None:
@@ -412,7 +413,9 @@ class ScriptedConnection:
         return None if cb is None else cb(*args)
 
     def _pause_reading(self) -> None:
-        if not self._read_paused and self.transport is not None:
+        # Never during a TLS handshake: it would stall until its timeout.
+        # Input arriving once it is done pauses reading then.
+        if not self._read_paused and self.transport is not None and not self._tls_starting:
             self._read_paused = True
             self.transport.pause_reading()
 

@@ -376,6 +376,28 @@ class StartTLSTest(unittest.TestCase):
             self.assertEqual(srv.errors, [])
             self.assertEqual(srv.tls_errors, [])
 
+    def test_frames_held_across_the_upgrade_do_not_stall_the_handshake(self) -> None:
+        # hold() pauses reading; the handshake must still read the client's
+        # flights (it stalled until the 30 s handshake timeout).
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            if line == b"STLS":
+                conn.push(b"+OK begin TLS\r\n")
+                conn.hold()
+                conn.start_tls(SERVER_CTX, on_done=conn.release)
+            else:
+                conn.push(line + (b" tls" if conn.is_tls else b" plain") + b"\r\n")
+
+        with ScriptedServer(on_frame=on_frame) as srv:
+            raw = socket.create_connection(srv.server_address, timeout=TIMEOUT)
+            self.addCleanup(raw.close)
+            raw.sendall(b"STLS\r\n")
+            self.assertEqual(recv_until(raw, b"\r\n"), b"+OK begin TLS\r\n")
+            tls = CLIENT_CTX.wrap_socket(raw, server_hostname="localhost")
+            tls.sendall(b"a\r\n")
+            self.assertEqual(recv_until(tls, b"\r\n"), b"a tls\r\n")
+            self.assertEqual(srv.tls_errors, [])
+            tls.close()
+
     def test_close_when_done_during_the_handshake_sends_what_was_pushed(self) -> None:
         def on_connect(conn: ScriptedConnection) -> None:
             conn.start_tls(SERVER_CTX)
