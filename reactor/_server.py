@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -222,6 +223,11 @@ class BaseServer:
         self._reactor: Reactor | None = None
         self._lease: _Lease | None = None
         self._detach_pending = False
+        # The loop a stop() made on its own thread told to exit: that stop
+        # could not join it, so the next stop() from another thread does.
+        # Weak: a server nobody stops again must not keep the loop's Thread
+        # referenced (threading_cleanup() counts it as dangling).
+        self._exiting_reactor: weakref.ref[Reactor] | None = None
         self._stopping = False
         #: Bumped (under ``_cond``) by every stop() of a started server, so
         #: that a wait_for() begun before it raises ServerStoppedError.
@@ -460,6 +466,18 @@ class BaseServer:
             release_traceback_frames(recorded)
         self._maybe_raise(raise_errors)
 
+    def _join_exiting_reactor(self, timeout: float) -> None:
+        # G1 from any thread: a stop() that ran on the loop thread (a handler
+        # stopping the last server) made the loop exit without joining it; a
+        # later stop() from another thread returns only once it has ended.
+        ref = self._exiting_reactor
+        exiting = ref() if ref is not None else None
+        if exiting is None:
+            self._exiting_reactor = None
+        elif not exiting.in_reactor_thread():
+            self._exiting_reactor = None
+            exiting.join(timeout)
+
     def _stop_locked(self, timeout: float) -> None:
         # Timeout 0 still gives an idle reactor MIN_STOP_WAIT to run the
         # clean-up, so that it is not reported as stuck.
@@ -469,6 +487,7 @@ class BaseServer:
         self._reactor = self._lease = None
         self.ready.clear()
         if reactor is None or lease is None:
+            self._join_exiting_reactor(wait)
             if not self._detach_pending:
                 self.server_close()
             return
@@ -504,6 +523,8 @@ class BaseServer:
                 ),
                 "stop()",
             )
+        if last and reactor.in_reactor_thread():
+            self._exiting_reactor = weakref.ref(reactor)
         self._join_workers(deadline)
         self._unlink_unix_path()
         with self._cond:

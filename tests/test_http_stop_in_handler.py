@@ -4,6 +4,7 @@ for a response owed at stop(), never a connection closed without a byte."""
 from __future__ import annotations
 
 import http.client
+import threading
 import unittest
 
 from protocols import HTTPRequest, HTTPServer, Reply
@@ -28,3 +29,9 @@ class StopFromInsideHandlerTests(unittest.TestCase):
         self.assertEqual(response.status, 503)
         self.assertIn(b"server stopped", response.read())
         self.assertEqual([r.target for r in server.unanswered], ["/stop"])
+        # The handler's stop() ran on the loop thread, so it could only tell
+        # the loop to exit; a stop() from this thread returns once it has
+        # ended (G1), else the next module's threading_setup() saw it alive.
+        server.stop()
+        alive = [t for t in threading.enumerate() if t.name == "testservers-reactor"]
+        self.assertEqual(alive, [])
