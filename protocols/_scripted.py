@@ -240,6 +240,8 @@ class ScriptedConnection:
         :raises UsageError: the connection is already TLS or closed.
         """
         t = self._require_transport()
+        if t.ssl_object is not None:  # before any change: a caller may go on after it
+            raise UsageError("the connection is already TLS")
         self.discarded_plaintext += self._framer.clear()
         self._resume_reading()  # the handshake must read (held frames pause it again after)
         self._tls_starting = True

@@ -398,6 +398,32 @@ class StartTLSTest(unittest.TestCase):
             self.assertEqual(srv.tls_errors, [])
             tls.close()
 
+    def test_a_refused_second_start_tls_changes_nothing(self) -> None:
+        # start_tls() on a TLS connection raises UsageError before touching
+        # the connection: the input behind it is still delivered and a
+        # later close_when_done() still closes (it waited for a handshake
+        # that never comes, and the pipelined NOOP was discarded).
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            if line == b"STLS":
+                try:
+                    conn.start_tls(SERVER_CTX)
+                except UsageError:
+                    conn.push(b"-ERR already TLS\r\n")
+                    return
+                conn.push(b"+OK begin TLS\r\n")
+            elif line == b"QUIT":
+                conn.push(b"+OK bye\r\n")
+                conn.close_when_done()
+            else:
+                conn.push(b"+OK " + line + b"\r\n")
+
+        with ScriptedServer(on_frame=on_frame, ssl_context=SERVER_CTX) as srv:
+            raw = socket.create_connection(srv.server_address, timeout=TIMEOUT)
+            with CLIENT_CTX.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"STLS\r\nNOOP\r\nQUIT\r\n")
+                self.assertEqual(recv_all(tls), b"-ERR already TLS\r\n+OK NOOP\r\n+OK bye\r\n")
+            self.assertEqual(srv.connections[0].discarded_plaintext, 0)
+
     def test_close_when_done_during_the_handshake_sends_what_was_pushed(self) -> None:
         def on_connect(conn: ScriptedConnection) -> None:
             conn.start_tls(SERVER_CTX)
