@@ -120,3 +120,27 @@ class TestUnchecked:
     )
     result.assert_outcomes(passed=3, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of TestUnchecked.test_checked_again*"])
+
+
+def test_a_raise_errors_server_reports_each_traceback_once(pytester, monkeypatch):
+    result = run(
+        pytester,
+        monkeypatch,
+        """
+import urllib.error, urllib.request
+from protocols import HTTPServer
+
+def test_handler_fails(make_server):
+    def handler(request):
+        raise ZeroDivisionError("handler failed once")
+    server = make_server(HTTPServer, handler=handler, raise_errors=True, report_errors=False)
+    try:
+        urllib.request.urlopen(server.url + "/", timeout=5)
+    except urllib.error.HTTPError as err:
+        err.close()
+""",
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_handler_fails*"])
+    text = result.stdout.str()
+    assert text.count("ZeroDivisionError: handler failed once") == 1, text
