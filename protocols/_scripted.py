@@ -270,6 +270,7 @@ class ScriptedConnection:
                 self.transport.close()
 
         t.stop_tls(on_done=done)
+        self._resume_reading()  # the peer's close_notify must be read, as a handshake
         self._tls_stopping = True
 
     def listen(
@@ -415,9 +416,15 @@ class ScriptedConnection:
         return None if cb is None else cb(*args)
 
     def _pause_reading(self) -> None:
-        # Never during a TLS handshake: it would stall until its timeout.
-        # Input arriving once it is done pauses reading then.
-        if not self._read_paused and self.transport is not None and not self._tls_starting:
+        # Never during a TLS handshake (it would stall until its timeout) or
+        # a stop_tls() (the peer's close_notify must be read).  Input
+        # arriving once it is done pauses reading then.
+        if (
+            not self._read_paused
+            and self.transport is not None
+            and not self._tls_starting
+            and not self._tls_stopping
+        ):
             self._read_paused = True
             self.transport.pause_reading()
 

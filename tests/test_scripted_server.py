@@ -424,6 +424,35 @@ class StartTLSTest(unittest.TestCase):
                 self.assertEqual(recv_all(tls), b"-ERR already TLS\r\n+OK NOOP\r\n+OK bye\r\n")
             self.assertEqual(srv.connections[0].discarded_plaintext, 0)
 
+    def test_frames_held_across_stop_tls_do_not_stall_it(self) -> None:
+        # hold() pauses reading; stop_tls() must still read the peer's
+        # close_notify (the held reply was never sent, the client hung).
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            if line == b"AUTH":
+                conn.push(b"234 go\r\n")
+                conn.start_tls(SERVER_CTX)
+            elif line == b"CCC":
+                conn.push(b"200 clear\r\n")
+                conn.hold()
+                conn.stop_tls(on_done=conn.release)
+                conn.push(b"sent in the clear\r\n")
+            else:
+                conn.push(line + (b" tls" if conn.is_tls else b" plain") + b"\r\n")
+
+        with ScriptedServer(on_frame=on_frame) as srv:
+            raw = socket.create_connection(srv.server_address, timeout=TIMEOUT)
+            self.addCleanup(raw.close)
+            raw.sendall(b"AUTH\r\n")
+            self.assertEqual(recv_until(raw, b"\r\n"), b"234 go\r\n")
+            tls = CLIENT_CTX.wrap_socket(raw, server_hostname="localhost")
+            tls.sendall(b"CCC\r\n")
+            self.assertEqual(recv_until(tls, b"\r\n"), b"200 clear\r\n")
+            plain = tls.unwrap()
+            self.addCleanup(plain.close)
+            self.assertEqual(recv_until(plain, b"\r\n"), b"sent in the clear\r\n")
+            plain.sendall(b"b\r\n")
+            self.assertEqual(recv_until(plain, b"\r\n"), b"b plain\r\n")
+
     def test_close_when_done_during_the_handshake_sends_what_was_pushed(self) -> None:
         def on_connect(conn: ScriptedConnection) -> None:
             conn.start_tls(SERVER_CTX)
