@@ -462,12 +462,17 @@ class StreamTransport:
         if self._closed:
             return
         events = 0
-        # Write back-pressure never stops a TLS handshake: the plaintext it
-        # holds (counted in the backlog) can only be sent once it completes.
+        # Write back-pressure never stops a TLS handshake or a stop_tls():
+        # the plaintext held meanwhile (counted in the backlog) can only be
+        # sent once the handshake completes or the peer's close_notify is in.
+        tls = self._tls
         if (
             self._reading
             and not self._eof
-            and (not self._paused_for_writes or (self._tls is not None and self._tls.handshaking))
+            and (
+                not self._paused_for_writes
+                or (tls is not None and (tls.handshaking or tls.unwrapping))
+            )
         ):
             events |= selectors.EVENT_READ
         if self._wbuf:

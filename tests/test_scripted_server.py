@@ -453,6 +453,34 @@ class StartTLSTest(unittest.TestCase):
             plain.sendall(b"b\r\n")
             self.assertEqual(recv_until(plain, b"\r\n"), b"b plain\r\n")
 
+    def test_push_above_the_high_water_mark_behind_stop_tls_is_delivered(self) -> None:
+        # Bytes pushed behind stop_tls() are held until the peer's
+        # close_notify and count towards back-pressure; reading it must
+        # not be paused by them.
+        size = 2 * WRITE_HIGH_WATER + 1
+
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            if line == b"AUTH":
+                conn.push(b"234 go\r\n")
+                conn.start_tls(SERVER_CTX)
+            elif line == b"CCC":
+                conn.push(b"200 clear\r\n")
+                conn.stop_tls()
+                conn.push(b"z" * size)
+                conn.close_when_done()
+
+        with ScriptedServer(on_frame=on_frame) as srv:
+            raw = socket.create_connection(srv.server_address, timeout=TIMEOUT)
+            self.addCleanup(raw.close)
+            raw.sendall(b"AUTH\r\n")
+            self.assertEqual(recv_until(raw, b"\r\n"), b"234 go\r\n")
+            tls = CLIENT_CTX.wrap_socket(raw, server_hostname="localhost")
+            tls.sendall(b"CCC\r\n")
+            self.assertEqual(recv_until(tls, b"\r\n"), b"200 clear\r\n")
+            plain = tls.unwrap()
+            self.addCleanup(plain.close)
+            self.assertEqual(len(recv_all(plain)), size)
+
     def test_close_when_done_during_the_handshake_sends_what_was_pushed(self) -> None:
         def on_connect(conn: ScriptedConnection) -> None:
             conn.start_tls(SERVER_CTX)
