@@ -451,7 +451,8 @@ def run(quick: bool = False) -> Report:
             fmt_ratio(med[name] / med[PEER]), fmt_ratio(med[name] / med[CEILING]),
         ])
     table.notes.append(f"ratios are to '{PEER}' and to '{CEILING}' (medians)")
-    table.notes.append("targets: HTTPServer >= 3x ThreadingHTTPServer and >= 0.6x the ceiling")
+    table.notes.append("targets (issue 10): HTTPServer >= 3x ThreadingHTTPServer + TCP_NODELAY and "
+                       ">= 0.5x the ceiling; TestHTTPServer >= 0.8x HTTPServer")
     tables = [table]
     tls_rates: dict[str, list[float]] = {name: [] for name in TLS_SUBJECTS}
     if WRK is not None:
