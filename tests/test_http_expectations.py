@@ -23,6 +23,7 @@ from protocols import (
 )
 from protocols.http import SequenceExhausted
 from protocols.http._expect import UNEXPECTED_SHOWN
+from reactor import InvalidArgumentError
 
 
 def call(
@@ -152,6 +153,27 @@ class RespondTest(unittest.TestCase):
             self.assertEqual(json.load(resp), {"ok": True})
             self.assertEqual(resp.headers["Content-Type"], "application/json")
             self.assertEqual(resp.headers["X-A"], "1")
+
+    def test_bad_reply_settings_are_refused_where_the_test_wrote_them(self) -> None:
+        # Refused at respond() time, not as a 500 once a request arrives.
+        exp = self.server.expect(path="/bad")
+        for kwargs in (
+            {"status": 99},
+            {"status": 1000},
+            {"status": "200"},
+            {"delay": -1},
+            {"delay": float("nan")},
+            {"body": 5},
+            {"headers": {"Bad Name": "x"}},
+            {"headers": {"X-A": "one\r\nX-Injected: two"}},
+            {"headers": [("X-A",)]},
+        ):
+            with self.subTest(**{k: repr(v) for k, v in kwargs.items()}):
+                with self.assertRaises(InvalidArgumentError):
+                    exp.respond(**kwargs)  # type: ignore[arg-type]
+        exp.respond(201, headers={"X-A": "ok"}, delay=0.01)
+        self.assertEqual(call(self.server, "GET", "/bad")[0], 201)
+        self.assertEqual(self.server.errors, [])
 
     def test_sequence_then_last_repeats(self) -> None:
         self.server.expect(path="/retry").respond_sequence([503, 503, make_reply(json=[1])])

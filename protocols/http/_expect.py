@@ -36,7 +36,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from reactor import DEFAULT_WAIT_TIMEOUT, TestServersError
+from reactor import DEFAULT_WAIT_TIMEOUT, InvalidArgumentError, TestServersError
 
 from .._match import (
     _MISSING,
@@ -49,6 +49,7 @@ from .._match import (
     short,
     wait_matching,
 )
+from ._grammar import TOKEN_STR, VALUE_STR
 
 if TYPE_CHECKING:
     from ._server import HandlerResult, HTTPRequest, Reply
@@ -98,10 +99,34 @@ def make_reply(
     """A :class:`Reply` from keywords: ``json=`` is serialized with its Content-Type.
 
     ``delay`` (seconds) sends the reply from a reactor timer: nothing blocks.
+
+    :raises InvalidArgumentError: a status outside 200-999, a body that is
+        not bytes or str, a delay that is not a finite number >= 0, or a
+        header that is not a (token, field value) pair of str: refused here,
+        where the test wrote it, rather than as a 500 when a request arrives.
     """
     from ._server import Reply
 
+    if type(status) is not int or not 200 <= status <= 999:
+        raise InvalidArgumentError(f"status must be an int from 200 to 999, not {status!r}")
+    if not isinstance(body, (bytes, str)):
+        raise InvalidArgumentError(f"body must be bytes or str, not {type(body).__name__}")
+    if type(delay) not in (int, float) or not 0 <= delay < float("inf"):
+        raise InvalidArgumentError(f"delay must be a finite number of seconds >= 0, not {delay!r}")
     fields = list(headers.items() if isinstance(headers, dict) else headers or ())
+    for pair in fields:
+        if not (
+            isinstance(pair, (tuple, list))
+            and len(pair) == 2
+            and isinstance(pair[0], str)
+            and TOKEN_STR.fullmatch(pair[0])
+            and isinstance(pair[1], str)
+            and VALUE_STR.fullmatch(pair[1])
+        ):
+            raise InvalidArgumentError(
+                f"each header must be a (name, value) pair of str, a token and a "
+                f"field value without CR or LF, not {pair!r:.80}"
+            )
     if json is not None:
         body = jsonlib.dumps(json).encode("utf-8")
         if not any(n.lower() == "content-type" for n, _ in fields):
@@ -205,8 +230,6 @@ class Expectation:
         number: int,
     ) -> None:
         if times is not None and (type(times) is not int or times < 1):
-            from reactor import InvalidArgumentError
-
             raise InvalidArgumentError(f"times must be None or an int >= 1, not {times!r}")
         self.server = server
         self.criteria = criteria
@@ -243,12 +266,8 @@ class Expectation:
         """
         items = list(responses)
         if not items:
-            from reactor import InvalidArgumentError
-
             raise InvalidArgumentError("respond_sequence() needs at least one response")
         if then not in ("repeat", "fail"):
-            from reactor import InvalidArgumentError
-
             raise InvalidArgumentError(f'then must be "repeat" or "fail", not {then!r}')
 
         def pick(request: HTTPRequest, n: int) -> HandlerResult:
