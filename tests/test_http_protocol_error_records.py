@@ -146,6 +146,22 @@ class ServerProtocolErrorObserversTest(unittest.TestCase):
         self.assertIsInstance(server.errors[0], RuntimeError)
         self.assertEqual(len(server.protocol_errors), 1)
 
+    def test_record_false_keeps_no_refusal_but_still_calls_the_observer(self) -> None:
+        # A sink that may run for days (the CLI) keeps nothing it answered.
+        seen: list[bytes] = []
+        got = threading.Event()
+
+        def observe(exc: RemoteProtocolError, peer: object) -> None:
+            seen.append(exc.offending)
+            got.set()
+
+        with HTTPServer(record=False, on_protocol_error=observe) as server:
+            self.assertIn(b" 400 ", exchange(server.port, b"NOT HTTP\r\n\r\n"))
+            self.assertTrue(got.wait(TIMEOUT))
+            self.assertEqual(server.protocol_errors, [])
+            self.assertEqual(server.requests, [])
+        self.assertEqual(seen, [b"NOT HTTP\r\n\r\n"])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -631,7 +631,10 @@ class HTTPServer(ExpectingServer, StreamServerBase):
     :param ssl_context: serve HTTPS (see :func:`protocols._tls.localhost_contexts`).
     :param limits: per-connection :class:`HTTPLimits` (request line, header
         section, body size).
-    :param record: keep every request in :attr:`requests` (default True).
+    :param record: keep every request in :attr:`requests` and every refused
+        one in :attr:`protocol_errors` (default True); with False the server
+        keeps neither (``on_protocol_error`` is still called), so a
+        long-running sink holds nothing it has answered.
     :param on_head: ``on_head(head: Request)`` on the reactor thread when a
         request head has arrived, before its body is read.  Return ``None``
         to go on (the body is read; a ``100 Continue`` is sent if the client
@@ -809,7 +812,8 @@ class HTTPServer(ExpectingServer, StreamServerBase):
         return True
 
     def _protocol_error(self, exc: RemoteProtocolError, peer: Any) -> None:
-        self._record(self.protocol_errors, exc)
+        if self.record:
+            self._record(self.protocol_errors, exc)
         if self.on_protocol_error is not None:
             try:
                 self.on_protocol_error(exc, peer)
