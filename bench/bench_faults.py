@@ -184,6 +184,8 @@ def _stripped_transport() -> type:
             if "self._faults is not None" in line:
                 skip_indent = indent
                 continue
+            if line.strip() == "and self._faults is None":
+                continue  # a fast path's condition: always true without faults
             out.append(line)
         stripped = "\n".join(out)
         if stripped == src.rstrip("\n") or "_faults" in stripped:
