@@ -439,9 +439,10 @@ class StreamTransport:
                 and not self._eof
                 and not self._paused_for_writes
                 and self._tls is None
-                and self._faults is None
             ):
-                return  # the common case: all sent, still reading: nothing changes
+                # The common case: all sent, still reading: nothing changes.
+                # (No fault hooks here: with hooks _flush returned above.)
+                return
         self._update_back_pressure()
         self._update_events()
 
