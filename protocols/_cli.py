@@ -200,34 +200,25 @@ def _print_syslog(p: Printer, kind: str, m: SyslogMessage) -> None:
     p.block(f"syslog/{kind} from {m.peer}: {head}{sd}", m.message, **fields)
 
 
-# The syslog sinks keep nothing (record=False): a sink may run for days.
+def _syslog_sink(
+    server_class: type[SyslogUDPServer] | type[SyslogTCPServer], kind: str
+) -> SinkFactory:
+    """The factory of the syslog sink over ``kind`` ("udp", "tcp", "tls"; TLS with the
+    bundled localhost certificate), listening on ``--syslog-<kind>``.
 
+    The syslog sinks keep nothing (record=False): a sink may run for days.
+    """
+    option = f"syslog_{kind}"
 
-def _syslog_udp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
-    return SyslogUDPServer(
-        (args.host, args.syslog_udp),
-        on_message=lambda m: _print_syslog(p, "udp", m),
-        record=False,
-        poll_interval=None,
-    )
+    def make(args: argparse.Namespace, p: Printer) -> BaseServer:
+        return server_class(
+            (args.host, getattr(args, option)),
+            on_message=lambda m: _print_syslog(p, kind, m),
+            record=False,
+            poll_interval=None,
+        )
 
-
-def _syslog_tcp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
-    return SyslogTCPServer(
-        (args.host, args.syslog_tcp),
-        on_message=lambda m: _print_syslog(p, "tcp", m),
-        record=False,
-        poll_interval=None,
-    )
-
-
-def _syslog_tls_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
-    return SyslogTLSServer(  # the bundled localhost certificate
-        (args.host, args.syslog_tls),
-        on_message=lambda m: _print_syslog(p, "tls", m),
-        record=False,
-        poll_interval=None,
-    )
+    return make
 
 
 def _udp_sink(args: argparse.Namespace, p: Printer) -> BaseServer:
@@ -297,9 +288,9 @@ SINKS: list[tuple[str, SinkFactory]] = [
     ("http", _http_sink),
     ("tcp", _tcp_sink),
     ("udp", _udp_sink),
-    ("syslog_udp", _syslog_udp_sink),
-    ("syslog_tcp", _syslog_tcp_sink),
-    ("syslog_tls", _syslog_tls_sink),
+    ("syslog_udp", _syslog_sink(SyslogUDPServer, "udp")),
+    ("syslog_tcp", _syslog_sink(SyslogTCPServer, "tcp")),
+    ("syslog_tls", _syslog_sink(SyslogTLSServer, "tls")),
 ]
 
 #: Option that sets each sink's port, for error messages.

@@ -172,8 +172,7 @@ class DatagramServer(DatagramServerBase):
 
     def find_datagrams(self, **matchers: Any) -> list[Datagram]:
         """Recorded datagrams matching ``data=``/``peer=``/``predicate=`` (a snapshot)."""
-        criteria = _match.datagram_criteria(**matchers)
-        return [d for d in list(self.datagrams) if criteria.matches(d)]
+        return _match.datagram_criteria(**matchers).select(self.datagrams)
 
 
 class UDPServer(DatagramServer):

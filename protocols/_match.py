@@ -24,7 +24,7 @@ Pure: no I/O, no threads; safe on any thread.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 __all__ = [
@@ -253,6 +253,14 @@ class Criteria:
 
     def matches(self, record: Any) -> bool:
         return not self.mismatches(record)
+
+    def select(self, records: Iterable[T]) -> list[T]:
+        """The records that match, in order: what every server's ``find_*()`` returns.
+
+        ``records`` is copied first (``list(records)``), so a recording the
+        reactor thread appends to meanwhile yields a consistent snapshot.
+        """
+        return [r for r in list(records) if self.matches(r)]
 
     def describe(self) -> str:
         """``"method='GET', path=Prefix('/a')"``: the keywords as given."""

@@ -377,8 +377,7 @@ class StreamServer(ThreadedStreamServerBase):
 
     def find_streams(self, **matchers: Any) -> list[Stream]:
         """Recorded streams matching ``data=``/``peer=``/``predicate=`` (a snapshot)."""
-        criteria = _match.stream_criteria(**matchers)
-        return [s for s in list(self.streams) if criteria.matches(s)]
+        return _match.stream_criteria(**matchers).select(self.streams)
 
 
 class TCPServer(StreamServer):

@@ -255,3 +255,17 @@ class ScriptedWaitReportTest(TimeoutReportMixin):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CriteriaSelectTest(unittest.TestCase):
+    """``Criteria.select``: the one filter every server's ``find_*()`` uses."""
+
+    def test_select_keeps_matching_records_in_order_from_a_snapshot(self) -> None:
+        from protocols._match import Criteria, Prefix, field
+
+        criteria = Criteria([field("data", lambda r: r, Prefix(b"a"))])
+        records = [b"ab", b"b", b"ac", b"a"]
+        got = criteria.select(iter(records))
+        self.assertEqual(got, [b"ab", b"ac", b"a"])
+        self.assertEqual(Criteria([]).select(records), records)
+        self.assertIsNot(Criteria([]).select(records), records)  # a copy, not the recording

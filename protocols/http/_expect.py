@@ -516,7 +516,7 @@ class ExpectingServer:
     ) -> list[HTTPRequest]:
         """Recorded requests matching every keyword given (same matchers as ``expect()``)."""
         criteria = request_criteria(method, path, query, headers, json, body, predicate)
-        return [r for r in list(self.requests) if criteria.matches(r)]
+        return criteria.select(self.requests)
 
     def _wait_requests(
         self, count: int, timeout: float | None, matchers: dict[str, Any]

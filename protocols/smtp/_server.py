@@ -1117,8 +1117,7 @@ class SMTPServer(StreamServerBase):
 
     def find_messages(self, **matchers: Any) -> list[Envelope]:
         """Accepted messages matching the ``wait_for_messages()`` keywords (a snapshot)."""
-        criteria = _match.envelope_criteria(**matchers)
-        return [e for e in list(self.messages) if criteria.matches(e)]
+        return _match.envelope_criteria(**matchers).select(self.messages)
 
     def wait_for_rejections(
         self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT, **matchers: Any
@@ -1142,8 +1141,7 @@ class SMTPServer(StreamServerBase):
 
     def find_rejections(self, **matchers: Any) -> list[Rejection]:
         """Refusals matching the ``wait_for_rejections()`` keywords (a snapshot)."""
-        criteria = _rejection_criteria(**matchers)
-        return [r for r in list(self.rejected) if criteria.matches(r)]
+        return _rejection_criteria(**matchers).select(self.rejected)
 
     def wait_for_commands(
         self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT, **matchers: Any
@@ -1172,8 +1170,7 @@ class SMTPServer(StreamServerBase):
 
     def find_commands(self, **matchers: Any) -> list[SMTPCommand]:
         """Command lines matching the ``wait_for_commands()`` keywords (a snapshot)."""
-        criteria = _command_criteria(**matchers)
-        return [c for c in list(self.commands) if criteria.matches(c)]
+        return _command_criteria(**matchers).select(self.commands)
 
     def wait_for_session_events(
         self, count: int = 1, timeout: float | None = DEFAULT_WAIT_TIMEOUT, **matchers: Any

@@ -206,8 +206,7 @@ class SyslogServer(BaseServer):
 
     def find_messages(self, **matchers: Any) -> list[SyslogMessage]:
         """Recorded messages matching the ``wait_for_messages`` keywords (a snapshot)."""
-        criteria = syslog_criteria(**matchers)
-        return [m for m in list(self.messages) if criteria.matches(m)]
+        return syslog_criteria(**matchers).select(self.messages)
 
 
 class _DatagramSyslog(DatagramServerBase, SyslogServer):
