@@ -32,9 +32,11 @@ import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
+from . import _tls
 from ._errors import (
     HandlerErrors,
     HandlerTimeout,
+    InvalidArgumentError,
     ReactorDied,
     ReactorExited,
     ServerBusyError,
@@ -779,13 +781,29 @@ class StreamServerBase(BaseServer):
 
     Subclasses implement :meth:`make_protocol`.  ``ssl_context`` makes every
     accepted connection TLS (handshake driven by the reactor, failures go to
-    :attr:`tls_errors`).
+    :attr:`tls_errors`).  ``tls_handshake_timeout`` is how many seconds a
+    client may take over its handshake (implicit TLS or STARTTLS) before it
+    is dropped and a ``TimeoutError`` stating that value is recorded in
+    :attr:`tls_errors` (default: :data:`reactor.TLS_HANDSHAKE_TIMEOUT`).
     """
 
     def __init__(
-        self, addr: Any = None, *, ssl_context: ssl.SSLContext | None = None, **kwargs: Any
+        self,
+        addr: Any = None,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        tls_handshake_timeout: float | None = None,
+        **kwargs: Any,
     ) -> None:
         self.ssl_context = ssl_context
+        if tls_handshake_timeout is None:
+            tls_handshake_timeout = _tls.TLS_HANDSHAKE_TIMEOUT
+        elif not tls_handshake_timeout > 0:
+            raise InvalidArgumentError(
+                f"tls_handshake_timeout must be > 0 seconds, not {tls_handshake_timeout!r}"
+            )
+        #: Seconds a client may take over its TLS handshake (read when one starts).
+        self.tls_handshake_timeout: float = tls_handshake_timeout
         self._listener: Listener | None = None
         self._transports: set[StreamTransport] = set()
         self._idle_handle: TimerHandle | None = None

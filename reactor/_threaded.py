@@ -19,7 +19,7 @@ thread of its own (guarantee G1 allows these threads; ``stop()`` joins them):
    gone, its number cannot be reused by another file meanwhile.
 2. TLS (worker thread, when the server has an ``ssl_context``): the
    handshake runs before the handler sees the connection, with a timeout of
-   :data:`TLS_HANDSHAKE_TIMEOUT`; a failure goes to ``tls_errors`` and the
+   :attr:`tls_handshake_timeout`; a failure goes to ``tls_errors`` and the
    connection is closed without calling the handler.  The handler then gets
    an ``ssl.SSLSocket`` and reads and writes plaintext.
 3. Handler (worker thread): every exception, ``BaseException`` included
@@ -72,7 +72,7 @@ from typing import Any, BinaryIO
 from ._errors import HandlerTimeout, ReactorError
 from ._loop import Reactor
 from ._server import BaseServer, StreamServerBase
-from ._transport import TLS_HANDSHAKE_TIMEOUT, Listener
+from ._transport import Listener
 
 __all__ = ["StreamRequest", "ThreadedStreamServerBase"]
 
@@ -424,12 +424,15 @@ class ThreadedStreamServerBase(StreamServerBase):
         is then closed.
         """
         assert self.ssl_context is not None
+        timeout = self.tls_handshake_timeout
         try:
-            sock.settimeout(TLS_HANDSHAKE_TIMEOUT)
+            sock.settimeout(timeout)
             tls = self.ssl_context.wrap_socket(sock, server_side=True)
             tls.settimeout(None)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             sock.close()
+            if isinstance(exc, TimeoutError):  # say so as the reactor-side transport does
+                exc = TimeoutError(f"TLS handshake not done in {timeout} s")
             self.handle_tls_error(exc, addr)
             return None
         return tls

@@ -60,8 +60,9 @@ class TLSLayer:
     """One TLS session over memory BIOs.
 
     ``on_timeout()`` is called (by a reactor timer) if the handshake has not
-    completed within :data:`TLS_HANDSHAKE_TIMEOUT` seconds of creation;
-    :meth:`close` cancels that timer.  Plaintext written before the
+    completed within ``timeout`` seconds of creation (default: the module's
+    :data:`TLS_HANDSHAKE_TIMEOUT` at that moment; kept in :attr:`timeout`
+    for the report); :meth:`close` cancels that timer.  Plaintext written before the
     handshake completes is held and encrypted once it has.
     """
 
@@ -72,6 +73,7 @@ class TLSLayer:
         *,
         server_side: bool,
         on_timeout: Callable[[], None],
+        timeout: float | None = None,
     ) -> None:
         self._in_bio = ssl.MemoryBIO()
         self._out_bio = ssl.MemoryBIO()
@@ -83,7 +85,9 @@ class TLSLayer:
         self.unwrapping = False
         self._pending_plain: list[bytes] = []
         self._on_timeout = on_timeout
-        self._timer: TimerHandle | None = reactor.call_later(TLS_HANDSHAKE_TIMEOUT, self._timed_out)
+        #: Seconds the handshake may take (what a timeout report states).
+        self.timeout: float = TLS_HANDSHAKE_TIMEOUT if timeout is None else timeout
+        self._timer: TimerHandle | None = reactor.call_later(self.timeout, self._timed_out)
 
     @property
     def pending_plain_size(self) -> int:

@@ -527,15 +527,21 @@ class StreamTransport:
 
     def _begin_tls(self, context: ssl.SSLContext, server_side: bool) -> None:
         self._tls = TLSLayer(
-            self._reactor, context, server_side=server_side, on_timeout=self._tls_timed_out
+            self._reactor,
+            context,
+            server_side=server_side,
+            on_timeout=self._tls_timed_out,
+            # The server's tls_handshake_timeout (None: the module default).
+            timeout=getattr(self._owner, "tls_handshake_timeout", None),
         )
         if not server_side:
             self._tls_feed(b"")  # the client speaks first
 
     def _tls_timed_out(self) -> None:
         # Never after _force_close: that cancels the layer's timer.
+        assert self._tls is not None
         self._owner.handle_tls_error(
-            TimeoutError(f"TLS handshake not done in {TLS_HANDSHAKE_TIMEOUT} s"), self.peername
+            TimeoutError(f"TLS handshake not done in {self._tls.timeout} s"), self.peername
         )
         self._force_close(None)
 

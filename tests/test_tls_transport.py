@@ -73,3 +73,64 @@ class TLSStreamTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TLSHandshakeTimeoutTest(unittest.TestCase):
+    """A client silent mid-handshake is dropped after the configured timeout, and the
+    record says that timeout (it said "30.0 s" whatever the timer was)."""
+
+    def setUp(self) -> None:
+        self.server_ctx, _ = localhost_contexts()
+
+    def _silent_client_error(self, server: TCPServer) -> tuple[float, BaseException]:
+        with socket.create_connection(server.server_address, timeout=5) as silent:
+            t0 = time.monotonic()
+            server.wait_for(lambda: server.tls_errors, 5, "a TLS handshake timeout")
+            elapsed = time.monotonic() - t0
+            silent.settimeout(5)
+            self.assertEqual(silent.recv(10), b"")  # dropped
+        return elapsed, server.tls_errors[0]
+
+    def test_reactor_side_record_states_the_configured_timeout(self) -> None:
+        with TCPServer(
+            ssl_context=self.server_ctx, on_data=lambda c, d: None, tls_handshake_timeout=0.25
+        ) as s:
+            self.assertEqual(s.tls_handshake_timeout, 0.25)
+            elapsed, exc = self._silent_client_error(s)
+        self.assertIsInstance(exc, TimeoutError)
+        self.assertEqual(str(exc), "TLS handshake not done in 0.25 s")
+        self.assertLess(elapsed, 4)
+
+    def test_module_default_is_what_the_record_states(self) -> None:
+        from unittest import mock
+
+        import reactor._tls
+
+        with mock.patch.object(reactor._tls, "TLS_HANDSHAKE_TIMEOUT", 0.3):
+            with TCPServer(ssl_context=self.server_ctx, on_data=lambda c, d: None) as s:
+                _, exc = self._silent_client_error(s)
+        self.assertEqual(str(exc), "TLS handshake not done in 0.3 s")
+
+    def test_blocking_handler_server_uses_and_states_the_configured_timeout(self) -> None:
+        called = []
+        with TCPServer(
+            ssl_context=self.server_ctx, handler=called.append, tls_handshake_timeout=0.25
+        ) as s:
+            elapsed, exc = self._silent_client_error(s)
+        self.assertIsInstance(exc, TimeoutError)
+        self.assertEqual(str(exc), "TLS handshake not done in 0.25 s")
+        self.assertLess(elapsed, 4)
+        self.assertEqual(called, [])
+
+    def test_default_is_the_module_constant(self) -> None:
+        import reactor
+
+        with TCPServer(ssl_context=self.server_ctx, on_data=lambda c, d: None) as s:
+            self.assertEqual(s.tls_handshake_timeout, reactor.TLS_HANDSHAKE_TIMEOUT)
+
+    def test_a_timeout_that_is_not_positive_is_refused(self) -> None:
+        from reactor import InvalidArgumentError
+
+        for bad in (0, -1.0):
+            with self.assertRaises(InvalidArgumentError):
+                TCPServer(ssl_context=self.server_ctx, tls_handshake_timeout=bad)
