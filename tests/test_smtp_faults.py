@@ -186,6 +186,85 @@ class TestDelayReply(FaultTestCase):
         self.assertIn(b"\r\n250 OK\r\n421 ", data)
 
 
+class TestHangUpDuringADelay(FaultTestCase):
+    """A client that hangs up while its reply is delayed is noticed at once: the
+    connection closes and ``session_events`` records the hang-up when it happened
+    (reading had been paused for the delay, so the EOF waited for the timer)."""
+
+    DELAY = 5.0
+
+    def _mail_then_held(self, s: SMTPServer) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT)
+        f = sock.makefile("rb")
+        self.assertTrue(f.readline().startswith(b"220 "))
+        sock.sendall(b"EHLO x\r\n")
+        while not f.readline().startswith(b"250 "):
+            pass
+        f.close()
+        sock.sendall(b"MAIL FROM:<a@b.example>\r\n")
+        s.wait_for_faults(1, TIMEOUT)  # the 250 to MAIL is being held now
+        return sock
+
+    def _assert_hang_up_seen_at_once(self, s: SMTPServer, hung_up_at: float) -> None:
+        s.wait_for(lambda: s.connection_count == 0, 2.0, "the connection closed")
+        self.assertLess(time.monotonic() - hung_up_at, self.DELAY / 2)
+        (event,) = s.wait_for_session_events(1, 2.0)
+        self.assertEqual((event.kind, event.reply_code), ("HANGUP", 0))
+        self.assertLess(event.received_at - hung_up_at, 1.0)
+        self.assertEqual(s.find_rejections(), [])
+
+    def test_eof_while_a_reply_is_delayed_closes_at_once(self) -> None:
+        s = self.server(DelayReply("MAIL", self.DELAY))
+        sock = self._mail_then_held(s)
+        hung_up_at = time.monotonic()
+        sock.close()
+        self._assert_hang_up_seen_at_once(s, hung_up_at)
+
+    def test_reset_while_a_reply_is_delayed_is_seen_at_once(self) -> None:
+        import struct
+
+        s = self.server(DelayReply("MAIL", self.DELAY))
+        sock = self._mail_then_held(s)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        hung_up_at = time.monotonic()
+        sock.close()  # RST
+        self._assert_hang_up_seen_at_once(s, hung_up_at)
+
+    def test_commands_sent_during_the_delay_are_answered_after_it_in_order(self) -> None:
+        s = self.server(DelayReply("MAIL", 0.5))
+        sock = self._mail_then_held(s)
+        with sock:
+            sock.sendall(b"RCPT TO:<c@d.example>\r\n")
+            time.sleep(0.1)
+            sock.sendall(b"RSET\r\nQUIT\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        codes = [line[:3] for line in data.split(b"\r\n") if line[3:4] == b" "]
+        self.assertEqual(codes, [b"250", b"250", b"250", b"221"])  # MAIL, RCPT, RSET, QUIT
+        self.assertEqual([e.kind for e in s.session_events], ["RSET", "QUIT"])
+
+
+    def test_input_during_a_delay_is_bounded(self) -> None:
+        from protocols.smtp import HELD_INPUT_LIMIT
+
+        s = self.server(DelayReply("NOOP", 1.0, nth=1))
+        with socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"NOOP\r\n")
+            s.wait_for_faults(1, TIMEOUT)
+            sock.setblocking(False)
+            chunk, sent, deadline = b"NOOP\r\n" * 10_000, 0, time.monotonic() + 0.5
+            while sent < 64 * 1024 * 1024 and time.monotonic() < deadline:
+                try:
+                    sent += sock.send(chunk)
+                except BlockingIOError:
+                    time.sleep(0.01)
+            # The server stopped reading after HELD_INPUT_LIMIT: the rest sits
+            # in the kernel buffers (a few MiB on loopback), not in the server.
+            self.assertGreater(sent, HELD_INPUT_LIMIT)
+            self.assertLess(sent, 32 * 1024 * 1024)
+
+
 class TestChaos(FaultTestCase):
     def run_clients(self, seed: int) -> list[int]:
         s = self.server(Chaos(0.3, (451, "4.3.0 chaos"), verbs=("RCPT",), seed=seed))

@@ -56,6 +56,7 @@ from ._faults import (
 )
 from ._machine import AUTH_MECHANISMS, TRANSITIONS, SMTPServerConnection, State
 from ._server import (
+    HELD_INPUT_LIMIT,
     RECORD_BYTES,
     RECORD_LIMIT,
     REPLY_HIGH_WATER,
@@ -73,6 +74,7 @@ from ._server import (
 from ._state import TRIGGERS, Trigger
 
 __all__ = [
+    "HELD_INPUT_LIMIT",
     "RECORD_BYTES",
     "RECORD_LIMIT",
     "Chaos",

@@ -30,7 +30,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from reactor import DEFAULT_WAIT_TIMEOUT, StreamServerBase, StreamTransport
+from reactor import DEFAULT_WAIT_TIMEOUT, StreamServerBase, StreamTransport, TimerHandle
 
 from .. import _match
 from ._auth import SASLMechanism
@@ -90,6 +90,15 @@ REPLY_HIGH_WATER = 256 * 1024
 #: The kernel's share of that backlog (the socket's send buffer): left to
 #: itself it grows to megabytes, each one more flood of commands answered.
 REPLY_KERNEL_BUFFER = 64 * 1024
+
+#: Octets a connection keeps, unparsed, of what the client sends while a
+#: reply to it is held by a ``DelayReply``.  Reading goes on during a delay
+#: so that a hang-up is seen when it happens, not when the timer fires; the
+#: bytes wait here and are answered, in order, once the delay is over.  A
+#: pipelining client (RFC 2920) sends a few hundred octets per group before
+#: it waits for the replies, so 64 KiB is generous; past it reading pauses
+#: (back-pressure) until the delay ends.
+HELD_INPUT_LIMIT = 64 * 1024
 
 #: Records one server keeps in each of :attr:`SMTPServer.commands`,
 #: :attr:`SMTPServer.rejected`, :attr:`SMTPServer.session_events` and
@@ -236,10 +245,12 @@ class SMTPCommand:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SessionEvent:
     """A change in a dialogue: ``kind`` ``"RSET"`` (a transaction reset by
-    RSET), ``"QUIT"`` (the client said QUIT; ``reply_code`` 221) or
+    RSET), ``"QUIT"`` (the client said QUIT; ``reply_code`` 221),
     ``"CLOSE"`` (the server hung up with ``reply_code`` 421: too many
-    errors, or a refusal that closes).  ``received_at`` is
-    ``time.monotonic()``."""
+    errors, or a refusal that closes; 0 for ``DisconnectInData``) or
+    ``"HANGUP"`` (the client closed or reset the connection while a reply
+    to it was held by ``DelayReply``; ``reply_code`` 0: the held replies
+    are not sent).  ``received_at`` is ``time.monotonic()``."""
 
     peer: Any
     kind: str
@@ -351,6 +362,8 @@ class _SMTPConnection:
         self.session: SMTPSession | None = None
         # DelayReply: replies held until a timer fires (only this connection waits).
         self._held: bytearray | None = None
+        self._held_input = bytearray()  # what the client sent meanwhile (HELD_INPUT_LIMIT)
+        self._hold_timer: TimerHandle | None = None
         self._close_after_hold = False
         # DisconnectInData: armed by the nth DATA command; content octets seen.
         self._disconnect_armed: DisconnectInData | None = None
@@ -448,10 +461,11 @@ class _SMTPConnection:
             return
         self._flush()
         self._held = bytearray()
-        t.pause_reading()
-        t.reactor.call_later(seconds, self._release)
+        # Reading goes on (into _held_input) so that a hang-up is seen at once.
+        self._hold_timer = t.reactor.call_later(seconds, self._release)
 
     def _release(self) -> None:
+        self._hold_timer = None
         held, self._held = self._held, None
         t = self.transport
         if t is None or held is None or self.machine is None:
@@ -462,9 +476,24 @@ class _SMTPConnection:
         if self._close_after_hold:
             t.close()
             return
+        pending, self._held_input = self._held_input, bytearray()
         if not self._resume_scheduled:
-            t.resume_reading()
-        self._pump()
+            t.resume_reading()  # if HELD_INPUT_LIMIT paused it
+        if pending:
+            self.data_received(bytes(pending))  # answered now, in order
+        else:
+            self._pump()
+
+    def _hung_up_while_held(self) -> None:
+        """The client closed or reset the connection while a reply was held:
+        record it now, drop the held replies and what came meanwhile."""
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        self._held = None
+        self._held_input = bytearray()
+        self._close_after_hold = False
+        self.server._record_session(SessionEvent(peer=self.peer, kind="HANGUP", reply_code=0))
 
     def _keywords(self, builtin: list[str]) -> Sequence[str]:
         chosen = self.server.ehlo_keywords
@@ -492,6 +521,11 @@ class _SMTPConnection:
 
     def data_received(self, data: bytes) -> None:
         assert self.machine is not None
+        if self._held is not None:  # a DelayReply holds a reply: answer this after it
+            self._held_input += data
+            if len(self._held_input) >= HELD_INPUT_LIMIT and self.transport is not None:
+                self.transport.pause_reading()
+            return
         if self._disconnect_armed is not None and self._disconnect_now(len(data)):
             return
         self.machine.receive_data(data)
@@ -519,6 +553,9 @@ class _SMTPConnection:
 
     def eof_received(self) -> bool | None:
         assert self.machine is not None
+        if self._held is not None:
+            self._hung_up_while_held()
+            return None  # the transport closes now
         self.machine.receive_data(b"")
         self._pump()
         # Commands still buffered behind a YIELD are answered on later
@@ -526,6 +563,11 @@ class _SMTPConnection:
         return True if self._resume_scheduled else None
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        if self._held is not None and isinstance(exc, ConnectionError):
+            self._hung_up_while_held()  # a reset (ECONNRESET) during a DelayReply
+        elif self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
         self.transport = None
         self.server._notify()  # wakes wait_for(lambda: s.connection_count == 0)
 
@@ -538,6 +580,9 @@ class _SMTPConnection:
                 held, self._held = self._held, None
                 if self.transport is not None:
                     self.transport.write(bytes(held))
+                pending, self._held_input = self._held_input, bytearray()
+                if pending:  # received before the stop: answered before the 421 (G3)
+                    self.machine.receive_data(bytes(pending))
             self._pump(finish=True)  # answer what arrived before the stop
             self.machine.shutdown("Server stopping, closing connection")
             self._flush()
@@ -661,7 +706,11 @@ class _SMTPConnection:
         if self.transport is None or self.machine is None:
             return
         self._pump()
-        if not self._resume_scheduled and self._held is None and self.transport is not None:
+        if (
+            not self._resume_scheduled
+            and len(self._held_input) < HELD_INPUT_LIMIT
+            and self.transport is not None
+        ):
             self.transport.resume_reading()
 
     def _call(self, fn: Callable[..., object], *args: Any, reason: str = "callback") -> int | None:
