@@ -24,7 +24,11 @@ Theory of operation
    send per pass.  A peer that does not read its replies trips the
    transport's high-water mark: frames stop being delivered (and reading
    stops) until the backlog drains to the low-water mark, so a client that
-   pipelines commands without reading costs bounded memory.
+   pipelines commands without reading costs bounded memory.  A script that
+   streams a large output does the same on its side: it pushes while
+   :attr:`ScriptedConnection.writing_paused` is False and carries on from
+   :meth:`ScriptedConnection.when_drained`, so it never holds more than
+   about the high-water mark.
 4. ``hold()`` stops frame delivery until ``release()`` (an FTP control
    connection waits for its data connection this way); input stays
    buffered, reading paused.
@@ -124,6 +128,8 @@ class ScriptedConnection:
         self._budget = PassBudget()
         self._held = False
         self._write_paused = False
+        self._drain_waiters: list[Callable[[], object]] = []  # when_drained()
+        self._drain_scheduled = False
         self._read_paused = False  # reading paused by us (held, yielded, write-paused)
         self._continue_scheduled = False
         self._eof_pending = False  # EOF arrived while frames were still waiting
@@ -190,6 +196,66 @@ class ScriptedConnection:
             term = self._framer.terminator
             prefix = term if isinstance(term, LengthPrefix) else LengthPrefix()
         self.push(prefix.encode(bytes(payload)))
+
+    @property
+    def writing_paused(self) -> bool:
+        """True while more than the transport's high-water mark waits to be sent.
+
+        Set by the :meth:`push` that crosses the mark (so a script on the
+        reactor thread sees it at once), cleared once the backlog has
+        drained to the low-water mark (``reactor.WRITE_HIGH_WATER`` and
+        ``WRITE_LOW_WATER`` unless ``transport.set_write_buffer_limits()``
+        changed them).  While it is True no frames are delivered either.
+        """
+        return self._write_paused
+
+    def when_drained(self, callback: Callable[[], object]) -> None:
+        """Run ``callback()`` on the reactor thread once :attr:`writing_paused` is False.
+
+        The write side of back-pressure, for a script that streams more
+        than it should buffer: push chunks while ``writing_paused`` is
+        False, then ``when_drained(carry_on)``.  If writing is not paused
+        the callback runs on the next reactor pass; otherwise once the
+        backlog has drained to the low-water mark.  Callbacks run in the
+        order given, once each; none runs if the connection closes first.
+        An exception from one is recorded in the server's ``errors`` and
+        aborts the connection, like any callback's.  Any thread.
+        """
+        self._on_reactor(self._when_drained, callback)
+
+    def _when_drained(self, callback: Callable[[], object]) -> None:
+        if self.closed:
+            return
+        self._drain_waiters.append(callback)
+        if not self._write_paused:
+            self._schedule_drain()
+
+    def _schedule_drain(self) -> None:
+        t = self.transport
+        if t is not None and not self._drain_scheduled:
+            self._drain_scheduled = True
+            t.reactor.call_soon(self._run_drain_waiters)
+
+    def _run_drain_waiters(self) -> None:
+        # Only the callbacks given before this pass: one that registers
+        # again runs on a later pass (no loop inside one pass).
+        self._drain_scheduled = False
+        t = self.transport
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for i, callback in enumerate(waiters):
+            if t is None or self.closed:
+                self._drain_waiters.clear()
+                return
+            if self._write_paused:  # a callback pushed past the mark: the rest wait
+                self._drain_waiters[:0] = waiters[i:]
+                return
+            try:
+                callback()
+            except Exception as exc:
+                self._drain_waiters.clear()
+                self.server.handle_error(exc, f"when_drained callback for {self.peer!r}")
+                t.abort(exc)
+                return
 
     def close_when_done(self) -> None:
         """Close once everything pushed so far has been sent (any thread).
@@ -508,7 +574,8 @@ class ScriptedConnection:
         self.transport = transport
         # Recorded once it has its transport: a test thread that finds it
         # in ``server.connections`` may push() to it at once.
-        self.server._record(self.server.connections, self)
+        if self.server.record:
+            self.server._record(self.server.connections, self)
         if self._script_factory is not None:
             # Made here, so that the script may push from its constructor.
             self.script = self._script_factory(self)
@@ -541,6 +608,8 @@ class ScriptedConnection:
         if self._write_paused:
             self._write_paused = False
             self._schedule_continue()
+            if self._drain_waiters:  # on a pass of their own, not inside the flush
+                self._schedule_drain()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         for child in list(self._children):  # before ``closed`` is seen by any thread
@@ -549,6 +618,7 @@ class ScriptedConnection:
             else:
                 child.cancel()
         self._children.clear()
+        self._drain_waiters.clear()
         self.closed = True
         try:
             self._call("on_close")
@@ -611,7 +681,8 @@ class DataListener:
             tls_context=self._ssl_context,
             parent=self.parent,
         )
-        self.connections.append(child)
+        if server.record:
+            self.connections.append(child)
         server._adopt(sock, child)
 
     def _timed_out(self) -> None:
@@ -662,10 +733,15 @@ class ScriptedServer(StreamServerBase):
     :param connect_timeout: default timeout of
         :meth:`ScriptedConnection.connect` (default
         :data:`reactor.CONNECT_TIMEOUT`).
+    :param record: keep every connection in :attr:`connections` (and each
+        child a :class:`DataListener` accepted in its ``connections``);
+        default True.  With False nothing is kept (a long-running fake holds
+        no connection it has closed); the callbacks still run, and
+        :meth:`wait_for_connections` raises :class:`reactor.UsageError`.
 
     Other keywords are :class:`reactor.BaseServer`'s.  Every connection is
-    recorded in :attr:`connections`; child listeners and outbound
-    connections are closed by ``stop()`` with the rest.
+    recorded in :attr:`connections` (unless ``record=False``); child
+    listeners and outbound connections are closed by ``stop()`` with the rest.
     """
 
     address_family: ClassVar[int] = socket.AF_INET
@@ -685,6 +761,7 @@ class ScriptedServer(StreamServerBase):
         ssl_context: ssl.SSLContext | None = None,
         max_frame_length: int = MAX_FRAME_LENGTH,
         connect_timeout: float = CONNECT_TIMEOUT,
+        record: bool = True,
         **kwargs: Any,
     ) -> None:
         callbacks = {
@@ -705,7 +782,9 @@ class ScriptedServer(StreamServerBase):
         self.greeting = greeting.encode("utf-8") if isinstance(greeting, str) else greeting
         self.tls_context = ssl_context
         self.connect_timeout = connect_timeout
-        #: Every connection (accepted and child), in the order they opened.
+        self.record = record
+        #: Every connection (accepted and child), in the order they opened
+        #: (none with ``record=False``).
         self.connections: list[ScriptedConnection] = []
         #: Outbound connections that failed (refused, timed out...), oldest first.
         self.connect_errors: list[OSError] = []
@@ -790,7 +869,10 @@ class ScriptedServer(StreamServerBase):
         """Wait until ``count`` connections opened (and, with ``closed=True``, ended).
 
         :raises WaitTimeout: naming what was awaited, after ``timeout`` seconds.
+        :raises UsageError: the server was made with ``record=False``.
         """
+        if not self.record:
+            raise UsageError("this server was created with record=False")
 
         def done() -> list[ScriptedConnection] | None:
             got = [c for c in self.connections if c.closed or not closed]

@@ -826,3 +826,161 @@ class CompatibilityTest(unittest.TestCase):
             with socket.create_connection(srv.server_address, timeout=TIMEOUT) as s:
                 s.sendall(b"x\n")
                 self.assertEqual(recv_until(s, b"\n"), b"x\n")
+
+
+class RecordFalseTest(unittest.TestCase):
+    """``record=False``: as on the other servers, nothing is kept, callbacks still run."""
+
+    def test_no_connection_is_kept_and_every_callback_runs(self) -> None:
+        import gc
+        import weakref
+
+        seen: list[weakref.ref[ScriptedConnection]] = []
+        frames: list[bytes] = []
+        closed: list[int] = []
+
+        def on_connect(conn: ScriptedConnection) -> None:
+            seen.append(weakref.ref(conn))
+            conn.push(b"hi\n")
+
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            frames.append(line)
+            conn.close_when_done()
+
+        with ScriptedServer(
+            terminator=b"\n",
+            on_connect=on_connect,
+            on_frame=on_frame,
+            on_close=lambda conn: closed.append(1),
+            record=False,
+        ) as srv:
+            self.assertFalse(srv.record)
+            for i in range(50):
+                with socket.create_connection(srv.server_address, timeout=TIMEOUT) as s:
+                    self.assertEqual(recv_until(s, b"\n"), b"hi\n")
+                    s.sendall(b"line %d\n" % i)
+                    self.assertEqual(recv_all(s), b"")
+            srv.wait_for(lambda: len(closed) == 50, TIMEOUT, "50 closed")
+            self.assertEqual(srv.connections, [])
+            self.assertEqual(frames, [b"line %d" % i for i in range(50)])
+            with self.assertRaises(UsageError):
+                srv.wait_for_connections(1, timeout=0.1)
+            gc.collect()
+            self.assertEqual([r for r in seen if r() is not None], [])  # none kept alive
+
+    def test_child_listener_keeps_nothing_either(self) -> None:
+        children: list[ScriptedConnection] = []
+
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            lst = conn.listen(on_connect=lambda c: (children.append(c), c.push(b"data")))
+            conn.state.listener = lst
+            conn.push_line(str(lst.port))
+
+        with ScriptedServer(terminator=b"\n", on_frame=on_frame, record=False) as srv:
+            with socket.create_connection(srv.server_address, timeout=TIMEOUT) as s:
+                s.sendall(b"PASV\n")
+                port = int(recv_until(s, b"\r\n"))
+                with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as d:
+                    self.assertEqual(recv_until(d, b"data"), b"data")
+                srv.wait_for(lambda: children and children[0].closed, TIMEOUT, "child closed")
+                self.assertEqual(srv.connections, [])
+                listener = children[0].parent.state.listener  # type: ignore[union-attr]
+                self.assertEqual(listener.connections, [])
+
+
+class StreamingBackPressureTest(unittest.TestCase):
+    """A script streams a large output through ``writing_paused``/``when_drained``
+    with the server holding about the high-water mark, never the whole output."""
+
+    CHUNK = 64 * 1024
+
+    def test_64_mib_to_a_slow_reader_with_bounded_server_memory(self) -> None:
+        import hashlib
+
+        total = 64 * 1024 * 1024
+        chunk = bytes(range(256)) * (self.CHUNK // 256)
+        stats = {"max_backlog": 0, "waits": 0, "pushed": 0}
+
+        class Streamer:
+            def __init__(self, conn: ScriptedConnection) -> None:
+                self.conn = conn
+                self.left = 0
+
+            def on_frame(self, frame: bytes) -> None:
+                self.left = int(frame.split()[1])
+                self.pump()
+
+            def pump(self) -> None:
+                conn = self.conn
+                t = conn.transport
+                assert t is not None
+                while self.left and not conn.writing_paused:
+                    n = min(len(chunk), self.left)
+                    conn.push(chunk[:n])
+                    self.left -= n
+                    stats["pushed"] += n
+                    stats["max_backlog"] = max(stats["max_backlog"], t.get_write_buffer_size())
+                if self.left:
+                    stats["waits"] += 1
+                    conn.when_drained(self.pump)
+                else:
+                    conn.close_when_done()
+
+        with ScriptedServer(script=Streamer) as srv:
+            with socket.create_connection(srv.server_address, timeout=TIMEOUT) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+                s.sendall(b"GET %d\r\n" % total)
+                digest, got, reads = hashlib.sha256(), 0, 0
+                while True:
+                    data = s.recv(256 * 1024)
+                    if not data:
+                        break
+                    digest.update(data)
+                    got += len(data)
+                    reads += 1
+                    if reads % 64 == 0:
+                        time.sleep(0.002)  # a slow reader
+            self.assertEqual(got, total)
+            expected = hashlib.sha256()
+            for _ in range(total // len(chunk)):
+                expected.update(chunk)
+            self.assertEqual(digest.hexdigest(), expected.hexdigest())
+            srv.wait_for_connections(1, closed=True, timeout=TIMEOUT)
+            self.assertEqual(srv.errors, [])
+        self.assertEqual(stats["pushed"], total)
+        self.assertGreater(stats["waits"], 0, "the reader was never slower than the script")
+        # Never more than the high-water mark and one chunk waiting in the server.
+        self.assertLessEqual(stats["max_backlog"], WRITE_HIGH_WATER + self.CHUNK)
+
+    def test_when_drained_runs_on_a_later_pass_in_order_and_not_after_close(self) -> None:
+        ran: list[str] = []
+        errors: list[BaseException] = []
+
+        def on_frame(conn: ScriptedConnection, line: bytes) -> None:
+            if line == b"go":
+                self.assertFalse(conn.writing_paused)
+                conn.when_drained(lambda: ran.append("a"))
+                conn.when_drained(lambda: (ran.append("b"), conn.push(b"done\n")))
+                ran.append("frame")  # before either: they run on a later pass
+            elif line == b"late":
+                for _ in range(64):  # the peer never reads this (the kernel takes some)
+                    conn.push(b"x" * (1024 * 1024))
+                    if conn.writing_paused:
+                        break
+                self.assertTrue(conn.writing_paused)
+                conn.when_drained(lambda: ran.append("never"))
+                conn.abort()
+
+        with ScriptedServer(terminator=b"\n", on_frame=on_frame) as srv:
+            with socket.create_connection(srv.server_address, timeout=TIMEOUT) as s:
+                s.sendall(b"go\n")
+                self.assertEqual(recv_until(s, b"done\n"), b"done\n")
+            self.assertEqual(ran, ["frame", "a", "b"])
+            with socket.create_connection(srv.server_address, timeout=TIMEOUT) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.sendall(b"late\n")
+                srv.wait_for_connections(2, closed=True, timeout=TIMEOUT)
+            time.sleep(0.05)
+            errors.extend(srv.errors)
+        self.assertEqual(ran, ["frame", "a", "b"])
+        self.assertEqual(errors, [])
