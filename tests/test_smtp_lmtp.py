@@ -96,6 +96,28 @@ class LMTPWithSmtplibTest(unittest.TestCase):
             self.assertEqual(srv.messages, [])
             self.assertEqual(len(srv.wait_for_rejections(2, TIMEOUT)), 2)
 
+    def test_handler_key_matching_no_recipient_is_a_handler_error(self) -> None:
+        # A misspelt recipient was ignored: the message went to everyone,
+        # "full@" included, and nothing said the refusal had no effect.
+        def handler(envelope: Any) -> dict[str, Any]:
+            return {"ful@example.net": SMTPReject(552, "5.2.2 mailbox full")}
+
+        with SMTPServer(handler=handler, lmtp=True) as srv:
+            out = raw_dialogue(
+                srv.port,
+                b"LHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<bob@example.net>\r\n"
+                b"RCPT TO:<full@example.net>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n",
+            )
+            # The handler's answer is unusable: a local error for every recipient.
+            self.assertEqual(codes(out), [220, 250, 250, 250, 250, 354, 451, 451, 221])
+            (err,) = srv.wait_for(lambda: srv.errors, TIMEOUT, "the handler error")
+            self.assertIsInstance(err, InvalidArgumentError)
+            self.assertIn("'ful@example.net'", str(err))
+            self.assertIn("'bob@example.net', 'full@example.net'", str(err))
+            self.assertEqual(srv.messages, [])
+            refused = srv.wait_for_rejections(2, TIMEOUT, command="DATA")
+            self.assertEqual([(r.code, r.reason) for r in refused], [(451, "handler")] * 2)
+
     def test_refused_recipient_gets_no_reply_after_data(self) -> None:
         def on_rcpt(address: str, options: list[str]) -> None:
             if address.startswith("x"):

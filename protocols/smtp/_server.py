@@ -786,7 +786,9 @@ class _SMTPConnection:
     def _deliver_lmtp(self, envelope: Envelope) -> None:
         """LMTP: one outcome per recipient (RFC 2033 §4.2).  The handler
         refuses them all by raising :class:`SMTPReject`, or some by returning
-        ``{recipient: SMTPReject or (code, text)}``; the others are delivered."""
+        ``{recipient: SMTPReject or (code, text)}``; the others are delivered.
+        A key that is not one of the message's recipients is a handler error
+        (:class:`InvalidArgumentError`, recorded; every recipient gets 451)."""
         m = self.machine
         server = self.server
         assert m is not None
@@ -799,6 +801,15 @@ class _SMTPConnection:
                 if not isinstance(outcome, Mapping):
                     raise InvalidArgumentError(
                         f"an LMTP handler returns None or {{recipient: refusal}}, not {outcome!r}"
+                    )
+                # A key that names no recipient of this message (a typo, a
+                # recipient refused at RCPT) would refuse nobody: say so.
+                unknown = [key for key in outcome if key not in recipients]
+                if unknown:
+                    raise InvalidArgumentError(
+                        f"the LMTP handler refused {', '.join(map(repr, unknown))}: not a "
+                        f"recipient of this message (its recipients: "
+                        f"{', '.join(map(repr, recipients))})"
                     )
                 for i, rcpt in enumerate(recipients):
                     refusal = outcome.get(rcpt)
@@ -917,7 +928,10 @@ class SMTPServer(StreamServerBase):
         raising :class:`SMTPReject`, or some of them by returning
         ``{recipient: SMTPReject(...) or (code, text)}``; the message is
         recorded with the recipients it was delivered to, each refused
-        recipient as a :class:`Rejection`.
+        recipient as a :class:`Rejection`.  A key that is not one of the
+        message's recipients (a typo) is a handler error: an
+        :class:`InvalidArgumentError` in :attr:`errors`, and 451 to every
+        recipient, nothing delivered.
     :param enhanced_status_codes: add RFC 3463 codes to replies in EHLO
         sessions (and advertise ENHANCEDSTATUSCODES); False never does.
     :param replies: ``{step: (code, text)}`` for the accepted steps
