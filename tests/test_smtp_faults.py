@@ -186,6 +186,50 @@ class TestDelayReply(FaultTestCase):
         self.assertIn(b"\r\n250 OK\r\n421 ", data)
 
 
+    def test_a_delayed_starttls_reply_goes_out_in_plaintext_before_the_handshake(self) -> None:
+        # The held 220 was written after the TLS layer had started, so it
+        # waited for a handshake the client would only begin once it read it.
+        from protocols import localhost_contexts
+
+        server_ctx, client_ctx = localhost_contexts()
+        s = self.server(DelayReply("STARTTLS", 0.2), starttls_context=server_ctx)
+        with smtplib.SMTP("127.0.0.1", s.port, timeout=TIMEOUT) as c:
+            c.ehlo()
+            start = time.monotonic()
+            self.assertEqual(c.starttls(context=client_ctx)[0], 220)
+            self.assertGreaterEqual(time.monotonic() - start, 0.15)
+            c.ehlo()
+            self.assertEqual(c.sendmail("a@b.example", ["c@d.example"], "tls\r\n"), {})
+        env = s.wait_for_message(TIMEOUT)
+        self.assertTrue(env.tls)
+        self.assertEqual(s.tls_errors, [])
+
+    def test_plaintext_sent_during_a_delayed_starttls_is_dropped(self) -> None:
+        from protocols import localhost_contexts
+
+        server_ctx, client_ctx = localhost_contexts()
+        s = self.server(DelayReply("STARTTLS", 0.3), starttls_context=server_ctx)
+        with socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT) as raw:
+            f = raw.makefile("rb")
+            self.assertTrue(f.readline().startswith(b"220 "))
+            raw.sendall(b"EHLO x\r\n")
+            while not f.readline().startswith(b"250 "):
+                pass
+            raw.sendall(b"STARTTLS\r\n")
+            s.wait_for_faults(1, TIMEOUT)
+            raw.sendall(b"MAIL FROM:<injected@x>\r\n")  # plaintext behind STARTTLS
+            self.assertTrue(f.readline().startswith(b"220 "))
+            f.close()
+            with client_ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"EHLO y\r\n")
+                got = b""
+                while b"\r\n250 " not in got:
+                    got += tls.recv(4096)
+                tls.sendall(b"RCPT TO:<c@d>\r\n")  # no MAIL in this session: 503
+                self.assertTrue(tls.recv(4096).startswith(b"503"))
+        self.assertNotIn("MAIL", [c.verb for c in s.commands])
+
+
 class TestHangUpDuringADelay(FaultTestCase):
     """A client that hangs up while its reply is delayed is noticed at once: the
     connection closes and ``session_events`` records the hang-up when it happened

@@ -365,6 +365,7 @@ class _SMTPConnection:
         self._held_input = bytearray()  # what the client sent meanwhile (HELD_INPUT_LIMIT)
         self._hold_timer: TimerHandle | None = None
         self._close_after_hold = False
+        self._tls_after_hold = False  # STARTTLS accepted while its 220 is held
         # DisconnectInData: armed by the nth DATA command; content octets seen.
         self._disconnect_armed: DisconnectInData | None = None
         self._data_octets = 0
@@ -476,6 +477,13 @@ class _SMTPConnection:
         if self._close_after_hold:
             t.close()
             return
+        if self._tls_after_hold:
+            # The 220 went out in plaintext just now; what the client sent
+            # after STARTTLS meanwhile is plaintext to drop (RFC 3207 §4.2).
+            self._tls_after_hold = False
+            self._held_input = bytearray()
+            self._begin_tls()
+            return
         pending, self._held_input = self._held_input, bytearray()
         if not self._resume_scheduled:
             t.resume_reading()  # if HELD_INPUT_LIMIT paused it
@@ -493,6 +501,7 @@ class _SMTPConnection:
         self._held = None
         self._held_input = bytearray()
         self._close_after_hold = False
+        self._tls_after_hold = False
         self.server._record_session(SessionEvent(peer=self.peer, kind="HANGUP", reply_code=0))
 
     def _keywords(self, builtin: list[str]) -> Sequence[str]:
@@ -581,7 +590,7 @@ class _SMTPConnection:
                 if self.transport is not None:
                     self.transport.write(bytes(held))
                 pending, self._held_input = self._held_input, bytearray()
-                if pending:  # received before the stop: answered before the 421 (G3)
+                if pending and not self._tls_after_hold:  # answered before the 421 (G3)
                     self.machine.receive_data(bytes(pending))
             self._pump(finish=True)  # answer what arrived before the stop
             self.machine.shutdown("Server stopping, closing connection")
@@ -885,6 +894,14 @@ class _SMTPConnection:
         assert m is not None and ctx is not None and self.transport is not None
         m.accept()  # queues the 220 and drops any pipelined plaintext
         self._flush()  # the 220 goes out in plaintext, before the handshake
+        if self._held is not None:  # a DelayReply holds the 220: TLS after it
+            self._tls_after_hold = True
+            return
+        self._begin_tls()
+
+    def _begin_tls(self) -> None:
+        ctx = self.server.starttls_context
+        assert ctx is not None and self.transport is not None
         self.transport.start_tls(ctx, server_side=True, on_done=self._tls_done)
 
     def _tls_done(self) -> None:
