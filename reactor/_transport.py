@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from ._errors import InvalidArgumentError, UsageError
 from ._loop import Reactor, TimerHandle
+from ._pacing import EVENTS_PER_PASS, PASS_TIME_BUDGET
 from ._tls import TLS_HANDSHAKE_TIMEOUT, TLSEvent, TLSFailure, TLSLayer
 
 __all__ = [
@@ -52,8 +53,10 @@ __all__ = [
     "TLS_HANDSHAKE_TIMEOUT",
 ]
 
-#: Bytes asked of one ``recv()``.  256 KiB moves a multi-megabyte upload in
-#: few passes without letting one connection hog a pass for long.
+#: Bytes asked of one ``recv()``.  One readable event reads more than one
+#: chunk while the kernel holds more, within the per-pass budget (see
+#: ``StreamTransport._read_once``), so a bulk upload costs one ``select()``
+#: per burst, not per chunk.
 READ_CHUNK = 256 * 1024
 
 #: A plain ``write()`` of at least this many bytes with nothing queued before
@@ -368,32 +371,53 @@ class StreamTransport:
         if mask & selectors.EVENT_WRITE:
             self._flush()
         if mask & selectors.EVENT_READ and self._reading:  # False once closed
-            self._read_once()
+            self._read_once(EVENTS_PER_PASS)
 
-    def _read_once(self) -> bool:
-        """One recv(); returns True if bytes were delivered and more may wait."""
-        try:
-            data = self._sock.recv(READ_CHUNK)
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError as exc:  # ECONNRESET, ETIMEDOUT...: the peer broke it
-            self._force_close(exc)
-            return False
-        self.last_activity = time.monotonic()
-        if self._faults is not None:  # injected faults deliver it (now or later)
-            return bool(self._faults.received(data))
-        if not data:
-            self._on_eof()
-            return False
-        if self._tls is not None:
-            self._tls_feed(data)
-        else:
-            try:  # self._call(self.protocol.data_received, data), inlined: the hot path
-                self.protocol.data_received(data)
-            except Exception as exc:
-                self._owner.handle_error(exc, f"connection from {self.peername!r}")
+    def _read_once(self, limit: int = 1) -> bool:
+        """Read what one readable event offers; True if the last recv() delivered bytes.
+
+        Up to ``limit`` ``recv()`` calls of :data:`READ_CHUNK` bytes, each
+        delivered before the next, so a burst larger than one chunk costs one
+        ``select()`` and not one per chunk.  It stops at the first short read
+        (the kernel held no more: a ``recv()`` would only raise EAGAIN), at
+        EOF, once reading is off (paused by the protocol or by write
+        back-pressure, closed), and once the per-pass time budget
+        (:data:`PASS_TIME_BUDGET`) is spent, so that one flooding connection
+        leaves the other sockets their turn; the selector reports what is
+        left on the next pass.  With fault hooks, one ``recv()`` per call.
+        """
+        sock = self._sock
+        deadline = 0.0
+        while True:
+            try:
+                data = sock.recv(READ_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError as exc:  # ECONNRESET, ETIMEDOUT...: the peer broke it
                 self._force_close(exc)
-        return True
+                return False
+            now = self.last_activity = time.monotonic()
+            if self._faults is not None:  # injected faults deliver it (now or later)
+                return bool(self._faults.received(data))
+            if not data:
+                self._on_eof()
+                return False
+            if self._tls is not None:
+                self._tls_feed(data)
+            else:
+                try:  # self._call(self.protocol.data_received, data), inlined: the hot path
+                    self.protocol.data_received(data)
+                except Exception as exc:
+                    self._owner.handle_error(exc, f"connection from {self.peername!r}")
+                    self._force_close(exc)
+                    return True
+            limit -= 1
+            if limit <= 0 or len(data) < READ_CHUNK or not self._events & selectors.EVENT_READ:
+                return True
+            if not deadline:
+                deadline = now + PASS_TIME_BUDGET
+            elif now > deadline:
+                return True
 
     def _on_eof(self) -> None:
         self._eof = True

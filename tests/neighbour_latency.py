@@ -2,11 +2,11 @@
 
 ``python -m tests.neighbour_latency FLOOD A_PORT B_PORT N`` sends one flood to
 A on a thread (FLOOD is ``lines``: N numbered lines in one send; ``chunks``:
-a POST of N one-byte chunks) and waits for A's first answer line; meanwhile
-it asks B ``GET /b`` over one keep-alive connection, at most 1000 times.  It
-prints ``count median max`` (seconds).  A separate process keeps the clients
-off the server's interpreter lock: what is measured is how long the reactor
-leaves B waiting, not the GIL.
+a POST of N one-byte chunks; ``bulk``: N bytes of raw data) and waits for
+A's first answer line; meanwhile it asks B ``GET /b`` over one keep-alive
+connection, at most 1000 times.  It prints ``count median max`` (seconds).  A
+separate process keeps the clients off the server's interpreter lock: what
+is measured is how long the reactor leaves B waiting, not the GIL.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ def flood_bytes(kind: str, n: int) -> bytes:
             + b"1\r\nx\r\n" * n
             + b"0\r\n\r\n"
         )
+    if kind == "bulk":
+        return b"b" * n
     raise SystemExit(f"unknown flood {kind!r}")
 
 
