@@ -125,7 +125,13 @@ class StreamConnection:
 
     def write(self, data: bytes) -> None:
         """Send ``data`` (queued in order; never blocks)."""
-        self._on_reactor(self._write, bytes(data))
+        if type(data) is not bytes:
+            data = bytes(data)  # a snapshot: the caller may reuse its buffer
+        t = self.transport
+        if t is not None and t.reactor.in_reactor_thread():
+            t.write(data)  # from an on_* callback (the usual case): no hop
+        else:
+            self._on_reactor(self._write, data)
 
     def close(self) -> None:
         """Close once what was written has been sent."""
