@@ -220,7 +220,8 @@ class BaseServer:
         #: accept() failures for lack of resources (EMFILE...), one per episode.
         self.accept_errors: list[OSError] = []
         self._raised_errors = 0
-        self._cond = threading.Condition()
+        self._cond_lock = threading.RLock()  # _cond's lock, taken directly by _notify
+        self._cond = threading.Condition(self._cond_lock)
         self._lifecycle = threading.Lock()
         self._reactor: Reactor | None = None
         self._lease: _Lease | None = None
@@ -675,8 +676,13 @@ class BaseServer:
 
     def _notify(self) -> None:
         """Wake threads blocked in :meth:`wait_for` (call after recording)."""
-        with self._cond:
-            self._cond.notify_all()
+        # Called per chunk, line or datagram: with nobody waiting it only
+        # takes the lock (the C-level RLock itself, not the Condition's
+        # Python-level __enter__).  The check must be made holding the lock:
+        # a waiter evaluates its predicate and joins _waiters in one hold.
+        with self._cond_lock:
+            if self._cond._waiters:  # type: ignore[attr-defined]
+                self._cond.notify_all()
 
     def _record(self, records: list[T], item: T) -> None:
         """Append ``item`` to one of the server's record lists and wake waiters."""
