@@ -452,9 +452,12 @@ def run(quick: bool) -> Report:
     tcp_data: dict[str, Any] = {}
     _tcp_bench(quick, tcp_table, tcp_data)
     tcp_table.notes.append("best of the runs; payload bytes one way per second")
-    tcp_table.notes.append("record=True (the default) keeps every byte received in "
-                           "Stream.data for wait_for_data(), up to MAX_RECORDED_BYTES per "
-                           "connection; the difference between the two rows is that copy")
+    tcp_table.notes.append("record=True (the default) keeps every byte received for "
+                           "Stream.data and wait_for_data(), up to MAX_RECORDED_BYTES per "
+                           "connection: a chunk of 4 KiB or more by reference, copied into "
+                           "Stream.data's bytearray when a thread first reads it (none does "
+                           "here), a smaller one at once; the difference between the two rows "
+                           "is that bookkeeping")
     report.tables.append(tcp_table)
     report.data = {"udp": udp_data, "tcp": tcp_data}
 

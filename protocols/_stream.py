@@ -25,7 +25,9 @@ and tests wait with :meth:`StreamServer.wait_for_streams` or
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -66,6 +68,14 @@ MAX_LINE_LENGTH = 64 * 1024
 MAX_RECORDED_BYTES = 64 * 1024 * 1024
 
 
+#: A received chunk of at least this many bytes is recorded by reference
+#: (the ``bytes`` object itself, copied into :attr:`Stream.data` only when a
+#: thread reads it); a smaller one is copied at once, so that a peer sending
+#: tiny segments cannot make the record cost more memory (object headers)
+#: than the bytes it holds: at this size the overhead is under 1 %.
+_HOLD_MIN = 4096
+
+
 class Stream:
     """What one connection sent: ``peer``, ``data``, ``received``, ``closed``.
 
@@ -73,21 +83,51 @@ class Stream:
     ``max_recorded_bytes`` (nothing when the server does not record);
     ``received`` counts every byte, stored or not.  Mutated on the reactor
     thread; read it after a ``wait_for_*`` call.
+
+    Recording does not copy a large chunk on the reactor thread: the chunk
+    is kept as received and appended to ``data``'s bytearray, in order, the
+    first time any thread reads ``data`` (a bulk upload that no test reads
+    costs no copy at all).  What ``data`` holds is the same either way.
     """
 
-    __slots__ = ("peer", "data", "received", "closed", "opened_at")
+    __slots__ = ("peer", "_data", "_held", "_lock", "_recorded", "received", "closed",
+                 "opened_at")
 
     def __init__(self, peer: Any) -> None:
         self.peer = peer
-        self.data = bytearray()
+        self._data = bytearray()
+        self._held: deque[bytes] = deque()  # recorded, not yet appended to _data
+        self._lock = threading.Lock()  # one thread at a time moves _held into _data
+        self._recorded = 0  # bytes recorded: len(_data) + what _held holds
         self.received = 0
         self.closed = False
         self.opened_at = time.monotonic()
 
     @property
+    def data(self) -> bytearray:
+        """The bytes recorded so far (the live bytearray the reactor appends to)."""
+        if self._held:
+            self._take_held()
+        return self._data
+
+    @property
     def truncated(self) -> bool:
         """True when more was received than ``data`` holds."""
-        return self.received > len(self.data)
+        return self.received > self._recorded
+
+    def _record(self, chunk: bytes) -> None:
+        """Record ``chunk`` (reactor thread): kept by reference if large, else copied now."""
+        self._recorded += len(chunk)
+        self._held.append(chunk)
+        if len(chunk) < _HOLD_MIN:
+            self._take_held()
+
+    def _take_held(self) -> None:
+        # Any thread; under the lock, so chunks reach _data in arrival order.
+        with self._lock:
+            held, data = self._held, self._data
+            while held:
+                data += held.popleft()
 
     def __repr__(self) -> str:
         return (
@@ -162,9 +202,12 @@ class StreamConnection:
         server = self.server
         stream = self.stream
         stream.received += len(data)
-        room = server.max_recorded_bytes - len(stream.data) if server.record else 0
-        if room > 0:
-            stream.data += data if len(data) <= room else data[:room]
+        if server.record:
+            room = server.max_recorded_bytes - stream._recorded
+            if room > 0:
+                if type(data) is not bytes:
+                    data = bytes(data)  # a protocol's own caller: keep a snapshot
+                stream._record(data if len(data) <= room else data[:room])
         if server.on_data is not None:
             server.on_data(self, data)
         if server.on_line is not None:

@@ -1,0 +1,103 @@
+"""Stream recording keeps large chunks by reference (issue 10 item 4, the recording cost).
+
+``TCPServer(record=True)`` used to copy every chunk into ``Stream.data`` on
+the reactor thread.  A chunk of at least ``_HOLD_MIN`` bytes is now kept as
+received and appended to ``data`` when a thread reads it; what ``data``
+holds must be the same bytes, in the same order, under the same limit.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import unittest
+from typing import Any
+
+from protocols import TCPServer
+from protocols._stream import _HOLD_MIN
+
+
+def numbered(n: int, tag: bytes) -> bytes:
+    unit = tag + b"%08d" % n
+    return (unit * (64 * 1024 // len(unit) + 1))[: 64 * 1024]
+
+
+class RecordingByReference(unittest.TestCase):
+    def test_a_large_chunk_is_kept_as_received_until_data_is_read(self) -> None:
+        chunks: list[bytes] = []
+        with TCPServer(on_data=lambda c, d: chunks.append(d)) as srv:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as c:
+                c.sendall(b"L" * (4 * _HOLD_MIN))
+                srv.wait_for(lambda: sum(map(len, chunks)) == 4 * _HOLD_MIN, timeout=10)
+                [stream] = srv.streams
+                # Not copied on the reactor thread: the very objects on_data got.
+                self.assertEqual([id(h) for h in stream._held], [id(d) for d in chunks])
+                self.assertEqual(stream.data, b"L" * (4 * _HOLD_MIN))  # copied now
+                self.assertEqual(len(stream._held), 0)
+
+    def test_mixed_chunk_sizes_read_midway_record_every_byte_in_order(self) -> None:
+        sent = bytearray()
+        with TCPServer() as srv:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as c:
+                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                for i in range(40):
+                    # Large and small segments alternate (small ones are
+                    # copied at once, behind the large ones still held).
+                    piece = numbered(i, b"big") if i % 3 == 0 else b"<small %d>" % i
+                    c.sendall(piece)
+                    sent += piece
+                    if i % 5 == 0:  # read data from this thread while it grows
+                        srv.wait_for_data(bytes(piece), timeout=10)
+                        time.sleep(0.002)
+            [stream] = srv.wait_for_streams(1, timeout=10)
+        self.assertEqual(stream.data, sent)
+        self.assertEqual(stream.received, len(sent))
+        self.assertFalse(stream.truncated)
+
+    def test_the_limit_cuts_a_held_chunk_at_the_same_byte(self) -> None:
+        payload = bytes(range(256)) * 1024  # 256 KiB
+        limit = 100_000
+        with TCPServer(max_recorded_bytes=limit) as srv:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as c:
+                c.sendall(payload)
+                c.sendall(b"tail")
+            [stream] = srv.wait_for_streams(1, timeout=10)
+        self.assertEqual(stream.data, payload[:limit])
+        self.assertEqual(stream.received, len(payload) + 4)
+        self.assertTrue(stream.truncated)
+
+    def test_a_thread_reading_data_while_the_reactor_records_sees_a_prefix(self) -> None:
+        total = 8 << 20
+        sent = b"".join(numbered(i, b"r") for i in range(total // (64 * 1024)))
+        seen: list[int] = []
+        errors: list[str] = []
+        done = threading.Event()
+        with TCPServer() as srv:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as c:
+
+                def reader(stream: Any) -> None:
+                    while not done.is_set():
+                        n = len(stream.data)
+                        if bytes(stream.data[:n]) != sent[:n]:
+                            errors.append(f"data is not a prefix of what was sent at {n}")
+                            return
+                        seen.append(n)
+
+                sender = threading.Thread(target=c.sendall, args=(sent,), daemon=True)
+                sender.start()
+                srv.wait_for(lambda: srv.streams, timeout=10)
+                t = threading.Thread(target=reader, args=(srv.streams[0],), daemon=True)
+                t.start()
+                srv.wait_for(lambda: srv.streams[0].received == total, timeout=30)
+                done.set()
+                t.join(10)
+                sender.join(10)
+            [stream] = srv.wait_for_streams(1, timeout=10)
+        self.assertEqual(errors, [])
+        self.assertGreater(len(seen), 1)
+        self.assertEqual(stream.data, sent)
+
+
+if __name__ == "__main__":
+    unittest.main()
