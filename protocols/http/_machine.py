@@ -60,7 +60,7 @@ the same few), so a repeated request costs a dict lookup instead of a parse.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from .._buffer import ReceiveBuffer
@@ -128,6 +128,19 @@ _CLOSED: Final = State.CLOSED
 _ERROR: Final = State.ERROR
 
 __all__ = ["CHUNKS_PER_DATA_EVENT", "HTTP11Machine", "State"]
+
+# Where a request without a body leaves both sides, from IDLE, before
+# settle(): their Request then EndOfMessage, our Request (the tables'
+# transitions, taken once here; fast_request applies them in one step).
+_FAST_THEIRS: Final = transition(
+    THEIR_TRANSITIONS, transition(THEIR_TRANSITIONS, _IDLE, Request), EndOfMessage
+)
+_FAST_OURS: Final = transition(OUR_TRANSITIONS, _IDLE, Request)
+# Our side after a complete response from SEND_RESPONSE (Response, then
+# EndOfMessage), before settle(): send_response's common case.
+_RESPONDED: Final = transition(
+    OUR_TRANSITIONS, transition(OUR_TRANSITIONS, _SEND_RESPONSE, Response), EndOfMessage
+)
 
 
 _CONTINUE: Final = head_bytes(100, "Continue", ())
@@ -367,6 +380,72 @@ class HTTP11Machine:
                            self._expect_pending, self._keep_alive)
         return request
 
+    def fast_request(
+        self, data: bytes, pos: int, spend: Callable[[], bool]
+    ) -> tuple[Request, bytes, int] | None:
+        """Take one whole request from ``data[pos:]`` without buffering it, if that is safe.
+
+        The keep-alive fast path (see ``_HTTPConnection.data_received``).  It
+        applies only at the start of a cycle (both sides IDLE, nothing
+        buffered, no EOF) to a complete head that was parsed
+        and accepted before under these limits (a memo hit), on a persistent
+        connection, with no body or a ``Content-Length`` body that is wholly
+        in ``data``.  Then ``spend()`` is called once per event the slow path
+        would have pulled (Request, [Data,] EndOfMessage) and, if all allow
+        it, the machine is left exactly where ``receive_data(data[pos:end])``
+        and those ``next_event()`` calls leave it (their side DONE, ours
+        SEND_RESPONSE, the request's flags set, nothing buffered).  Returns
+        ``(request, body, end)``; None with the machine untouched for
+        anything else (a refusing ``spend()`` has still been charged).
+        """
+        if (
+            self.their_state is not _IDLE
+            or self.our_state is not _IDLE
+            or self._eof
+            or self._line_len >= 0
+            or self._heads_limits is not self.limits
+        ):
+            return None
+        rb = self._rb
+        if rb.pos < len(rb.data):
+            return None
+        m = HEAD_END.search(data, pos)
+        if m is None:
+            return None
+        # The text _read_head would look up: a memo key starts with a
+        # method, so no empty line precedes it, and its first HEAD_END is
+        # at its end (the machine would find the same one).
+        hit = self._heads.get(data[pos : m.start() + 1].decode("latin-1"))
+        if hit is None:
+            return None
+        request, http11, is_head, framing, length, _, keep_alive = hit
+        end = m.end()
+        # _read_head's own size check (the terminator may be 2 or 3 octets,
+        # which the memo key does not say).
+        if not keep_alive or end - data.find(b"\n", pos) - 1 > self.limits.max_header_bytes:
+            return None
+        if framing == _NONE:
+            body = b""
+            if not (spend() and spend()):
+                return None
+        elif framing == _LENGTH and end + length <= len(data):
+            # The whole body is here: one Data event, then the end; no
+            # 100 Continue (the body is buffered when the machine asks).
+            body = data[end : end + length]
+            end += length
+            if not (spend() and spend() and spend()):
+                return None
+        else:
+            return None
+        self._http11 = http11
+        self._is_head = is_head
+        self._keep_alive = True
+        self._expect_pending = False
+        # Those events' transitions (from the tables, at import), then settle().
+        self.their_state, self.our_state, _ = settle(_FAST_THEIRS, _FAST_OURS, True)
+        self.request = request
+        return request, body, end
+
     def _need_head(self, scan: int, end: int) -> Signal:
         # A CR not followed by LF can never be part of a valid head (RFC 9112
         # §2.2): answer at once instead of waiting for a limit.  Only the
@@ -525,7 +604,9 @@ class HTTP11Machine:
         if body is None:
             self.send(Response(status_code=status, headers=tuple(headers), reason=reason))
             return
-        nxt = transition(OUR_TRANSITIONS, self.our_state, Response)
+        ours = self.our_state
+        if ours is not _SEND_RESPONSE:
+            transition(OUR_TRANSITIONS, ours, Response)  # raises: no response owed
         if type(status) is not int or not 200 <= status <= 999:
             raise LocalProtocolError(f"final status must be 200-999: {status!r}")
         if reason:
@@ -567,8 +648,14 @@ class HTTP11Machine:
         self._expect_pending = False
         self._send_mode = mode
         self._keep_alive = keep_alive  # False (and said so) if the request body is unread
-        self.our_state = transition(OUR_TRANSITIONS, nxt, EndOfMessage)
-        self._settle()
+        # Response then EndOfMessage from SEND_RESPONSE (the table's, see
+        # _RESPONDED), then settle(), in one step.
+        their, ours, new_cycle = settle(self.their_state, _RESPONDED, keep_alive)
+        self.their_state = their
+        self.our_state = ours
+        if new_cycle:
+            self.request = None
+            self._reset_cycle()
 
     def send_raw(self, data: bytes) -> None:
         """Send *data* verbatim as the current response; the connection then closes.

@@ -342,8 +342,85 @@ class _HTTPConnection:
     def data_received(self, data: bytes) -> None:
         if self._lingering:
             return  # discarded: the connection is ending after an error
+        if (
+            self._pending is None
+            and not self._in_process
+            and not self._paused
+            and not self._yielded
+            and not self._write_paused
+        ):
+            srv = self.server
+            if (
+                srv._fast_path
+                and srv.on_head is None
+                and (srv._fault_set is None or not srv._fault_set.http_rules)
+            ):
+                self._fast(data)
+                return
         self.machine.receive_data(data)
         self._process()
+
+    def _fast(self, data: bytes) -> None:
+        """The keep-alive fast path: answer whole memoized requests straight from *data*.
+
+        Does what ``receive_data(data)`` and :meth:`_process_events` do, in
+        the same order and with the same budget, for each leading request
+        that :meth:`HTTP11Machine.fast_request` can take (a complete head
+        accepted before, no body or a whole ``Content-Length`` body, on a
+        persistent connection): the same dispatch (records, expectations,
+        handler, errors, reply checks, serialization), without buffering the
+        bytes or pulling events one call at a time.  The first request it
+        cannot take, and everything after it, go to the machine and the
+        full loop (:meth:`_process_events`, same budget), as does any state
+        the fast path does not model (a response owed, write back-pressure,
+        output waiting).  The replies go to the transport in one
+        ``write_now()``: sent at once if nothing is queued before them.
+        """
+        m = self.machine
+        t = self.transport
+        assert t is not None
+        srv = self.server
+        draining = srv._draining
+        budget = self._budget
+        if draining:
+            budget.unlimited()
+        else:
+            budget.start()
+        spend = budget.spend
+        backlog = t.get_write_buffer_size() - t.high_water
+        fast_request = m.fast_request
+        dispatch = srv._dispatch
+        pos = 0
+        n = len(data)
+        self._in_process = True
+        try:
+            while True:
+                # _process_events's loop conditions, in its order.
+                if (
+                    self._pending is not None
+                    or self._closed
+                    or (not draining and (self._write_paused or len(m._out) + backlog > 0))
+                ):
+                    break
+                if pos >= n and m.their_state is _IDLE and m.our_state is _IDLE:
+                    # All answered, the connection kept: NEED_DATA, then _flush.
+                    if m._out:
+                        t.write_now(m.data_to_send())
+                    return
+                got = fast_request(data, pos, spend)
+                if got is None:
+                    break
+                request, body, pos = got
+                self._head = None
+                self._body = None
+                self._pending = self  # a response is owed from now on
+                dispatch(self, request, body, ())
+            # The full machine from here, with this pass's budget.
+            if pos < n:
+                m.receive_data(data[pos:] if pos else data)
+            self._process_events(fresh_budget=False)
+        finally:
+            self._in_process = False
 
     def eof_received(self) -> bool | None:
         if self._lingering:
@@ -414,14 +491,16 @@ class _HTTPConnection:
         finally:
             self._in_process = False
 
-    def _process_events(self) -> None:
+    def _process_events(self, fresh_budget: bool = True) -> None:
         m = self.machine
         t = self.transport
         assert t is not None
         next_event = m.next_event
         draining = self.server._draining
         budget = self._budget
-        if draining:
+        if not fresh_budget:
+            pass  # carrying on in the pass _fast began
+        elif draining:
             budget.unlimited()
         else:
             budget.start()
@@ -705,6 +784,10 @@ class HTTPServer(ExpectingServer, StreamServerBase):
         return HTTPFaults(self)
 
     _draining = False  # inside stop(): no per-pass budget, handle it all
+
+    # The keep-alive fast path (_HTTPConnection._fast); False sends every
+    # request through the full machine loop (the equivalence tests compare).
+    _fast_path = True
 
     def _detach(self) -> None:
         self._draining = True
