@@ -71,6 +71,24 @@ class PassBudget:
         self._left = left - 1
         return True
 
+    def spend_many(self, n: int) -> bool:
+        """Take *n* events at once: what *n* :meth:`spend` calls made back to
+        back return (all True, or False with the budget spent), in one call."""
+        left = self._left
+        if left < n:
+            self._left = 0
+            return False
+        if self._deadline < 0:  # the pass's first event: its time starts now
+            self._deadline = time.monotonic() + self.seconds
+            if n > 1 and time.monotonic() > self._deadline:
+                self._left = 0
+                return False
+        elif time.monotonic() > self._deadline:
+            self._left = 0
+            return False
+        self._left = left - n
+        return True
+
     def unlimited(self) -> None:
         """Begin a pass without limits (a stopping server drains everything)."""
         self._left = 1 << 62

@@ -381,7 +381,7 @@ class HTTP11Machine:
         return request
 
     def fast_request(
-        self, data: bytes, pos: int, spend: Callable[[], bool]
+        self, data: bytes, pos: int, spend: Callable[[int], bool]
     ) -> tuple[Request, bytes, int] | None:
         """Take one whole request from ``data[pos:]`` without buffering it, if that is safe.
 
@@ -390,13 +390,13 @@ class HTTP11Machine:
         buffered, no EOF) to a complete head that was parsed
         and accepted before under these limits (a memo hit), on a persistent
         connection, with no body or a ``Content-Length`` body that is wholly
-        in ``data``.  Then ``spend()`` is called once per event the slow path
-        would have pulled (Request, [Data,] EndOfMessage) and, if all allow
-        it, the machine is left exactly where ``receive_data(data[pos:end])``
+        in ``data``.  Then ``spend(n)`` is asked for the *n* events the slow
+        path would have pulled (Request, [Data,] EndOfMessage) and, if it
+        allows them, the machine is left exactly where ``receive_data(data[pos:end])``
         and those ``next_event()`` calls leave it (their side DONE, ours
         SEND_RESPONSE, the request's flags set, nothing buffered).  Returns
         ``(request, body, end)``; None with the machine untouched for
-        anything else (a refusing ``spend()`` has still been charged).
+        anything else (a refusing ``spend()`` has spent the budget).
         """
         if (
             self.their_state is not _IDLE
@@ -426,14 +426,14 @@ class HTTP11Machine:
             return None
         if framing == _NONE:
             body = b""
-            if not (spend() and spend()):
+            if not spend(2):
                 return None
         elif framing == _LENGTH and end + length <= len(data):
             # The whole body is here: one Data event, then the end; no
             # 100 Continue (the body is buffered when the machine asks).
             body = data[end : end + length]
             end += length
-            if not (spend() and spend() and spend()):
+            if not spend(3):
                 return None
         else:
             return None

@@ -386,7 +386,7 @@ class _HTTPConnection:
             budget.unlimited()
         else:
             budget.start()
-        spend = budget.spend
+        spend = budget.spend_many
         backlog = t.get_write_buffer_size() - t.high_water
         fast_request = m.fast_request
         dispatch = srv._dispatch
@@ -828,7 +828,10 @@ class HTTPServer(ExpectingServer, StreamServerBase):
     def _run_handler(self, conn: _HTTPConnection, request: HTTPRequest) -> None:
         """Call the native handler and send (or schedule) what it returns."""
         try:
-            handler = self._route(request)  # an expectation's, the handler, or strict's 500
+            if self._expectation_list is None and not self.strict:
+                handler = self.handler  # what _route() returns then, without the call
+            else:
+                handler = self._route(request)  # an expectation's, the handler, or strict's 500
         except BaseException as exc:  # a matcher's pytest.fail() too: never the reactor's death
             self.handle_error(exc, f"matching {request.method} {request.target}")
             conn.respond_now(_error_reply(exc))
@@ -1037,7 +1040,8 @@ def _serialize_reply(m: HTTP11Machine, reply: Reply, server: HTTPServer) -> None
     unchanged by the refusal, so the 500 goes out cleanly.
     """
     status, body, given, reason, _ = reply
-    date = date_field()
+    # date_field(), without the call within the second.
+    date = _date_field if int(time.time()) == _date_second else date_field()
     headers = None
     raw: bytes
     if type(given) is tuple and type(body) is bytes:
