@@ -170,7 +170,7 @@ def _stripped_transport() -> type:
 
     namespace: dict[str, Any] = dict(vars(_transport))
     methods: dict[str, Any] = {}
-    for name in ("_flush", "_read_once", "_update_events"):
+    for name in ("_flush", "_read_once", "_update_events", "write_now"):
         src = textwrap.dedent(inspect.getsource(getattr(_transport.StreamTransport, name)))
         lines = src.splitlines()
         out: list[str] = []

@@ -42,6 +42,26 @@ class PassBudgetCountsEventsAndTime(unittest.TestCase):
             pass
         self.assertFalse(b.spend())
 
+    def test_spend_many_is_n_spends(self) -> None:
+        for events in (1, 2, 3, 4, 5, 7):
+            with self.subTest(events=events):
+                many, one = PassBudget(events=events, seconds=60), PassBudget(events, 60)
+                for b in (many, one):
+                    b.start()
+                for n in (2, 3, 1, 2, 2):
+                    self.assertEqual(
+                        many.spend_many(n), all([one.spend() for _ in range(n)])
+                    )
+                    self.assertEqual(many.spend(), one.spend())
+        b = PassBudget(events=1 << 30, seconds=0.001)
+        b.start()
+        deadline = time.monotonic() + 5
+        while b.spend_many(2) and time.monotonic() < deadline:
+            pass
+        self.assertFalse(b.spend())
+        b.unlimited()
+        self.assertTrue(b.spend_many(1000))
+
     def test_defaults_and_bad_values(self) -> None:
         b = PassBudget()
         self.assertEqual((b.events, b.seconds), (EVENTS_PER_PASS, PASS_TIME_BUDGET))
