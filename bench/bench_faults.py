@@ -276,7 +276,7 @@ def _cost(quick: bool, report: Report) -> None:
                        "shared machine); reactor CPU us/req = CPU time of the reactor thread "
                        "(time.thread_time) / requests; CPU capacity = the inverse ratio, the "
                        "throughput the reactor could sustain")
-    table.notes.append("hooks stripped: StreamTransport._flush/_read_once/_update_events "
+    table.notes.append("hooks stripped: StreamTransport._flush/_read_once/_update_events/write_now "
                        "rebuilt at run time from their source minus the 'if self._faults is "
                        "not None' lines: the code as it would be without fault injection")
     table.notes.append("met: the best round's CPU capacity within 3 % of the stripped "
