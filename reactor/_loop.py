@@ -80,6 +80,24 @@ _WAKEUP_DRAIN = 4096
 THREAD_NAME = "testservers-reactor"
 
 
+def _wakeup_drainer(wake_r: socket.socket) -> Callable[[int], None]:
+    """The wake-up socket's callback: it names the socket, not a Reactor.
+
+    So a parked selector serves the next loop as it is (no re-registration).
+    One recv, no EAGAIN exception: more than :data:`_WAKEUP_DRAIN` pending
+    wake-up bytes leave the socket readable, and the next pass drains the rest.
+    """
+    recv = wake_r.recv
+
+    def drain(mask: int) -> None:
+        try:
+            recv(_WAKEUP_DRAIN)
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    return drain
+
+
 class TimerHandle:
     """A callback scheduled on the reactor's timer heap.
 
@@ -135,15 +153,17 @@ class Reactor:
         self._seq = itertools.count()
         parked = _take_parked()
         if parked is not None:
-            # The previous loop's selector and wake-up pair (see _park).
+            # The previous loop's selector and wake-up pair (see _park), the
+            # wake-up socket still registered with its drain callback.
             self._selector, self._wake_r, self._wake_w = parked
-            self._selector.modify(self._wake_r, selectors.EVENT_READ, self._drain_wakeup)
         else:
             self._selector = selectors.DefaultSelector()
             self._wake_r, self._wake_w = socket.socketpair()
             self._wake_r.setblocking(False)
             self._wake_w.setblocking(False)
-            self._selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeup)
+            self._selector.register(
+                self._wake_r, selectors.EVENT_READ, _wakeup_drainer(self._wake_r)
+            )
         self._thread: threading.Thread | None = None
         self._thread_id: int | None = None
         self._exit_requested = False
@@ -293,6 +313,8 @@ class Reactor:
             if exit:
                 self._exit_requested = True  # no wakeup needed: we are the loop
             return fn(*args)
+        if exit and self._thread is not None:
+            return self._run_then_exit(fn, args, timeout)
         waiter = _Waiter()
 
         def finish() -> None:
@@ -317,19 +339,9 @@ class Reactor:
                 raise self._died_error()
             self._waiters.add(waiter)
         if exit:
-            if self.dead or self._closed:
-                raise self._died_error()
-            self._ready.append((call, ()))
-            self._exit_requested = True  # after the append: call runs before the exit
-            self._wakeup()
-            thread = self._thread
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(timeout)
-                if thread.is_alive():
-                    raise WaitTimeout(f"reactor did not run {fn!r} and exit within {timeout} s")
-                self._thread = None  # threading_cleanup() counts referenced stopped threads
-        else:
-            self.call_soon_threadsafe(call)
+            # A loop whose thread was never started: it runs nothing.
+            self._exit_requested = True
+        self.call_soon_threadsafe(call)
         if not waiter.event.wait(timeout):
             raise WaitTimeout(f"reactor did not run {fn!r} within {timeout} s")
         if waiter.exc is not None:
@@ -337,6 +349,45 @@ class Reactor:
             waiter.exc = None  # no reference cycle through the traceback
             raise exc
         return waiter.result  # type: ignore[no-any-return]
+
+    def _run_then_exit(self, fn: Callable[..., T], args: tuple[Any, ...],
+                       timeout: float | None) -> T:
+        """``run_sync(fn, *args, exit=True)`` from another thread.
+
+        No waiter (no Event, no lock): the caller waits by joining the loop
+        thread, and learns from ``outcome`` whether ``fn`` ran and what it
+        returned or raised.  The exiting loop runs what ``fn`` queued (its
+        bounded drain rounds) before the thread ends, so ``settle`` holds
+        too.  A loop that exited or died before running ``fn`` leaves
+        ``outcome`` empty: the caller gets :meth:`_died_error`.
+        """
+        if self.dead or self._closed:
+            raise self._died_error()
+        outcome: list[Any] = []
+
+        def call() -> None:
+            try:
+                outcome.append(fn(*args))
+            except BaseException as exc:  # handed to the joining thread
+                outcome.append(None)
+                outcome.append(exc)
+
+        self._ready.append((call, ()))
+        self._exit_requested = True  # after the append: call runs before the exit
+        self._wakeup()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                raise WaitTimeout(f"reactor did not run {fn!r} and exit within {timeout} s")
+            self._thread = None  # threading_cleanup() counts referenced stopped threads
+        if not outcome:
+            raise self._died_error()
+        if len(outcome) > 1:
+            exc = outcome.pop()
+            outcome.clear()  # no reference cycle through the traceback
+            raise exc
+        return outcome[0]  # type: ignore[no-any-return]
 
     # -- selector registration (reactor thread only) ------------------------
 
@@ -399,14 +450,6 @@ class Reactor:
         except OSError:
             pass  # closed: the loop has exited, callers see ReactorDied/Exited
 
-    def _drain_wakeup(self, mask: int) -> None:
-        # One recv, no EAGAIN exception: more than this many pending wake-up
-        # bytes leave the socket readable, and the next pass drains the rest.
-        try:
-            self._wake_r.recv(_WAKEUP_DRAIN)
-        except (BlockingIOError, InterruptedError):
-            pass
-
     def _timer_cancelled(self) -> None:
         self._cancelled_timers += 1
         if self._cancelled_timers > _COMPACT_CANCELLED_AT and self._cancelled_timers * 2 > len(
@@ -417,8 +460,8 @@ class Reactor:
             self._cancelled_timers = 0
 
     def _run(self) -> None:
-        self._thread_id = threading.get_ident()
-        _this_thread.reactor = self
+        self._thread_id = ident = threading.get_ident()
+        _loops[ident] = self
         try:
             # This 'while' loop right here is the event loop.
             while not self._exit_requested:
@@ -428,7 +471,10 @@ class Reactor:
             sys.stderr.write("testservers: the reactor thread died:\n")
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         finally:
-            self._shutdown_loop()
+            try:
+                self._shutdown_loop()
+            finally:
+                _loops.pop(ident, None)
 
     def _shutdown_loop(self) -> None:
         if self.death_cause is None:
@@ -582,7 +628,10 @@ def close_parked() -> None:
             obj.close()
 
 
-_this_thread = threading.local()
+# Reactor of each loop thread, by thread ident, while its loop runs (a
+# plain dict, not a threading.local: nothing to set up before the loop's
+# first select() nor to tear down when its thread ends).
+_loops: dict[int, Reactor] = {}
 
 
 def running_reactor() -> Reactor | None:
@@ -591,7 +640,7 @@ def running_reactor() -> Reactor | None:
     Unlike :func:`current_reactor`, still the loop's own reactor while its
     last server is stopping (it is no longer the shared one then).
     """
-    r: Reactor | None = getattr(_this_thread, "reactor", None)
+    r = _loops.get(threading.get_ident())
     return r if r is not None and r.in_reactor_thread() else None
 
 

@@ -458,6 +458,12 @@ class ThreadedStreamServerBase(StreamServerBase):
     # -- stopping (stop()'s thread) ---------------------------------------------
 
     def _join_workers(self, deadline: float) -> None:
+        if not self._workers:
+            # Seeing none needs no lock: workers are added on the reactor,
+            # whose clean-up (listener closed) stop() has waited for; one
+            # added later (a stop() that timed out) would be missed by the
+            # snapshot under the lock just as well.
+            return
         with self._workers_lock:
             workers = list(self._workers.values())
             # Unblock recv(): data already received stays readable, then EOF.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import selectors
 import socket
 import threading
 import unittest
@@ -103,6 +104,77 @@ class ColdStartTest(unittest.TestCase):
             with socket.create_connection(("127.0.0.1", s2.port), timeout=5) as c:
                 c.sendall(b"ok\n")
                 self.assertEqual(c.recv(16), b"ok\n")
+
+
+    def test_last_stop_makes_no_waiter(self) -> None:
+        # The last server's stop() waits by joining the loop thread: no
+        # _Waiter (an Event, a lock) is made for that hand-off.
+        made: list[object] = []
+        orig = _loop._Waiter
+
+        class Counting(orig):  # type: ignore[misc, valid-type]
+            def __init__(self) -> None:
+                made.append(self)
+                super().__init__()
+
+        with unittest.mock.patch.object(_loop, "_Waiter", Counting):
+            s = TCPServer()
+            s.start()
+            s.stop()
+        self.assertEqual(made, [])
+        self.assertIsNone(reactor.current_reactor())
+
+    def test_exit_hand_off_returns_and_reraises_what_fn_did(self) -> None:
+        r = _loop.Reactor()
+        r.start()
+        thread = r.thread
+        assert thread is not None
+        self.assertEqual(r.run_sync(lambda: 42, exit=True, timeout=5), 42)
+        self.assertFalse(thread.is_alive())
+        self.assertIsNone(r.thread)
+        with self.assertRaises(reactor.ReactorExited):
+            r.run_sync(lambda: 1, exit=True, timeout=5)
+        r2 = _loop.Reactor()
+        r2.start()
+
+        def boom() -> None:
+            raise ValueError("from the loop")
+
+        with self.assertRaisesRegex(ValueError, "from the loop"):
+            r2.run_sync(boom, exit=True, timeout=5)
+        self.assertIsNone(r2.thread)
+        reactor.close_parked()
+
+    def test_exit_hand_off_to_a_loop_that_died_raises_reactor_died(self) -> None:
+        r = _loop.Reactor()
+        r.start()
+
+        def die() -> None:
+            raise SystemExit("loop killed")  # a BaseException kills the loop
+
+        with unittest.mock.patch("sys.stderr"):
+            r.call_soon_threadsafe(die)
+            r.join(5)
+        self.assertTrue(r.dead)
+        with self.assertRaises(reactor.ReactorDied):
+            r.run_sync(lambda: 1, exit=True, timeout=5)
+
+    def test_a_parked_selector_serves_the_next_loop_without_re_registering(self) -> None:
+        # The wake-up socket's callback names the socket, not the Reactor,
+        # so the next loop takes the parked selector as it is.
+        with TCPServer():  # a cold cycle: its loop parks the selector
+            pass
+        s2 = TCPServer(on_line=lambda conn, line: conn.write(line))
+        with unittest.mock.patch.object(selectors.DefaultSelector, "modify") as modify:
+            s2.start()
+            try:
+                with socket.create_connection(("127.0.0.1", s2.port), timeout=5) as c:
+                    c.sendall(b"again\n")
+                    self.assertEqual(c.recv(16), b"again\n")
+            finally:
+                s2.stop()
+        modify.assert_not_called()
+        reactor.close_parked()
 
 
 if __name__ == "__main__":
