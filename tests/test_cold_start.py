@@ -177,5 +177,92 @@ class ColdStartTest(unittest.TestCase):
         reactor.close_parked()
 
 
+class FinalDrainTest(unittest.TestCase):
+    """stop()'s final drain: skipped only when the pass proves nothing queued (G3)."""
+
+    def setUp(self) -> None:
+        self.assertIsNone(reactor.current_reactor(), "another test left a server running")
+
+    def _count(self, cls: type, name: str) -> list[int]:
+        calls: list[int] = []
+        orig = getattr(cls, name)
+
+        def counting(obj: Any, *args: Any) -> Any:
+            calls.append(1)
+            return orig(obj, *args)
+
+        patcher = unittest.mock.patch.object(cls, name, counting)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        return calls
+
+    def test_stopping_an_idle_server_tries_no_accept_or_recvfrom(self) -> None:
+        from reactor._transport import DatagramTransport, Listener
+
+        for warm in (False, True):
+            with self.subTest(warm=warm):
+                resident = UDPServer() if warm else None
+                if resident is not None:
+                    resident.start()
+                try:
+                    accepts = self._count(Listener, "accept_pending")
+                    reads = self._count(DatagramTransport, "read_pending")
+                    t, u = TCPServer(), UDPServer()
+                    t.start()
+                    u.start()
+                    u.stop()
+                    t.stop()
+                    # The select() that woke for stop() reported neither socket.
+                    self.assertEqual((accepts, reads), ([], []))
+                finally:
+                    unittest.mock.patch.stopall()
+                    if resident is not None:
+                        resident.stop()
+
+    def test_what_reached_the_server_just_before_stop_is_still_handled(self) -> None:
+        for warm in (False, True):
+            resident = UDPServer() if warm else None
+            if resident is not None:
+                resident.start()
+            try:
+                for i in range(40):
+                    t = TCPServer(on_data=lambda conn, data: None)
+                    u = UDPServer()
+                    t.start()
+                    u.start()
+                    c = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+                    c.sendall(b"before stop %d" % i)
+                    d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    d.sendto(b"datagram %d" % i, ("127.0.0.1", u.port))
+                    u.stop()
+                    t.stop()
+                    c.close()
+                    d.close()
+                    self.assertEqual([s.data for s in t.streams], [b"before stop %d" % i])
+                    self.assertEqual([g.data for g in u.datagrams], [b"datagram %d" % i])
+            finally:
+                if resident is not None:
+                    resident.stop()
+
+    def test_the_proof_is_not_lent_to_a_nested_call(self) -> None:
+        r = _loop.Reactor()
+        r.start()
+        seen: list[bool] = []
+
+        def inner() -> None:
+            seen.append(r.fresh_select)
+
+        def outer() -> None:
+            seen.append(r.fresh_select)
+            r.run_sync(inner)  # on the loop thread: runs now, queued after the select
+            seen.append(r.fresh_select)
+
+        r.run_sync(outer, timeout=5)
+        seen.append(r.fresh_select)
+        r.run_sync(lambda: None, exit=True, timeout=5)
+        reactor.close_parked()
+        self.assertEqual(seen, [True, False, True, False])
+
+
 if __name__ == "__main__":
     unittest.main()
