@@ -5,8 +5,12 @@ constructor), ``start()`` and wait until ready (``start->ready``), then
 ``stop()`` at once (``stop``).  Timed with ``time.perf_counter`` in the
 calling thread, exactly as a test's setUp/tearDown would see it.
 
-Fast subjects (ours, the floor, peers at poll_interval 0.001/0.01) run their
-cycles one after another.  Peers whose stop() waits out a long poll
+Fast subjects (ours, the floor, peers at poll_interval 0.001/0.01) run
+*interleaved*: after each one's warm-up and pilot cycle, every round gives
+each of them one cycle, in a new random order each round, so that a busy moment of the machine falls
+on all rows alike instead of deciding a ratio by which row it hit (as
+``bench_suite`` does).  Each cycle is still measured alone and the same way
+for every subject.  Peers whose stop() waits out a long poll
 (poll_interval 0.5 and 60) would need 100 s (or 3.3 hours) for 200 cycles
 in a row, so they run *pipelined*: the main thread still creates, starts and
 times each instance one at a time, and hands its stop() to a worker thread
@@ -23,6 +27,7 @@ in every cycle.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -79,15 +84,6 @@ def _timed_stop(job: Job, inst: Instance) -> None:
     inst.stop()
     job.stop.append(time.perf_counter() - t0)
     inst.cleanup()
-
-
-def _run_sequential(job: Job, n: int, budget: float) -> None:
-    deadline = time.monotonic() + budget
-    while len(job.stop) < n and time.monotonic() < deadline:
-        inst = _timed_start(job)
-        _timed_stop(job, inst)
-        if len(job.stop) % 20 == 0:
-            progress(f"{job.label} poll={job.poll}: {len(job.stop)}/{n}")
 
 
 def _run_pipelined(jobs: list[tuple[Job, int]], budget: float, width: int) -> None:
@@ -148,6 +144,7 @@ def run(quick: bool) -> Report:
     slow_half: list[Job] = []
     slow_long: list[Job] = []
     skipped: list[str] = []
+    fast: list[Job] = []
     for job in jobs:
         s = job.subject
         predicted_slow = s.group == "peer" and job.poll is not None and job.poll >= 0.1
@@ -160,12 +157,14 @@ def run(quick: bool) -> Report:
             else:
                 slow_half.append(job)
             continue
-        try:
-            _run_one_fast(job, n, fast_budget, slow_half)
-        except Exception as exc:
-            job.error = f"{type(exc).__name__}: {exc}"
-            if s.group == "ours":
-                raise
+        fast.append(job)
+    # Cold rows first, all interleaved; then the warm rows, interleaved among
+    # themselves with the resident server that makes them warm (it would make
+    # the cold rows warm too).
+    for group in ([j for j in fast if j.variant != "warm"],
+                  [j for j in fast if j.variant == "warm"]):
+        if group:
+            _run_fast_interleaved(group, n, fast_budget, slow_half)
 
     if quick and slow_half:
         # One shared pipelined batch: enough to prove every peer runs.
@@ -196,26 +195,63 @@ def run(quick: bool) -> Report:
     return _report(jobs, quick, skipped)
 
 
-def _run_one_fast(job: Job, n: int, budget: float, slow: list[Job]) -> None:
+def _run_fast_interleaved(jobs: list[Job], n: int, budget: float, slow: list[Job]) -> None:
+    """Warm-up and pilot each job, then ``n`` cycles of each, one per job per round.
+
+    ``budget`` is per job, as it was when they ran one after another; a
+    peer whose pilot stop() is slow moves to ``slow`` (the pipelined pass).
+    """
     resident: Any = None
-    if job.variant == "warm":
+    if any(j.variant == "warm" for j in jobs):
         import protocols
 
         resident = protocols.UDPServer()
         resident.start()
     try:
-        for _ in range(2):  # untimed warm-up: first-call costs (imports, caches) are not latency
-            inst = job.make()
-            inst.start()
-            inst.wait_ready()
-            inst.stop()
-            inst.cleanup()
-        inst = _timed_start(job)  # the pilot cycle
-        _timed_stop(job, inst)
-        if job.stop[-1] > SLOW_STOP and job.subject.group == "peer":
-            slow.append(job)  # e.g. pytest-httpserver: measured in the pipelined pass
-            return
-        _run_sequential(job, n, budget)
+        live: list[Job] = []
+        for job in jobs:
+            try:
+                for _ in range(2):  # untimed warm-up: first-call costs are not latency
+                    inst = job.make()
+                    inst.start()
+                    inst.wait_ready()
+                    inst.stop()
+                    inst.cleanup()
+                inst = _timed_start(job)  # the pilot cycle
+                _timed_stop(job, inst)
+            except Exception as exc:
+                job.error = f"{type(exc).__name__}: {exc}"
+                if job.subject.group == "ours":
+                    raise
+                continue
+            if job.stop[-1] > SLOW_STOP and job.subject.group == "peer":
+                slow.append(job)  # e.g. pytest-httpserver: measured in the pipelined pass
+                continue
+            live.append(job)
+        deadline = time.monotonic() + budget * max(1, len(live))
+        rounds = 0
+        order = random.Random(len(live))  # reproducible
+        while live and time.monotonic() < deadline:
+            # A fresh order every round: each row follows every other one
+            # about as often (the cycle after another library's runs with
+            # colder caches, whichever row that is).
+            this_round = list(live)
+            order.shuffle(this_round)
+            for job in this_round:
+                try:
+                    inst = _timed_start(job)
+                    _timed_stop(job, inst)
+                except Exception as exc:
+                    job.error = f"{type(exc).__name__}: {exc}"
+                    if job.subject.group == "ours":
+                        raise
+                    live.remove(job)
+                    continue
+                if len(job.stop) >= n:
+                    live.remove(job)
+            rounds += 1
+            if rounds % 20 == 0:
+                progress(f"interleaved round {rounds}/{n} ({len(live)} servers)")
     finally:
         if resident is not None:
             resident.stop()
@@ -267,7 +303,8 @@ def _report(jobs: list[Job], quick: bool, skipped: list[str]) -> Report:
                 job.subject.group, list(job.stop))
     table.notes.append("'(p)': pipelined (the stop() calls of consecutive cycles overlap on "
                        "worker threads; each is still timed alone); other rows one cycle at a "
-                       "time")
+                       "time, interleaved: each round runs one cycle of every such row, in a new "
+                       "random order (cold rows together, then warm rows together)")
     table.notes.append("stop vs ours: this row's stop median / testservers' (cold) stop median "
                        "for the same kind and poll_interval (0.5 for servers without one)")
     table.notes.append("warm: another testservers server keeps the reactor thread running; "
