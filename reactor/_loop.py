@@ -213,13 +213,14 @@ class Reactor:
         it with :meth:`remove_death_hook` when no longer interested, or the
         reactor keeps the hook's owner alive.
         """
-        with self._waiters_lock:
-            self._death_hooks.add(hook)
+        # No lock: set.add/discard are atomic; a hook added while the dying
+        # loop takes and clears the set is not called, as it would not have
+        # been with the lock (it was added after the clear).
+        self._death_hooks.add(hook)
 
     def remove_death_hook(self, hook: Callable[[], object]) -> None:
         """Forget a hook given to :meth:`add_death_hook` (harmless if absent)."""
-        with self._waiters_lock:
-            self._death_hooks.discard(hook)
+        self._death_hooks.discard(hook)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the loop thread to exit (not from the loop thread)."""
@@ -605,7 +606,6 @@ class Reactor:
 _lock = threading.Lock()
 _current: Reactor | None = None
 _users = 0
-_pid = os.getpid()
 
 
 # A loop that exits normally parks its selector and wake-up socketpair here
@@ -617,24 +617,24 @@ _pid = os.getpid()
 # instance is shared with the parent across fork()).
 _Parked = tuple[selectors.BaseSelector, socket.socket, socket.socket]
 _parked: _Parked | None = None
-_parked_pid = 0
 _parked_lock = threading.Lock()
 
 def _park(sel: selectors.BaseSelector, wake_r: socket.socket, wake_w: socket.socket) -> bool:
     """Keep an exited loop's selector and wake-up pair for the next one; False: close them."""
-    global _parked, _parked_pid
+    global _parked
     # Wake-up bytes left in the pair are not drained here: they only give
     # the next loop one spurious (harmless) pass.
     try:
-        keys = sel.get_map()
-        if len(keys) != 1 or keys.get(wake_r) is None:
+        # The wake-up socket is always registered (nothing unregisters it),
+        # so one key means it alone.
+        if len(sel.get_map()) != 1:
             return False  # something is still registered: start afresh next time
     except (RuntimeError, KeyError, ValueError):
         return False
     with _parked_lock:
         if _parked is not None:
             return False
-        _parked, _parked_pid = (sel, wake_r, wake_w), os.getpid()
+        _parked = (sel, wake_r, wake_w)
     return True
 
 
@@ -642,10 +642,6 @@ def _take_parked() -> _Parked | None:
     global _parked
     with _parked_lock:
         parked, _parked = _parked, None
-        if parked is not None and _parked_pid != os.getpid():
-            for obj in parked:
-                obj.close()  # the child's copies only
-            parked = None
     return parked
 
 
@@ -662,6 +658,31 @@ def close_parked() -> None:
 # plain dict, not a threading.local: nothing to set up before the loop's
 # first select() nor to tear down when its thread ends).
 _loops: dict[int, Reactor] = {}
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child: the parent's loop thread does not exist here.
+
+    The shared reactor is forgotten (the next start() makes a new loop),
+    and the parked selector and wake-up pair are closed (the child's copies
+    only: an epoll instance is shared with the parent across fork()).
+    Registered with os.register_at_fork, so start() and a loop's exit need
+    no getpid() per cycle.
+    """
+    global _current, _users, _parked, _lock, _parked_lock
+    _lock, _parked_lock = threading.Lock(), threading.Lock()  # may be held by a parent thread
+    _current, _users = None, 0
+    parked, _parked = _parked, None
+    _loops.clear()
+    for obj in parked or ():
+        try:
+            obj.close()
+        except OSError:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def running_reactor() -> Reactor | None:
@@ -696,10 +717,8 @@ def acquire(
     (``timeout`` bounds it).  If ``setup`` raises, the user is not counted
     and the exception propagates.
     """
-    global _current, _users, _pid
+    global _current, _users
     with _lock:
-        if _pid != os.getpid():  # forked: the parent's thread does not exist here
-            _current, _users, _pid = None, 0, os.getpid()
         r = _current
         if r is None or r.dead or r._closed or r._exit_requested:
             r = Reactor()

@@ -96,12 +96,13 @@ class _Lease:
     reactor stays right and no other server loses its loop.
     """
 
-    __slots__ = ("reactor", "_lock", "_released")
+    __slots__ = ("reactor", "_token")
 
     def __init__(self, reactor: Reactor) -> None:
         self.reactor = reactor
-        self._lock = threading.Lock()
-        self._released = False
+        # One token, popped by whichever side releases first: list.pop() is
+        # atomic, so no lock needs making per start().
+        self._token = [True]
 
     def release(self, join_timeout: float | None = None) -> bool:
         """Release; True if the loop is exiting because of it (see ``release``)."""
@@ -116,11 +117,10 @@ class _Lease:
         return release_user(self.reactor)
 
     def _take(self) -> bool:
-        with self._lock:
-            if self._released:
-                return False
-            self._released = True
-            return True
+        try:
+            return self._token.pop()
+        except IndexError:
+            return False
 
 
 _GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import selectors
 import socket
 import threading
 import unittest
 import unittest.mock
+import warnings
 from typing import Any
 
 import reactor
@@ -263,6 +265,43 @@ class FinalDrainTest(unittest.TestCase):
         reactor.close_parked()
         self.assertEqual(seen, [True, False, True, False])
 
+
+@unittest.skipUnless(hasattr(os, "fork"), "needs fork()")
+class ForkTest(unittest.TestCase):
+    def _in_child(self, check: Any) -> int:
+        """Fork; the child runs ``check()`` then serves one line; its exit status."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads
+            pid = os.fork()
+        if pid == 0:  # the child: report through the exit status only
+            code = 1
+            try:
+                if check():
+                    code = 2
+                    with TCPServer(on_line=lambda conn, line: conn.write(line)) as s:
+                        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+                            c.sendall(b"child\n")
+                            if c.recv(16) == b"child\n":
+                                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+    def test_a_forked_child_drops_the_parked_selector(self) -> None:
+        with TCPServer():
+            pass  # a cold cycle: the exited loop parks its selector
+        self.assertIsNotNone(_loop._parked)
+        self.assertEqual(self._in_child(lambda: _loop._parked is None), 0)
+        self.assertIsNotNone(_loop._parked)  # the parent's is untouched
+        reactor.close_parked()
+
+    def test_a_forked_child_starts_its_own_loop(self) -> None:
+        resident = UDPServer()
+        resident.start()  # a loop runs in the parent
+        self.addCleanup(resident.stop)
+        self.assertEqual(self._in_child(lambda: reactor.current_reactor() is None), 0)
+        self.assertIs(reactor.current_reactor(), resident._reactor)
 
 if __name__ == "__main__":
     unittest.main()
