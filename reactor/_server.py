@@ -444,7 +444,7 @@ class BaseServer:
         """
         if timeout is None:
             timeout = DEFAULT_STOP_TIMEOUT
-        if not self._lifecycle.acquire(blocking=False):
+        if not self._lifecycle.acquire(False):  # positional: no keyword parsing
             loop = running_reactor()
             if loop is not None:
                 # Another thread is starting or stopping this server and may
@@ -500,19 +500,9 @@ class BaseServer:
         # waits by joining the thread (one hand-off, as a bare loop's stop).
         last = lease.release_user()
 
-        def detach() -> None:
-            # On the loop thread.  run_sync(settle=True) returns once the
-            # connection_lost callbacks this queues have run too, so every
-            # protocol of this server has heard of the close when stop()
-            # returns.
-            try:
-                self._detach_on_reactor()
-            finally:
-                self._detach_pending = False
-
         self._detach_pending = True
         try:
-            reactor.run_sync(detach, timeout=wait, settle=True, exit=last)
+            reactor.run_sync(self._detach_queued, timeout=wait, settle=True, exit=last)
         except (ReactorDied, ReactorExited):
             self._detach_pending = False
             self._detach_after_death()
@@ -595,6 +585,16 @@ class BaseServer:
             self._tick_base = time.monotonic()
             self._tick_n = 1
             self._tick_handle = reactor.call_at(self._tick_base + pi, self._tick, reactor)
+
+    def _detach_queued(self) -> None:
+        # stop()'s clean-up, on the loop thread.  run_sync(settle=True)
+        # returns once the connection_lost callbacks this queues have run
+        # too, so every protocol of this server has heard of the close when
+        # stop() returns.
+        try:
+            self._detach_on_reactor()
+        finally:
+            self._detach_pending = False
 
     def _detach_on_reactor(self) -> None:
         if self._tick_handle is not None:
@@ -898,7 +898,8 @@ class StreamServerBase(BaseServer):
             self._idle_handle = None
 
     def _detach(self) -> None:
-        self._cancel_idle_timer()
+        if self._idle_handle is not None:
+            self._cancel_idle_timer()
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.drain(_DRAIN_ACCEPT_LIMIT)
