@@ -177,12 +177,6 @@ class Reactor:
         #: Number of passes through the loop; tests and benchmarks read it
         #: to prove that an idle reactor does not wake up.
         self.iterations = 0
-        #: True while a :meth:`run_sync` callback runs in a pass whose
-        #: ``select()`` returned after the callback was queued: a socket
-        #: watched by that select and not reported had nothing to read when
-        #: the caller queued it (readiness is level-triggered).  ``stop()``'s
-        #: final drain then skips the read/accept that would find EAGAIN.
-        self.fresh_select = False
 
     # -- thread lifecycle ---------------------------------------------------
 
@@ -319,13 +313,6 @@ class Reactor:
         if self.in_reactor_thread():
             if exit:
                 self._exit_requested = True  # no wakeup needed: we are the loop
-            if self.fresh_select:
-                # fn was not queued before this pass's select(): no proof for it.
-                self.fresh_select = False
-                try:
-                    return fn(*args)
-                finally:
-                    self.fresh_select = True
             return fn(*args)
         if exit and self._thread is not None:
             return self._run_then_exit(fn, args, timeout)
@@ -336,16 +323,12 @@ class Reactor:
                 self._waiters.discard(waiter)
             waiter.event.set()
 
-        mark: list[int] = []
-
         def call() -> None:
-            self.fresh_select = bool(mark) and self.iterations > mark[0]
             try:
                 waiter.result = fn(*args)
             except BaseException as exc:  # handed to the waiting thread
                 waiter.exc = exc
             finally:
-                self.fresh_select = False
                 if settle:
                     # Behind what fn queued: FIFO, so those run first.
                     self._ready.append((finish, ()))
@@ -359,12 +342,7 @@ class Reactor:
         if exit:
             # A loop whose thread was never started: it runs nothing.
             self._exit_requested = True
-        if self.dead or self._closed:
-            raise self._died_error()
-        self._ready.append((call, ()))
-        # Read after the append: a pass numbered above it selected after it.
-        mark.append(self.iterations)
-        self._wakeup()
+        self.call_soon_threadsafe(call)
         if not waiter.event.wait(timeout):
             raise WaitTimeout(f"reactor did not run {fn!r} within {timeout} s")
         if waiter.exc is not None:
@@ -387,21 +365,15 @@ class Reactor:
         if self.dead or self._closed:
             raise self._died_error()
         outcome: list[Any] = []
-        mark: list[int] = []
 
         def call() -> None:
-            self.fresh_select = bool(mark) and self.iterations > mark[0]
             try:
                 outcome.append(fn(*args))
             except BaseException as exc:  # handed to the joining thread
                 outcome.append(None)
                 outcome.append(exc)
-            finally:
-                self.fresh_select = False
 
         self._ready.append((call, ()))
-        # Read after the append: a pass numbered above it selected after it.
-        mark.append(self.iterations)
         self._exit_requested = True  # after the append: call runs before the exit
         self._wakeup()
         thread = self._thread
@@ -545,6 +517,7 @@ class Reactor:
             self._wake_w.close()
 
     def _run_once(self) -> None:
+        self.iterations += 1
         timers = self._timers
         # Drop cancelled timers from the front so they never set a timeout.
         while timers and timers[0][2].cancelled:
@@ -558,9 +531,6 @@ class Reactor:
         else:
             timeout = None  # nothing to do until a socket or a wakeup fires
         events = self._selector.select(timeout)
-        # Counted when select() returns: a pass numbered above a value read
-        # at time t sampled readiness after t (see fresh_select).
-        self.iterations += 1
         for key, mask in events:
             try:  # self._dispatch(key.data, mask), inlined: once per ready socket
                 key.data(mask)

@@ -902,7 +902,7 @@ class StreamServerBase(BaseServer):
             self._cancel_idle_timer()
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.drain(_DRAIN_ACCEPT_LIMIT)
+            listener.accept_pending(_DRAIN_ACCEPT_LIMIT)
         for t in list(self._transports):
             t.drain_now()
         self._before_close()
@@ -964,7 +964,7 @@ class DatagramServerBase(BaseServer):
             # Everything that reached the socket before stop() is handled
             # (bounded: a flood that goes on during stop cannot hold it),
             # and the replies to it are sent while the socket is still ours.
-            transport.drain(_DRAIN_DATAGRAM_LIMIT)
+            transport.read_pending(_DRAIN_DATAGRAM_LIMIT)
             transport.flush_queue()
             self._transport = None
             transport.close()

@@ -668,9 +668,6 @@ class Listener:
         self._starved = False  # in an EMFILE episode (reported already)
         self._registered = False
         self._closed = False
-        # Loop passes (Reactor.iterations) in which the socket was last
-        # registered and last reported readable: see drain().
-        self._watched_pass = self._readable_pass = -1
         #: The bound address (``getsockname()``): the real port after port 0.
         self.sockname: Any = sock.getsockname()
         sock.setblocking(False)
@@ -681,32 +678,9 @@ class Listener:
         if not self._closed and not self._registered:
             self._reactor.register(self._sock, selectors.EVENT_READ, self._on_readable)
             self._registered = True
-            self._watched_pass = self._reactor.iterations
 
     def _on_readable(self, mask: int) -> None:
-        self._readable_pass = self._reactor.iterations
         self.accept_pending(self._backlog)
-
-    def drain(self, limit: int) -> None:
-        """``stop()``'s: accept up to ``limit`` connections still queued (reactor thread).
-
-        Skips the accept() that would only fail with EAGAIN when the current
-        pass proves the queue empty: its ``select()`` returned after
-        ``stop()`` queued this clean-up (:attr:`Reactor.fresh_select`), the
-        socket was watched by it (registered in an earlier pass), and it did
-        not report the socket.  Readiness is level-triggered, so a
-        connection queued before ``stop()`` would have been reported, and
-        accepted in this pass.
-        """
-        r = self._reactor
-        if (
-            r.fresh_select
-            and self._registered
-            and self._watched_pass < r.iterations
-            and self._readable_pass != r.iterations
-        ):
-            return
-        self.accept_pending(limit)
 
     def accept_pending(self, limit: int) -> None:
         """Accept up to ``limit`` waiting connections (stops at EAGAIN)."""
@@ -772,10 +746,6 @@ class DatagramTransport:
         self._closed = False
         sock.setblocking(False)
         reactor.register(sock, self._events, self._on_events)
-        # Loop passes in which the socket was registered (always for
-        # reading) and last reported readable: see drain().
-        self._watched_pass = reactor.iterations
-        self._readable_pass = -1
 
     @property
     def socket(self) -> socket.socket:
@@ -825,23 +795,7 @@ class DatagramTransport:
                 self._queue.popleft()
             self._set_events(selectors.EVENT_READ)
         if mask & selectors.EVENT_READ:
-            self._readable_pass = self._reactor.iterations
             self.read_pending(_DATAGRAMS_PER_PASS)
-
-    def drain(self, limit: int) -> int:
-        """``stop()``'s: deliver up to ``limit`` datagrams still waiting (reactor thread).
-
-        Skips the recvfrom() that would only fail with EAGAIN when the
-        current pass proves the socket empty, as :meth:`Listener.drain` does.
-        """
-        r = self._reactor
-        if (
-            r.fresh_select
-            and self._watched_pass < r.iterations
-            and self._readable_pass != r.iterations
-        ):
-            return 0
-        return self.read_pending(limit)
 
     def read_pending(self, limit: int) -> int:
         """Deliver up to ``limit`` waiting datagrams; returns how many."""
