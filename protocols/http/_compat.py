@@ -24,7 +24,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final, Generic, TypeVar, overload
 
 from reactor import InvalidArgumentError
 
@@ -49,7 +49,7 @@ from ._server import (
     Reply,
     _error_reply,
     _HTTPConnection,
-    http_date,
+    date_field,
 )
 
 __all__ = ["CompatRequest", "ReplyMode", "TestHTTPServer"]
@@ -80,6 +80,11 @@ class ReplyMode(str, enum.Enum):
     VERBATIM = "verbatim"
 
 
+# Module-level aliases: an Enum member read from its class is slow (a
+# descriptor call on 3.11), and _reply() runs once per request.
+_VERBATIM: Final = ReplyMode.VERBATIM
+_AS_WRITTEN: Final = ReplyMode.AS_WRITTEN
+
 #: A header value as written: any field content with surrounding spaces and
 #: tabs (RFC 9110 §5.5 minus the OWS trimming), never CR, LF or NUL.
 _LENIENT_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
@@ -88,6 +93,14 @@ _LENIENT_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 # the same few fields again and again.  Bounded, cleared when full.
 _CHECKED_FIELDS: set[tuple[str, str]] = set()
 _CHECKED_FIELDS_MAX = 1024
+# The last decision _reply() made for each status: (the fields as sent (a
+# copy), empty body?, HEAD?, keep-alive?, AS_WRITTEN?, the Reply's fields),
+# a pure function of the first five (exact-str fields only).  Bounded.
+_LAST_REPLY: dict[int, tuple[Any, ...]] = {}
+_LAST_REPLY_MAX: Final = 64
+_new_tuple = tuple.__new__  # builds a Reply without NamedTuple's Python-level __new__
+# version_string()'s last (server_version, sys_version, result).
+_version: tuple[object, object, str] = (None, None, "")
 _STATUS_LINE = re.compile(r"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: (.*))?")
 
 
@@ -180,6 +193,35 @@ class _HandlerWriter(io.RawIOBase):
             return view.nbytes
 
 
+_T = TypeVar("_T")
+
+
+class _lazy(Generic[_T]):  # noqa: N801 (used as a decorator, like property)
+    """A computed attribute, made on first read and then kept as an instance attribute.
+
+    A non-data descriptor: once made (or assigned by the handler), the
+    instance attribute is found first and the function never runs again.
+    """
+
+    def __init__(self, make: Callable[[Any], _T]) -> None:
+        self._make = make
+        self._name = make.__name__
+        self.__doc__ = make.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _lazy[_T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> _T: ...
+    def __get__(self, obj: object, owner: type | None = None) -> _lazy[_T] | _T:
+        if obj is None:
+            return self
+        value = self._make(obj)
+        # setattr(), not __dict__: on 3.11+ reading __dict__ turns the
+        # instance's compact attribute storage into a dict (slower after).
+        setattr(obj, self._name, value)
+        return value
+
+
 _ERROR_PAGE = """\
 <!DOCTYPE HTML>
 <html lang="en">
@@ -222,27 +264,46 @@ class CompatRequest:
     error_content_type = "text/html;charset=utf-8"
 
     def __init__(self, request: HTTPRequest, server: TestHTTPServer) -> None:
+        head = request.head
         self.native = request
         self.server = server
         self.client_address = request.client_address
-        self.command = request.method
-        self.path = request.target
-        self.request_version = "HTTP/" + request.http_version
-        self.requestline = f"{self.command} {self.path} {self.request_version}"
-        self.raw_requestline = (self.requestline + "\r\n").encode("latin-1")
-        self._headers: http.client.HTTPMessage | None = None
-        self.rfile = io.BytesIO(request.body)
-        self.wfile = io.BytesIO()
+        self.command = head.method
+        self.path = head.target
+        version = head.http_version
+        self.request_version = "HTTP/1.1" if version == "1.1" else "HTTP/" + version
         #: As in http.server: ``"HTTP/1.0"`` (the default, taken from the
         #: server class) closes the connection after each response;
         #: ``"HTTP/1.1"`` keeps it alive (the framing is right either way).
         self.protocol_version: str = server.protocol_version
         self.close_connection = self.protocol_version < "HTTP/1.1"
+        self.wfile = io.BytesIO()
+        self.response_headers: list[tuple[str, str]] = []
         self.status: int | None = None
         self.reason = ""
-        self.response_headers: list[tuple[str, str]] = []
+        self._headers: http.client.HTTPMessage | None = None
         self._headers_ended = False
         self._body_start = 0
+        #: False once a field name or value that is not exactly ``str`` was
+        #: sent: such a reply is checked field by field and never memoized.
+        self._plain = True
+
+    # Built on first use (most handlers never look at them); each becomes a
+    # plain instance attribute then, which the handler may also assign.
+    @_lazy
+    def requestline(self) -> str:
+        """``"<command> <path> <request_version>"`` as in http.server."""
+        return f"{self.command} {self.path} {self.request_version}"
+
+    @_lazy
+    def raw_requestline(self) -> bytes:
+        """The request line as received, CRLF included (rebuilt from the parsed one)."""
+        return (self.requestline + "\r\n").encode("latin-1")
+
+    @_lazy
+    def rfile(self) -> io.BytesIO:
+        """The whole decoded request body, as a ``BytesIO`` positioned at its start."""
+        return io.BytesIO(self.native.body)
 
     @property
     def headers(self) -> http.client.HTTPMessage:
@@ -274,13 +335,24 @@ class CompatRequest:
         self._headers_ended = False
 
     def send_header(self, keyword: str, value: str) -> None:
-        self.response_headers.append((keyword, str(value)))
-        if keyword.lower() == "connection":
-            v = str(value).lower()
-            if v == "close":
-                self.close_connection = True
-            elif v == "keep-alive":
-                self.close_connection = False
+        if type(value) is not str:
+            value = str(value)
+            if type(value) is not str:
+                self._plain = False
+        self.response_headers.append((keyword, value))
+        if type(keyword) is str:
+            # len() first: most fields are not Connection, and lower() costs more.
+            if len(keyword) != 10 or keyword.lower() != "connection":
+                return
+        else:
+            self._plain = False
+            if keyword.lower() != "connection":
+                return
+        v = value.lower()
+        if v == "close":
+            self.close_connection = True
+        elif v == "keep-alive":
+            self.close_connection = False
 
     def end_headers(self) -> None:
         self._headers_ended = True
@@ -314,6 +386,8 @@ class CompatRequest:
     # -- logging (honours the server's ``log`` flag) ------------------------------------
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if not self.server.log and getattr(self.log_message, "__func__", None) is _LOG_MESSAGE:
+            return  # log_message() would print nothing: skip building its arguments
         self.log_message('"%s" %s %s', self.requestline, str(code), str(size))
 
     def log_error(self, format: str, *args: Any) -> None:
@@ -330,11 +404,19 @@ class CompatRequest:
         return str(self.client_address[0]) if self.client_address else "-"
 
     def version_string(self) -> str:
-        return f"{self.server_version} {self.sys_version}"
+        global _version
+        server_version, sys_version = self.server_version, self.sys_version
+        last = _version
+        if server_version is last[0] and sys_version is last[1]:
+            return last[2]  # the same string object: its hash is computed once
+        version = f"{server_version} {sys_version}"
+        if type(server_version) is str and type(sys_version) is str:
+            _version = (server_version, sys_version, version)
+        return version
 
     def date_time_string(self, timestamp: float | None = None) -> str:
         if timestamp is None:
-            return http_date()
+            return date_field()[1]
         return email.utils.formatdate(timestamp, usegmt=True)
 
     def log_date_time_string(self) -> str:
@@ -352,13 +434,32 @@ class CompatRequest:
                     f"handler sent no response for {self.command} {self.path} "
                     "(call send_response() or send_error())"
                 )
-            if mode is ReplyMode.VERBATIM:
+            if mode is _VERBATIM:
                 return written
             self._take_written(written)
             written = self.wfile.getvalue()
         status = self.status
         assert status is not None  # _take_written() set it
         headers = self.response_headers
+        memo: tuple[Any, ...] | None = None
+        if self._plain and mode is not _VERBATIM and type(status) is int:
+            # Handlers send the same fields again and again (Date changes once
+            # a second): the last decision of the checks and rules below is
+            # kept per status and reused when everything it depends on is
+            # equal (a list comparison: no hashing).
+            body = written[self._body_start :] if self._headers_ended else written
+            memo = (headers, not body, self.command == "HEAD", not self.close_connection,
+                    mode is _AS_WRITTEN)
+            last = _LAST_REPLY.get(status)
+            if (
+                last is not None
+                and last[0] == headers
+                and last[1] is memo[1]
+                and last[2] is memo[2]
+                and last[3] is memo[3]
+                and last[4] is memo[4]
+            ):
+                return _new_tuple(Reply, (status, body, last[5], self.reason, None))
         checked = _CHECKED_FIELDS
         for pair in headers:
             if type(pair[0]) is str and type(pair[1]) is str and pair in checked:
@@ -369,7 +470,7 @@ class CompatRequest:
             if len(checked) >= _CHECKED_FIELDS_MAX:
                 checked.clear()
             checked.add((name, value))
-        if mode is ReplyMode.VERBATIM:
+        if mode is _VERBATIM:
             head = head_bytes(status, self.reason, tuple(headers))
             return head + written[self._body_start :]
         headers = self.response_headers
@@ -394,10 +495,15 @@ class CompatRequest:
             keep.append(("Connection", "close"))
         # Connection fields are merged into one by the machine, which says
         # "close" whenever the connection will not be reused.
-        if mode is ReplyMode.AS_WRITTEN and not all(VALUE_STR.fullmatch(v) for _, v in keep):
+        if mode is _AS_WRITTEN and not all(VALUE_STR.fullmatch(v) for _, v in keep):
             return self._as_written(status, keep, body)
         # A tuple: the server's memos of well-formed header tuples then apply.
-        return Reply(status, body, tuple(keep), self.reason)
+        reply = Reply(status, body, tuple(keep), self.reason)
+        if memo is not None and all(type(pair) is tuple for pair in headers):
+            if len(_LAST_REPLY) >= _LAST_REPLY_MAX:
+                _LAST_REPLY.clear()
+            _LAST_REPLY[status] = (list(headers), *memo[1:], reply.headers)
+        return reply
 
     def _take_written(self, written: bytes) -> None:
         """Turn a response the handler wrote by hand into send_response()/send_header() calls."""
@@ -477,6 +583,9 @@ class CompatRequest:
         return bytes(out)
 
 
+_LOG_MESSAGE = CompatRequest.log_message
+
+
 class TestHTTPServer(HTTPServer):
     """Drop-in for CPython test_logging's ``TestHTTPServer``.
 
@@ -546,7 +655,7 @@ class TestHTTPServer(HTTPServer):
                 result = compat._reply()
             else:
                 written = self._run_handler_class(request)
-                if self.reply_mode is ReplyMode.VERBATIM:
+                if self.reply_mode is _VERBATIM:
                     result = written  # the class's own bytes, byte for byte
                 else:
                     compat._take_written(written)
