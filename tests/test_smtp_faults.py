@@ -289,6 +289,47 @@ class TestHangUpDuringADelay(FaultTestCase):
         self.assertEqual([e.kind for e in s.session_events], ["RSET", "QUIT"])
 
 
+    def _pipeline_then_half_close(self, s: SMTPServer, first: bytes, rest: bytes) -> list[bytes]:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT) as sock:
+            sock.sendall(first)
+            if rest:
+                s.wait_for_faults(1, TIMEOUT)  # the reply to the first command is held now
+                sock.sendall(rest)
+            sock.shutdown(socket.SHUT_WR)  # a half-close: the client still reads
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        return [line[:3] for line in data.split(b"\r\n") if line[3:4] == b" "]
+
+    MESSAGE = (
+        b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n"
+        b"Subject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+    )
+
+    def test_a_half_close_behind_commands_sent_during_the_delay_is_not_a_hang_up(self) -> None:
+        # A pipelining client (nc -N, printf | ...) sends everything and shuts
+        # down its write side: the EOF behind a backlog waits for it (as without
+        # a delay, test_smtp_command_budget), the message is delivered and
+        # every reply sent.  It was taken for a hang-up: nothing delivered.
+        s = self.server(DelayReply("EHLO", 0.3))
+        codes = self._pipeline_then_half_close(s, b"EHLO x\r\n", self.MESSAGE)
+        self.assertEqual(codes, [b"220", b"250", b"250", b"250", b"354", b"250", b"221"])
+        self.assertEqual(s.wait_for_message(TIMEOUT).rcpt_tos, ("c@d.example",))
+        self.assertEqual([e.kind for e in s.session_events], ["QUIT"])
+
+    def test_a_half_close_behind_commands_in_the_same_read_is_not_a_hang_up(self) -> None:
+        s = self.server(DelayReply("EHLO", 0.3))
+        codes = self._pipeline_then_half_close(s, b"EHLO x\r\n" + self.MESSAGE, b"")
+        self.assertEqual(codes, [b"220", b"250", b"250", b"250", b"354", b"250", b"221"])
+        self.assertEqual(s.wait_for_message(TIMEOUT).rcpt_tos, ("c@d.example",))
+        self.assertEqual([e.kind for e in s.session_events], ["QUIT"])
+
+    def test_a_half_close_then_more_delays_is_answered_after_each(self) -> None:
+        s = self.server(DelayReply("EHLO", 0.2), DelayReply("RCPT", 0.2))
+        codes = self._pipeline_then_half_close(s, b"EHLO x\r\n", self.MESSAGE)
+        self.assertEqual(codes, [b"220", b"250", b"250", b"250", b"354", b"250", b"221"])
+        self.assertEqual(len(s.wait_for_messages(1, TIMEOUT)), 1)
+
     def test_input_during_a_delay_is_bounded(self) -> None:
         from protocols.smtp import HELD_INPUT_LIMIT
 

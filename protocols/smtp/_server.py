@@ -366,6 +366,10 @@ class _SMTPConnection:
         self._hold_timer: TimerHandle | None = None
         self._close_after_hold = False
         self._tls_after_hold = False  # STARTTLS accepted while its 220 is held
+        # The client sent more after the delayed command: an EOF now is a
+        # half-close behind a backlog (answered after the delay), not a hang-up.
+        self._input_after_hold = False
+        self._eof_after_hold = False
         # DisconnectInData: armed by the nth DATA command; content octets seen.
         self._disconnect_armed: DisconnectInData | None = None
         self._data_octets = 0
@@ -418,6 +422,8 @@ class _SMTPConnection:
         fn = server.on_command
         assert session is not None
         session.counts[verb] = session.counts.get(verb, 0) + 1
+        if self._held is not None:
+            self._input_after_hold = True  # pipelined behind a delayed command
         try:
             for fault in server.command_faults:
                 if isinstance(fault, DisconnectInData):
@@ -462,6 +468,7 @@ class _SMTPConnection:
             return
         self._flush()
         self._held = bytearray()
+        self._input_after_hold = False
         # Reading goes on (into _held_input) so that a hang-up is seen at once.
         self._hold_timer = t.reactor.call_later(seconds, self._release)
 
@@ -485,11 +492,16 @@ class _SMTPConnection:
             self._begin_tls()
             return
         pending, self._held_input = self._held_input, bytearray()
+        eof, self._eof_after_hold = self._eof_after_hold, False
         if not self._resume_scheduled:
-            t.resume_reading()  # if HELD_INPUT_LIMIT paused it
+            t.resume_reading()  # if HELD_INPUT_LIMIT paused it (a no-op after an EOF)
         if pending:
             self.data_received(bytes(pending))  # answered now, in order
-        else:
+        if eof and not t.is_closing():
+            # The half-close behind them: the machine closes once it is reached
+            # (after any later delay too), as eof_received() does.
+            self.machine.receive_data(b"")
+        if not pending or (eof and not self._resume_scheduled):
             self._pump()
 
     def _hung_up_while_held(self) -> None:
@@ -502,6 +514,7 @@ class _SMTPConnection:
         self._held_input = bytearray()
         self._close_after_hold = False
         self._tls_after_hold = False
+        self._eof_after_hold = False
         self.server._record_session(SessionEvent(peer=self.peer, kind="HANGUP", reply_code=0))
 
     def _keywords(self, builtin: list[str]) -> Sequence[str]:
@@ -532,6 +545,7 @@ class _SMTPConnection:
         assert self.machine is not None
         if self._held is not None:  # a DelayReply holds a reply: answer this after it
             self._held_input += data
+            self._input_after_hold = True
             if len(self._held_input) >= HELD_INPUT_LIMIT and self.transport is not None:
                 self.transport.pause_reading()
             return
@@ -563,6 +577,11 @@ class _SMTPConnection:
     def eof_received(self) -> bool | None:
         assert self.machine is not None
         if self._held is not None:
+            if self._input_after_hold and not self._tls_after_hold:
+                # A pipelining client's half-close (it still reads): the
+                # commands before it are answered after the delay, then close.
+                self._eof_after_hold = True
+                return True
             self._hung_up_while_held()
             return None  # the transport closes now
         self.machine.receive_data(b"")
