@@ -79,6 +79,10 @@ WAIT_REPORT_ITEMS = 5
 #: the reactor is busy with another server.
 UDP_RCVBUF = 4 * 1024 * 1024
 
+#: Longest ``tls_handshake_timeout`` (a day): a larger value (inf, 1e300)
+#: overflows select() and socket.settimeout() when the timer is armed.
+_MAX_TLS_HANDSHAKE_TIMEOUT = 86400.0
+
 #: Waiting connections accepted in one go when ``stop()`` drains the backlog.
 _DRAIN_ACCEPT_LIMIT = 4096
 
@@ -790,7 +794,8 @@ class StreamServerBase(BaseServer):
     :attr:`tls_errors`).  ``tls_handshake_timeout`` is how many seconds a
     client may take over its handshake (implicit TLS or STARTTLS) before it
     is dropped and a ``TimeoutError`` stating that value is recorded in
-    :attr:`tls_errors` (default: :data:`reactor.TLS_HANDSHAKE_TIMEOUT`).
+    :attr:`tls_errors` (default: :data:`reactor.TLS_HANDSHAKE_TIMEOUT`; an
+    int or float > 0 and at most a day, else :class:`InvalidArgumentError`).
     """
 
     def __init__(
@@ -804,9 +809,14 @@ class StreamServerBase(BaseServer):
         self.ssl_context = ssl_context
         if tls_handshake_timeout is None:
             tls_handshake_timeout = _tls.TLS_HANDSHAKE_TIMEOUT
-        elif not tls_handshake_timeout > 0:
+        elif type(tls_handshake_timeout) not in (int, float) or not (
+            0 < tls_handshake_timeout <= _MAX_TLS_HANDSHAKE_TIMEOUT
+        ):
+            # Not inf or 1e300: the handshake timer would overflow select()
+            # (and the worker's settimeout()), killing the reactor thread.
             raise InvalidArgumentError(
-                f"tls_handshake_timeout must be > 0 seconds, not {tls_handshake_timeout!r}"
+                f"tls_handshake_timeout must be a number of seconds > 0 and <= "
+                f"{_MAX_TLS_HANDSHAKE_TIMEOUT:g}, not {tls_handshake_timeout!r}"
             )
         #: Seconds a client may take over its TLS handshake (read when one starts).
         self.tls_handshake_timeout: float = tls_handshake_timeout

@@ -134,3 +134,15 @@ class TLSHandshakeTimeoutTest(unittest.TestCase):
         for bad in (0, -1.0):
             with self.assertRaises(InvalidArgumentError):
                 TCPServer(ssl_context=self.server_ctx, tls_handshake_timeout=bad)
+
+    def test_a_timeout_that_is_not_a_finite_number_is_refused(self) -> None:
+        # float("inf") or 1e300 were taken: the first TLS client's handshake
+        # timer then killed the reactor thread (select() OverflowError), every
+        # server of the process with it; "5" raised TypeError, True meant 1 s.
+        from reactor import InvalidArgumentError
+
+        for bad in (float("inf"), float("nan"), 1e300, 1e10, True, "5", [1]):
+            with self.subTest(bad=bad), self.assertRaises(InvalidArgumentError):
+                TCPServer(ssl_context=self.server_ctx, tls_handshake_timeout=bad)
+        with TCPServer(ssl_context=self.server_ctx, tls_handshake_timeout=86400) as s:
+            self.assertEqual(s.tls_handshake_timeout, 86400)
