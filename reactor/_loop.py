@@ -75,6 +75,10 @@ _EXIT_DRAIN_ROUNDS = 4
 #: Wake-up bytes read per readable wake-up socket.
 _WAKEUP_DRAIN = 4096
 
+#: Longest select() timeout: a timer further away (call_later(1e300), which an
+#: HTTP Reply(delay=) accepts) would overflow select() and kill the loop.
+_MAX_SELECT_TIMEOUT = 3600.0
+
 #: Name of the reactor thread, so that thread dumps and leak checkers say
 #: what it is.
 THREAD_NAME = "testservers-reactor"
@@ -527,7 +531,11 @@ class Reactor:
         if self._ready or self._exit_requested:
             timeout = 0
         elif timers:
-            timeout = max(0.0, timers[0][0] - time.monotonic())
+            timeout = timers[0][0] - time.monotonic()
+            if timeout < 0.0:
+                timeout = 0.0
+            elif timeout > _MAX_SELECT_TIMEOUT:  # 1e300 or inf overflow select()
+                timeout = _MAX_SELECT_TIMEOUT  # wakes early, finds nothing due
         else:
             timeout = None  # nothing to do until a socket or a wakeup fires
         events = self._selector.select(timeout)

@@ -76,6 +76,20 @@ class TimerTest(ReactorTestCase):
         self.assertTrue(done.wait(5))
         self.assertEqual(fired, [])
 
+    def test_a_timer_too_far_away_for_select_does_not_kill_the_loop(self) -> None:
+        # A finite delay of 1e300 s (HTTP Reply(delay=1e300) takes it) made the
+        # nearest timer's timeout overflow select(): the reactor thread died.
+        done = threading.Event()
+
+        def schedule() -> None:
+            self.r.call_later(1e300, done.set)
+            self.r.call_later(float("inf"), done.set)
+
+        self.r.run_sync(schedule, timeout=5)
+        time.sleep(0.2)  # the loop goes to select() with those timers the nearest
+        self.assertEqual(self.r.run_sync(lambda: "alive", timeout=5), "alive")
+        self.assertFalse(done.is_set())
+
     def test_many_cancelled_timers_are_compacted(self) -> None:
         def churn() -> int:
             handles = [self.r.call_later(100, lambda: None) for _ in range(2000)]
