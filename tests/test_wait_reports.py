@@ -253,10 +253,6 @@ class ScriptedWaitReportTest(TimeoutReportMixin):
                 )
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class CriteriaSelectTest(unittest.TestCase):
     """``Criteria.select``: the one filter every server's ``find_*()`` uses."""
 
@@ -269,3 +265,7 @@ class CriteriaSelectTest(unittest.TestCase):
         self.assertEqual(got, [b"ab", b"ac", b"a"])
         self.assertEqual(Criteria([]).select(records), records)
         self.assertIsNot(Criteria([]).select(records), records)  # a copy, not the recording
+
+
+if __name__ == "__main__":
+    unittest.main()
