@@ -45,6 +45,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -143,6 +144,10 @@ class _Waiter:
         self.exc: BaseException | None = None
 
 
+def _no_thread() -> threading.Thread | None:
+    """``Reactor._thread`` before the loop thread is started."""
+    return None
+
 class Reactor:
     """One selector loop on one thread.
 
@@ -168,7 +173,12 @@ class Reactor:
             self._selector.register(
                 self._wake_r, selectors.EVENT_READ, _wakeup_drainer(self._wake_r)
             )
-        self._thread: threading.Thread | None = None
+        # A weak reference: a stopped thread that something still references
+        # is what CPython's threading_cleanup() reports as dangling, and a
+        # stopped reactor may stay referenced (a recorded connection, a
+        # reference cycle not yet collected).  ``threading`` holds the thread
+        # strongly while it runs, so a joiner that reads None finds it gone.
+        self._thread: Callable[[], threading.Thread | None] = _no_thread
         self._thread_id: int | None = None
         self._exit_requested = False
         self._closed = False
@@ -187,12 +197,12 @@ class Reactor:
     def start(self) -> None:
         """Start the loop thread (it is a daemon thread named ``testservers-reactor``)."""
         t = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
-        self._thread = t
+        self._thread = weakref.ref(t)
         t.start()
 
     @property
     def thread(self) -> threading.Thread | None:
-        return self._thread
+        return self._thread()
 
     def in_reactor_thread(self) -> bool:
         """True when called from the loop thread itself."""
@@ -222,13 +232,9 @@ class Reactor:
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the loop thread to exit (not from the loop thread)."""
-        t = self._thread
+        t = self._thread()
         if t is not None and t is not threading.current_thread():
             t.join(timeout)
-            if not t.is_alive():
-                # Drop the reference: CPython's threading_cleanup() counts
-                # stopped threads that are still referenced as dangling.
-                self._thread = None
 
     def _close_unstarted(self) -> None:
         """Discard a reactor whose thread was never started (its setup failed)."""
@@ -318,7 +324,7 @@ class Reactor:
             if exit:
                 self._exit_requested = True  # no wakeup needed: we are the loop
             return fn(*args)
-        if exit and self._thread is not None:
+        if exit and self._thread() is not None:
             return self._run_then_exit(fn, args, timeout)
         waiter = _Waiter()
 
@@ -366,7 +372,8 @@ class Reactor:
         too.  A loop that exited or died before running ``fn`` leaves
         ``outcome`` empty: the caller gets :meth:`_died_error`.
         """
-        if self.dead or self._closed:
+        thread = self._thread()
+        if thread is None or self.dead or self._closed:
             raise self._died_error()
         outcome: list[Any] = []
 
@@ -380,12 +387,11 @@ class Reactor:
         self._ready.append((call, ()))
         self._exit_requested = True  # after the append: call runs before the exit
         self._wakeup()
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                raise WaitTimeout(f"reactor did not run {fn!r} and exit within {timeout} s")
-            self._thread = None  # threading_cleanup() counts referenced stopped threads
+        thread.join(timeout)
+        alive = thread.is_alive()
+        del thread  # no traceback raised below may keep the Thread referenced
+        if alive:
+            raise WaitTimeout(f"reactor did not run {fn!r} and exit within {timeout} s")
         if not outcome:
             raise self._died_error()
         if len(outcome) > 1:

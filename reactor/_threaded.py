@@ -66,6 +66,7 @@ import io
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -204,6 +205,11 @@ class ThreadedStreamServerBase(StreamServerBase):
         #: socketserver's name: the request handler class (None without one).
         self.RequestHandlerClass = handler_class
         self._workers: dict[threading.Thread, _Worker] = {}
+        # Workers that have left ``_workers`` but whose thread is still
+        # finishing (closing its sockets, waking waiters): stop() joins them
+        # too, or its caller may see the thread alive (CPython's
+        # threading_cleanup() does).  Weak: a finished thread is forgotten.
+        self._leaving: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
         self._workers_lock = threading.Lock()
         super().__init__(addr, **kwargs)
 
@@ -354,8 +360,14 @@ class ThreadedStreamServerBase(StreamServerBase):
 
     def _forget_worker(self) -> None:
         with self._workers_lock:
-            self._workers.pop(threading.current_thread(), None)
+            self._leave()
         self._notify()
+
+    def _leave(self) -> None:
+        """Move the calling worker from ``_workers`` to ``_leaving`` (lock held)."""
+        me = threading.current_thread()
+        if self._workers.pop(me, None) is not None:
+            self._leaving.add(me)
 
     def _run_worker(
         self, sock: socket.socket, addr: Any, control: socket.socket, tls: bool = True
@@ -447,7 +459,7 @@ class ThreadedStreamServerBase(StreamServerBase):
             pass
         finally:
             with self._workers_lock:
-                self._workers.pop(threading.current_thread(), None)
+                self._leave()
                 # Through the control duplicate: it works even when the
                 # handler wrapped (detached) the original socket object.
                 _shutdown(control, socket.SHUT_WR)
@@ -457,12 +469,22 @@ class ThreadedStreamServerBase(StreamServerBase):
 
     # -- stopping (stop()'s thread) ---------------------------------------------
 
+    def _join_leaving(self, me: threading.Thread, deadline: float) -> None:
+        # A worker past its handler (only closing sockets): a short wait.
+        with self._workers_lock:
+            leaving = [t for t in self._leaving if t is not me]
+        for t in leaving:
+            t.join(max(0.0, deadline - time.monotonic()))
+        del leaving
+
     def _join_workers(self, deadline: float) -> None:
+        me = threading.current_thread()  # a handler may stop its own server
         if not self._workers:
             # Seeing none needs no lock: workers are added on the reactor,
             # whose clean-up (listener closed) stop() has waited for; one
             # added later (a stop() that timed out) would be missed by the
             # snapshot under the lock just as well.
+            self._join_leaving(me, deadline)
             return
         with self._workers_lock:
             workers = list(self._workers.values())
@@ -470,10 +492,10 @@ class ThreadedStreamServerBase(StreamServerBase):
             for w in workers:
                 if w.control is not None:
                     _shutdown(w.control, socket.SHUT_RD)
-        me = threading.current_thread()  # a handler may stop its own server
         for w in workers:
             if w.thread is not me:
                 w.thread.join(max(0.0, deadline - time.monotonic()))
+        self._join_leaving(me, deadline)
         for w in workers:
             if w.thread is me or not w.thread.is_alive():
                 continue

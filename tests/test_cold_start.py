@@ -89,7 +89,8 @@ class ColdStartTest(unittest.TestCase):
         assert thread is not None
         s.stop()
         self.assertFalse(thread.is_alive())
-        self.assertIsNone(r.thread)  # dropped: threading_cleanup sees no dangling thread
+        del thread
+        self.assertIsNone(r.thread)  # weak: threading_cleanup sees no dangling thread
         self.assertIsNone(reactor.current_reactor())
         self.assertEqual(new_threads(before), [])
 
@@ -135,6 +136,7 @@ class ColdStartTest(unittest.TestCase):
         assert thread is not None
         self.assertEqual(r.run_sync(lambda: 42, exit=True, timeout=5), 42)
         self.assertFalse(thread.is_alive())
+        del thread  # the reactor keeps only a weak reference
         self.assertIsNone(r.thread)
         with self.assertRaises(reactor.ReactorExited):
             r.run_sync(lambda: 1, exit=True, timeout=5)
