@@ -524,9 +524,10 @@ class BaseServer:
             self._exiting_reactor = weakref.ref(reactor)
         self._join_workers(deadline)
         self._unlink_unix_path()
-        with self._cond:
+        with self._cond_lock:  # as _notify(): a Condition's own enter/exit only with waiters
             self._stops += 1
-            self._cond.notify_all()
+            if self._cond._waiters:  # type: ignore[attr-defined]
+                self._cond.notify_all()
 
     def _maybe_raise(self, raise_errors: bool | None) -> None:
         if raise_errors is None:

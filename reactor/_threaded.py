@@ -135,6 +135,9 @@ class _Worker:
         self.control = control
 
 
+#: Length of a server's list of departed workers at which the ended ones are dropped.
+_LEAVING_PRUNE_AT = 32
+
 class _GetRequestListener(Listener):
     """The listener of a server whose ``get_request()`` is overridden.
 
@@ -205,11 +208,11 @@ class ThreadedStreamServerBase(StreamServerBase):
         #: socketserver's name: the request handler class (None without one).
         self.RequestHandlerClass = handler_class
         self._workers: dict[threading.Thread, _Worker] = {}
-        # Workers that have left ``_workers`` but whose thread is still
+        # Workers that have left ``_workers`` but whose thread may still be
         # finishing (closing its sockets, waking waiters): stop() joins them
         # too, or its caller may see the thread alive (CPython's
         # threading_cleanup() does).  Weak: a finished thread is forgotten.
-        self._leaving: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+        self._leaving: list[weakref.ref[threading.Thread]] = []
         self._workers_lock = threading.Lock()
         super().__init__(addr, **kwargs)
 
@@ -367,7 +370,10 @@ class ThreadedStreamServerBase(StreamServerBase):
         """Move the calling worker from ``_workers`` to ``_leaving`` (lock held)."""
         me = threading.current_thread()
         if self._workers.pop(me, None) is not None:
-            self._leaving.add(me)
+            leaving = self._leaving
+            if len(leaving) >= _LEAVING_PRUNE_AT:  # a long-running server: drop the ended
+                leaving[:] = [r for r in leaving if (t := r()) is not None and t.is_alive()]
+            leaving.append(weakref.ref(me))
 
     def _run_worker(
         self, sock: socket.socket, addr: Any, control: socket.socket, tls: bool = True
@@ -471,11 +477,16 @@ class ThreadedStreamServerBase(StreamServerBase):
 
     def _join_leaving(self, me: threading.Thread, deadline: float) -> None:
         # A worker past its handler (only closing sockets): a short wait.
+        if not self._leaving:
+            return
         with self._workers_lock:
-            leaving = [t for t in self._leaving if t is not me]
-        for t in leaving:
-            t.join(max(0.0, deadline - time.monotonic()))
-        del leaving
+            refs, self._leaving = self._leaving, []
+        t: threading.Thread | None = None
+        for ref in refs:
+            t = ref()
+            if t is not None and t is not me:
+                t.join(max(0.0, deadline - time.monotonic()))
+        del t, refs  # no traceback keeps a stopped Thread
 
     def _join_workers(self, deadline: float) -> None:
         me = threading.current_thread()  # a handler may stop its own server
