@@ -82,7 +82,9 @@ class Stream:
     ``data`` holds the bytes received, up to the server's
     ``max_recorded_bytes`` (nothing when the server does not record);
     ``received`` counts every byte, stored or not.  Mutated on the reactor
-    thread; read it after a ``wait_for_*`` call.
+    thread; read it after a ``wait_for_*`` call.  The limit bounds what
+    ``data`` holds: bytes a test deletes from it (``del stream.data[:n]``)
+    make room for as many new ones.
 
     Recording does not copy a large chunk on the reactor thread: the chunk
     is kept as received and appended to ``data``'s bytearray, in order, the
@@ -90,15 +92,18 @@ class Stream:
     costs no copy at all).  What ``data`` holds is the same either way.
     """
 
-    __slots__ = ("peer", "_data", "_held", "_lock", "_recorded", "received", "closed",
-                 "opened_at")
+    __slots__ = ("peer", "_data", "_held", "_held_bytes", "_lock", "_recorded", "received",
+                 "closed", "opened_at")
 
     def __init__(self, peer: Any) -> None:
         self.peer = peer
         self._data = bytearray()
         self._held: deque[bytes] = deque()  # recorded, not yet appended to _data
-        self._lock = threading.Lock()  # one thread at a time moves _held into _data
-        self._recorded = 0  # bytes recorded: len(_data) + what _held holds
+        self._held_bytes = 0  # what _held holds (under _lock)
+        # Held whenever _held or _held_bytes change: the reactor's room check
+        # and a reader moving _held into _data never see each other halfway.
+        self._lock = threading.Lock()
+        self._recorded = 0  # bytes ever recorded (reactor thread): see truncated
         self.received = 0
         self.closed = False
         self.opened_at = time.monotonic()
@@ -112,22 +117,40 @@ class Stream:
 
     @property
     def truncated(self) -> bool:
-        """True when more was received than ``data`` holds."""
+        """True when the limit kept received bytes out of ``data``."""
         return self.received > self._recorded
 
-    def _record(self, chunk: bytes) -> None:
-        """Record ``chunk`` (reactor thread): kept by reference if large, else copied now."""
-        self._recorded += len(chunk)
-        self._held.append(chunk)
-        if len(chunk) < _HOLD_MIN:
-            self._take_held()
+    def _record(self, chunk: bytes, limit: int) -> None:
+        """Record what of ``chunk`` fits under ``limit`` (reactor thread).
+
+        A large chunk is kept by reference, a small one copied now.  The
+        room is what ``data`` holds now (held chunks included), not what was
+        ever recorded.
+        """
+        with self._lock:
+            room = limit - len(self._data) - self._held_bytes
+            if room <= 0:
+                return
+            if len(chunk) > room:
+                chunk = chunk[:room]
+            self._recorded += len(chunk)
+            self._held.append(chunk)
+            self._held_bytes += len(chunk)
+            if len(chunk) < _HOLD_MIN:
+                self._move_held()
 
     def _take_held(self) -> None:
         # Any thread; under the lock, so chunks reach _data in arrival order.
         with self._lock:
-            held, data = self._held, self._data
-            while held:
-                data += held.popleft()
+            self._move_held()
+
+    def _move_held(self) -> None:
+        # Holding _lock.
+        held, data = self._held, self._data
+        while held:
+            chunk = held.popleft()
+            data += chunk
+            self._held_bytes -= len(chunk)
 
     def __repr__(self) -> str:
         return (
@@ -203,11 +226,9 @@ class StreamConnection:
         stream = self.stream
         stream.received += len(data)
         if server.record:
-            room = server.max_recorded_bytes - stream._recorded
-            if room > 0:
-                if type(data) is not bytes:
-                    data = bytes(data)  # a protocol's own caller: keep a snapshot
-                stream._record(data if len(data) <= room else data[:room])
+            if type(data) is not bytes:
+                data = bytes(data)  # a protocol's own caller: keep a snapshot
+            stream._record(data, server.max_recorded_bytes)
         if server.on_data is not None:
             server.on_data(self, data)
         if server.on_line is not None:

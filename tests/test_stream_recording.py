@@ -104,5 +104,63 @@ class RecordingByReference(unittest.TestCase):
         self.assertEqual(stream.data, sent)
 
 
+
+class RecordingLimit(unittest.TestCase):
+    """max_recorded_bytes bounds what ``data`` holds, as before ceb1515."""
+
+    def test_bytes_a_test_removed_from_data_free_room_for_new_ones(self) -> None:
+        limit = 64 * 1024
+        first = numbered(0, b"a")  # exactly the limit
+        small = b"<small after the test consumed data>"
+        big = numbered(1, b"b")  # kept by reference, then cut at the limit
+        more = numbered(2, b"c")
+        with TCPServer(max_recorded_bytes=limit) as srv:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as c:
+                sent = 0
+
+                def send(piece: bytes) -> None:
+                    nonlocal sent
+                    c.sendall(piece)
+                    sent += len(piece)
+                    srv.wait_for(lambda: srv.streams and srv.streams[0].received == sent,
+                                 timeout=10)
+
+                send(first)
+                [stream] = srv.streams
+                self.assertEqual(stream.data, first)
+                self.assertFalse(stream.truncated)
+                del stream.data[:]  # the test consumed what it read
+                send(small)
+                self.assertEqual(stream.data, small)  # was b"": the limit counted `first`
+                self.assertFalse(stream.truncated)  # nothing was kept out
+                send(big)
+                self.assertEqual(stream.data, small + big[: limit - len(small)])
+                self.assertTrue(stream.truncated)
+                del stream.data[:1000]  # frees exactly 1000 bytes
+                send(more)
+                self.assertEqual(stream.data,
+                                 small[1000:] + big[1000 - len(small): limit - len(small)]
+                                 + more[:1000])
+                self.assertEqual(len(stream.data), limit)
+
+    def test_held_chunks_count_against_the_limit_until_they_are_read(self) -> None:
+        limit = 3 * _HOLD_MIN
+        with TCPServer(max_recorded_bytes=limit) as srv:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as c:
+                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                pieces = [bytes([65 + i]) * (2 * _HOLD_MIN) for i in range(3)]
+                for n, piece in enumerate(pieces, 1):
+                    c.sendall(piece)
+                    srv.wait_for(
+                        lambda n=n: srv.streams  # type: ignore[misc]
+                        and srv.streams[0].received == n * 2 * _HOLD_MIN,
+                        timeout=10,
+                    )
+                [stream] = srv.streams
+                # Nothing read yet: the first chunk and half the second are kept.
+                self.assertEqual(stream.data, (pieces[0] + pieces[1])[:limit])
+                self.assertTrue(stream.truncated)
+
+
 if __name__ == "__main__":
     unittest.main()
