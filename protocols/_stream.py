@@ -111,6 +111,9 @@ class Stream:
     @property
     def data(self) -> bytearray:
         """The bytes recorded so far (the live bytearray the reactor appends to)."""
+        # Without the lock: a chunk reaches _data before it leaves _held, so
+        # an empty _held means every chunk recorded so far is in _data (a
+        # reader moving it still holds it in _held, and we wait for it).
         if self._held:
             self._take_held()
         return self._data
@@ -145,11 +148,16 @@ class Stream:
             self._move_held()
 
     def _move_held(self) -> None:
-        # Holding _lock.
+        # Holding _lock.  Append, then popleft: the chunk is visible in _data
+        # before _held no longer shows it, so a reader that finds _held empty
+        # (unlocked, in ``data``) cannot miss it; popleft first left a moment
+        # in which it was in neither, and a waiter woken for it evaluated its
+        # predicate then and slept until its timeout.
         held, data = self._held, self._data
         while held:
-            chunk = held.popleft()
+            chunk = held[0]
             data += chunk
+            held.popleft()
             self._held_bytes -= len(chunk)
 
     def __repr__(self) -> str:

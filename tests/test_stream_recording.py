@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 import unittest
+from collections import deque
 from typing import Any
 
 from protocols import TCPServer
@@ -160,6 +161,53 @@ class RecordingLimit(unittest.TestCase):
                 # Nothing read yet: the first chunk and half the second are kept.
                 self.assertEqual(stream.data, (pieces[0] + pieces[1])[:limit])
                 self.assertTrue(stream.truncated)
+
+
+class ConcurrentReaders(unittest.TestCase):
+    def test_a_waiter_sees_a_chunk_another_reader_is_moving_into_data(self) -> None:
+        """No lost wake-up: a chunk in flight from ``_held`` to ``data`` is never invisible.
+
+        Another thread reading ``data`` moves the held chunks into it; a waiter
+        that evaluated its predicate while a chunk had left ``_held`` but not
+        yet reached ``data`` saw it nowhere, and slept until its timeout (the
+        reactor had notified before).  The popleft() of that thread is held
+        open here to force the interleaving.
+        """
+        payload = numbered(7, b"w")[: 4 * _HOLD_MIN]
+        conns: list[Any] = []
+        movers: list[threading.Thread] = []
+        popped, release = threading.Event(), threading.Event()
+
+        class GatedHeld(deque):  # type: ignore[type-arg]
+            def popleft(self) -> Any:
+                item = super().popleft()
+                if threading.current_thread() in movers:
+                    popped.set()
+                    release.wait(10)
+                return item
+
+        with TCPServer(on_connect=conns.append) as srv:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10):
+                srv.wait_for(lambda: conns, timeout=10)
+                [conn] = conns
+                stream = conn.stream
+                stream._held = GatedHeld()
+                assert srv._reactor is not None
+                srv._reactor.run_sync(conn.data_received, payload, timeout=10)
+                self.assertEqual(list(stream._held), [payload])  # held, not moved yet
+                mover = threading.Thread(target=lambda: stream.data, daemon=True)
+                movers.append(mover)
+                mover.start()
+                self.assertTrue(popped.wait(10), "the reader never moved the chunk")
+                timer = threading.Timer(0.3, release.set)
+                timer.start()
+                t0 = time.monotonic()
+                found = srv.wait_for_data(payload, timeout=8)
+                self.assertLess(time.monotonic() - t0, 4, "the waiter slept past the move")
+                self.assertIs(found, stream)
+                mover.join(10)
+                timer.join(10)
+                self.assertEqual(stream.data, payload)
 
 
 if __name__ == "__main__":
