@@ -225,6 +225,126 @@ class FinalDrainTest(unittest.TestCase):
                 if resident is not None:
                     resident.stop()
 
+    def test_a_select_that_returned_before_the_client_sent_proves_nothing(self) -> None:
+        """The loop's last select() returned (empty) before a client connected
+        and sent a datagram, and the loop had not yet moved on when stop()
+        queued its clean-up: that select's readiness says nothing about what
+        reached the server since, so stop() must still accept and recvfrom()
+        (4de8055 skipped both on such a pass and lost them)."""
+        for warm in (False, True):
+            for tcp_first in (True, False):  # the one stopped first runs in that pass
+                with self.subTest(warm=warm, tcp_first=tcp_first):
+                    resident = UDPServer() if warm else None
+                    if resident is not None:
+                        resident.start()
+                    try:
+                        self._select_returned_then_sent_then_stopped(tcp_first)
+                    finally:
+                        if resident is not None:
+                            resident.stop()
+
+    def _select_returned_then_sent_then_stopped(self, tcp_first: bool) -> None:
+        t = TCPServer(on_data=lambda conn, data: None)
+        u = UDPServer()
+        t.start()
+        u.start()
+        r = u._reactor
+        assert r is not None
+        sel = r._selector
+        real_select = sel.select
+        entered, returned, release = threading.Event(), threading.Event(), threading.Event()
+        stopper: list[threading.Thread] = []
+
+        def gated_select(timeout: float | None = None) -> Any:
+            if entered.is_set():
+                return real_select(timeout)
+            entered.set()
+            events = real_select(timeout)
+            returned.set()  # this select() has returned: hold the loop here
+            release.wait(10)
+            return events
+
+        def wakeup() -> None:
+            if threading.current_thread() in stopper:
+                release.set()  # stop() has queued its clean-up: let the loop go on
+            type(r)._wakeup(r)
+
+        sel.select = gated_select  # type: ignore[method-assign]
+        r._wakeup = wakeup  # type: ignore[method-assign]
+        c = d = None
+        try:
+            r.call_soon_threadsafe(lambda: None)  # the next pass calls gated_select
+            self.assertTrue(entered.wait(10), "the loop never selected again")
+            r.call_soon_threadsafe(lambda: None)  # makes that select() return
+            self.assertTrue(returned.wait(10), "the loop's select() never returned")
+            c = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+            d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            d.sendto(b"after the select", ("127.0.0.1", u.port))
+            self._reached(t.socket, t.streams)
+            self._reached(u.socket, u.datagrams)
+            self.assertEqual((t.streams, u.datagrams), ([], []))  # the loop is held
+            first, second = (t, u) if tcp_first else (u, t)
+            th = threading.Thread(target=lambda: (first.stop(), second.stop()))
+            stopper.append(th)
+            th.start()
+            th.join(20)
+            self.assertFalse(th.is_alive(), "stop() did not return")
+        finally:
+            release.set()
+            del sel.select  # the selector may be parked and serve the next loop
+            del r._wakeup
+            t.stop()
+            u.stop()
+            for s in (c, d):
+                if s is not None:
+                    s.close()
+        self.assertEqual(len(t.streams), 1)
+        self.assertEqual([g.data for g in u.datagrams], [b"after the select"])
+
+    def test_a_readable_datagram_socket_whose_reply_is_blocked_is_still_drained(self) -> None:
+        """A pass that reports the socket readable and writable, with a reply
+        queued that the socket refuses (EAGAIN), returns from the flush before
+        reading: the datagram waiting there is read by stop()'s drain, not by
+        the pass (4de8055 noted a readable report only where it read, so this
+        pass counted as "watched, not reported: nothing queued" and the drain
+        was skipped)."""
+        from reactor._transport import DatagramTransport
+
+        def refused(self: Any, data: bytes, addr: Any) -> None:
+            raise BlockingIOError("the socket takes no reply (patched)")
+
+        for warm in (False, True):
+            with self.subTest(warm=warm):
+                resident = UDPServer() if warm else None
+                if resident is not None:
+                    resident.start()
+                try:
+                    with unittest.mock.patch.object(DatagramTransport, "_send", refused):
+                        u = UDPServer(reply=lambda data, addr: b"re: " + data)
+                        u.start()
+                        try:
+                            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as d:
+                                d.sendto(b"first", ("127.0.0.1", u.port))
+                                u.wait_for_datagrams(1, timeout=10)
+                                # Its reply is queued: the socket is watched for
+                                # writing and reported writable on every pass.  On
+                                # the loop, after the pass that read "first" (whose
+                                # read_pending() would take "second" if it came now).
+                                r, tr = u._reactor, u._transport
+                                assert r is not None and tr is not None
+                                self.assertEqual(r.run_sync(len, tr._queue), 1)
+                                d.sendto(b"second", ("127.0.0.1", u.port))
+                                self._reached(u.socket, [])
+                                time.sleep(0.05)  # passes report it readable too
+                                self.assertEqual(len(u.datagrams), 1)  # never read
+                                u.stop()
+                        finally:
+                            u.stop()
+                    self.assertEqual([g.data for g in u.datagrams], [b"first", b"second"])
+                finally:
+                    if resident is not None:
+                        resident.stop()
+
 
 @unittest.skipUnless(hasattr(os, "fork"), "needs fork()")
 class ForkTest(unittest.TestCase):
