@@ -84,6 +84,11 @@ def buffered(server: Any) -> int:
     return int(on_reactor(total))
 
 
+def writing_paused(server: Any) -> bool:
+    """The server's one transport has paused writing (its backlog passed high water)."""
+    return bool(on_reactor(lambda: [t._paused_for_writes for t in transports(server)] == [True]))
+
+
 class TestWaterMarks(unittest.TestCase):
     def test_defaults_are_exported_and_per_transport(self) -> None:
         self.assertLess(WRITE_LOW_WATER, WRITE_HIGH_WATER)
@@ -155,20 +160,58 @@ class TestSMTPNoopFlood(unittest.TestCase):
 
 class TestHTTPNeverRead(unittest.TestCase):
     def test_big_replies_never_read_do_not_spin_the_reactor(self) -> None:
+        self.big_replies_never_read()
+
+    def test_nor_when_the_kernel_takes_part_of_the_backlog_after_the_pause(self) -> None:
+        # As when the kernel's send buffer autotunes up after writing paused
+        # (a loaded machine): the backlog settles below the high-water mark,
+        # writing stays paused (above the low-water mark).
+        self.big_replies_never_read(grow_after_pause=True)
+
+    def big_replies_never_read(self, grow_after_pause: bool = False) -> None:
         body = b"y" * (1024 * 1024)
         server = HTTPServer(handler=lambda req: Reply(200, body), record=False)
         server.start()
         self.addCleanup(server.stop)
         sock = connect(server.server_address)
         self.addCleanup(sock.close)
+        if grow_after_pause:
+            server.wait_for(lambda: server.connection_count == 1, timeout=10)
+
+            def grow_at_the_pause() -> None:
+                [t] = transports(server)
+                t.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+                proto: Any = t.protocol
+                pause = proto.pause_writing
+
+                def grow() -> None:
+                    # Room for the overshoot past high water and 512 KiB more.
+                    extra = t.get_write_buffer_size() - WRITE_HIGH_WATER + 512 * 1024
+                    size = t.socket.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+                    t.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, (size + extra) // 2)
+
+                def pause_writing() -> None:
+                    pause()
+                    t.reactor.call_soon(grow)
+
+                proto.pause_writing = pause_writing
+
+            on_reactor(grow_at_the_pause)
         sock.setblocking(True)
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 100)
 
         # Wait (bounded) until the replies fill the kernel buffers and pile
-        # up past the high-water mark: the client is now "not reading".
+        # up past the high-water mark: the transport has paused writing (what
+        # the server guarantees; the client is now "not reading").  Not the
+        # backlog itself: once paused, the kernel may still take some of it
+        # (its send buffer grows), so it can settle anywhere above the
+        # low-water mark, at or below the high-water mark too.
         deadline = time.monotonic() + 10.0
-        while buffered(server) <= WRITE_HIGH_WATER:
-            self.assertLess(time.monotonic(), deadline, "replies never piled up")
+        while not writing_paused(server):
+            self.assertLess(
+                time.monotonic(), deadline,
+                f"replies never piled up past the high-water mark ({buffered(server)} buffered)",
+            )
             threading.Event().wait(0.01)
         r = current_reactor()
         assert r is not None
@@ -178,7 +221,12 @@ class TestHTTPNeverRead(unittest.TestCase):
         self.assertLess(
             passes, 200, f"{passes} reactor passes in 1 s while the client reads nothing"
         )
-        self.assertLessEqual(buffered(server), MAX_SERVER_BUFFER)
+        self.assertTrue(writing_paused(server), "writing resumed though the client reads nothing")
+        held = buffered(server)
+        self.assertGreater(held, WRITE_LOW_WATER)
+        self.assertLessEqual(held, MAX_SERVER_BUFFER)
+        if grow_after_pause:
+            self.assertLessEqual(held, WRITE_HIGH_WATER)  # the case this variant makes
 
     def pipeline_to_unanswered(self, handler: Callable[[HTTPRequest], Any]) -> None:
         server = HTTPServer(handler=handler, record=False)
