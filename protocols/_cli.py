@@ -43,8 +43,8 @@ __all__ = [
 SinkFactory = Callable[[argparse.Namespace, "Printer"], BaseServer]
 
 
-#: Longest the main thread waits before it runs pending signal handlers
-#: (Ctrl-C, SIGTERM): the CLI stops within this after a signal.
+#: Longest the main thread waits before it looks at the signals noted
+#: (Ctrl-C, SIGTERM; see _StopSignals): the CLI stops within this after one.
 SIGNAL_CHECK = 0.2
 
 #: Default of ``--max-body``: octets of a body printed before it is cut.
@@ -447,11 +447,41 @@ def _describe_sink(server: BaseServer, args: argparse.Namespace) -> str:
     return text
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+class _StopSignals:
+    """Ctrl-C and SIGTERM, noted for the main loop; the handler never raises.
+
+    Python runs a signal handler on the main thread between any two
+    bytecodes.  One that raises (as Python's own SIGINT handler does, with
+    KeyboardInterrupt) can land inside ``threading.Condition.wait`` after it
+    released its lock and before it re-acquires it, and the ``with cond:``
+    around the wait then ends in "RuntimeError: cannot release un-acquired
+    lock"; or inside ``stop()`` while the sinks shut down.  This handler only
+    records the signal (it takes no lock and raises nothing), and the main
+    loop, whose every wait is bounded by :data:`SIGNAL_CHECK`, sees it there.
+    A second Ctrl-C while the sinks stop is noted and changes nothing: the
+    stop finishes and the summary prints.
+    """
+
+    def __init__(self) -> None:
+        #: The signals received, in order (the first one stops the CLI).
+        self.received: list[int] = []
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.received.append(signum)
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, out: TextIO | None = None, *, restore_signals: bool = True
+) -> int:
+    """Run the sinks until Ctrl-C, SIGTERM or ``--duration``; returns the exit status.
+
+    On the main thread, SIGINT and SIGTERM stop it while it runs (the first
+    one; more while the sinks stop change nothing); with ``restore_signals``
+    (the default) the previous handlers are put back before it returns,
+    without, both signals are left ignored.  ``python -m protocols`` passes
+    False: the process is exiting, and a Ctrl-C pressed again meanwhile must
+    not end in a KeyboardInterrupt traceback (or kill it with SIGINT).
+    """
     parser = make_parser()
     args = parser.parse_args(argv)
     check_arguments(parser, args)  # exits with status 2, as argparse does
@@ -470,52 +500,49 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     if not servers:
         print("python -m protocols: every sink is off", file=sys.stderr)
         return 2
-    done = threading.Event()
     refusals: _Refusals | None = None
     status = 0
+    stop_signals = _StopSignals()
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         # SIGINT too: a process started in the background (a shell's '&', a
         # test runner's worker) inherits SIGINT ignored, and Python then
         # never raises KeyboardInterrupt; Ctrl-C must stop the sinks anyway.
-        # The handler raises (as Python's own SIGINT handler does) instead of
-        # calling done.set(): it runs inside done.wait() on this thread, maybe
-        # while that holds the Event's lock, and set() would deadlock on it.
+        # The handler only takes note (see _StopSignals for why it must not
+        # raise); the loop below stops within SIGNAL_CHECK of it.
         for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, _interrupt)
+            previous[signum] = signal.signal(signum, stop_signals)
     try:
         # The reactor thread (started by the first start()) inherits this
         # mask: SIGINT/SIGTERM then always reach the main thread, whose
-        # done.wait() they interrupt.  Delivered to the reactor thread, they
+        # bounded wait they interrupt.  Delivered to the reactor thread, they
         # would only set Python's flag, and the main thread would wait on.
-        stop_signals = {signal.SIGINT, signal.SIGTERM}
+        mask = {signal.SIGINT, signal.SIGTERM}
         masked = previous and hasattr(signal, "pthread_sigmask")
         if masked:
-            signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+            signal.pthread_sigmask(signal.SIG_BLOCK, mask)
         try:
             for s in servers:
                 s.start()
                 printer.block(_describe_sink(s, args), address=str(s.server_address))
         finally:
             if masked:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, mask)
         printer.block("ready; Ctrl-C to stop")
         refusals = _Refusals(servers, printer)
-        # Short waits, so the main thread runs Python's signal handlers
-        # promptly even when the kernel delivered the signal to another
-        # thread (seen under a loaded test run: the wait went on forever).
+        # Short waits, so the main thread sees a signal promptly: the handler
+        # cannot wake a wait (it must not touch a lock), and the kernel may
+        # have delivered the signal to another thread (seen under a loaded
+        # test run: the wait went on forever).
         deadline = None if args.duration is None else time.monotonic() + args.duration
-        while not done.is_set() and not printer.broken:
+        while not stop_signals.received and not printer.broken:
             left = (
                 SIGNAL_CHECK if deadline is None else min(SIGNAL_CHECK, deadline - time.monotonic())
             )
             if left <= 0:
                 break
-            if refusals is None:
-                done.wait(left)
-            else:
-                refusals.wait(left)  # wakes at once when the SMTP sink records one
-    except KeyboardInterrupt:
+            refusals.wait(left)  # wakes at once when the SMTP sink records one
+    except KeyboardInterrupt:  # not from SIGINT/SIGTERM: their handler does not raise
         pass
     except ReactorDied as exc:  # G5: every wait raises; the CLI says so and exits
         print(f"python -m protocols: {exc} (its traceback is above); stopping", file=sys.stderr)
@@ -526,7 +553,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         if refusals is not None:
             refusals.drain()
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            # Not restoring: ignored from here on, also while Python finalizes
+            # (which would put back SIG_DFL in place of a handler of ours).
+            signal.signal(signum, handler if restore_signals else signal.SIG_IGN)
     printer.block("stopped")
     if printer.broken and out is sys.stdout:
         # Python flushes stdout once more at exit: point it at /dev/null so

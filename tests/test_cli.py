@@ -6,6 +6,7 @@ import ast
 import json
 import os
 import queue
+import random
 import re
 import signal
 import socket
@@ -21,15 +22,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class SinkProcess:
     """The CLI in a child process with every sink on a free port."""
 
-    def __init__(self, *extra: str) -> None:
+    def __init__(self, *extra: str, code: str | None = None) -> None:
+        """``code``: run this program (``-c``) instead of ``-m protocols``."""
         env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 "-X",
                 "faulthandler",
-                "-m",
-                "protocols",
+                *(["-m", "protocols"] if code is None else ["-c", code]),
                 "--smtp",
                 "0",
                 "--http",
@@ -85,6 +86,10 @@ class SinkProcess:
 
     def interrupt(self) -> tuple[int, str, str]:
         self.proc.send_signal(signal.SIGINT)
+        return self.finish()
+
+    def finish(self) -> tuple[int, str, str]:
+        """Wait for the CLI to exit: (status, stdout, stderr)."""
         try:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
@@ -122,6 +127,70 @@ class CLITest(unittest.TestCase):
         self.assertIn("<13>hello over udp", out)
         self.assertIn("stopped", out)
         self.assertNotIn("Traceback", err)
+
+    def test_sigint_again_and_again_at_random_moments_stops_cleanly(self) -> None:
+        # Ctrl-C pressed again and again at random moments: during the main
+        # thread's wait (a KeyboardInterrupt raised inside Condition.wait
+        # between its lock's release and re-acquire once ended in
+        # "RuntimeError: cannot release un-acquired lock"), while the sinks
+        # stop, while the process exits.  Every run stops, prints its summary
+        # and exits 0 without a traceback.
+        seed = random.randrange(2**32)
+        rng = random.Random(seed)
+        budget = time.monotonic() + 60
+        runs = 0
+        while runs < 3 and time.monotonic() < budget:
+            runs += 1
+            sink = SinkProcess()
+            time.sleep(rng.uniform(0, 0.4))  # anywhere in the 0.2 s waits
+            sent = 0
+            until = time.monotonic() + 10
+            while sink.proc.poll() is None and sent < 500 and time.monotonic() < until:
+                sink.proc.send_signal(signal.SIGINT)
+                sent += 1
+                time.sleep(rng.uniform(0, 0.004))
+            code, out, err = sink.finish()
+            what = f"run {runs} (random seed {seed}), {sent} SIGINT"
+            self.assertNotIn("Traceback", err, what)
+            self.assertEqual(code, 0, f"{what}: {err[-3000:]}")
+            self.assertTrue(out.endswith("stopped\n"), f"{what}: {out[-500:]!r}")
+
+    def test_sigint_between_a_waits_release_and_reacquire_stops_cleanly(self) -> None:
+        # The signal, raised just after Condition.wait released the server's
+        # lock and before its try/finally that takes it back: a handler that
+        # raised there left the lock released, and 'with cond:' then failed
+        # with "RuntimeError: cannot release un-acquired lock".
+        code = (
+            "import signal, sys, threading\n"
+            "from protocols import _cli\n"
+            "build, wait = _cli.build_sinks, _cli._Refusals.wait\n"
+            "state = {'armed': False, 'fired': False}\n"
+            "def arm_then_wait(self, timeout):\n"
+            "    state['armed'] = True\n"
+            "    wait(self, timeout)\n"
+            "def build_and_patch(args, printer):\n"
+            "    servers = build(args, printer)\n"
+            "    for s in servers:\n"
+            "        def release_then_sigint(release=s._cond._release_save):\n"
+            "            saved = release()\n"
+            "            if state['armed'] and not state['fired'] and (\n"
+            "                threading.current_thread() is threading.main_thread()\n"
+            "            ):\n"
+            "                state['fired'] = True\n"
+            "                signal.raise_signal(signal.SIGINT)\n"
+            "            return saved\n"
+            "        s._cond._release_save = release_then_sigint\n"
+            "    return servers\n"
+            "_cli.build_sinks = build_and_patch\n"
+            "_cli._Refusals.wait = arm_then_wait\n"
+            "status = _cli.main(sys.argv[1:])\n"
+            "assert state['fired'], 'the SIGINT was never raised'\n"
+            "sys.exit(status)\n"
+        )
+        code, out, err = SinkProcess(code=code).finish()
+        self.assertNotIn("Traceback", err)
+        self.assertEqual(code, 0, err[-3000:])
+        self.assertTrue(out.endswith("stopped\n"), out[-500:])
 
     def test_smtp_and_http_sinks_print(self) -> None:
         import smtplib
