@@ -6,6 +6,7 @@ when the last server stops.  See ``_loop.py`` for the theory of operation.
 """
 
 from ._connect import CONNECT_TIMEOUT, Connector, open_listener
+from ._datagram import DatagramTransport
 from ._errors import (
     HandlerErrors,
     HandlerTimeout,
@@ -70,7 +71,6 @@ from ._transport import (
     WRITE_HIGH_WATER,
     WRITE_LOW_WATER,
     DatagramProtocol,
-    DatagramTransport,
     ErrorSink,
     Listener,
     StreamProtocol,

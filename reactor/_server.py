@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from . import _tls
+from ._datagram import DatagramTransport
 from ._errors import (
     HandlerErrors,
     HandlerTimeout,
@@ -46,7 +47,7 @@ from ._errors import (
     safe_repr,
 )
 from ._loop import Reactor, TimerHandle, acquire, release, release_user, running_reactor
-from ._transport import DatagramTransport, Listener, StreamProtocol, StreamTransport
+from ._transport import Listener, StreamProtocol, StreamTransport
 
 __all__ = [
     "BaseServer",

@@ -342,6 +342,56 @@ class DatagramReplyTest(unittest.TestCase):
                 self.assertLess(time.perf_counter() - t0, 2.0)
             self.assertEqual(s.received_count, 1000)
 
+    def test_a_unix_peer_that_never_reads_holds_up_nobody(self) -> None:
+        # A Unix datagram client that sends but never reads: its receive
+        # queue fills (net.unix.max_dgram_qlen, 10 by default on Linux) and
+        # sendto() of the next reply fails with EAGAIN.  The server used to
+        # watch EVENT_WRITE for the held reply: the socket stays writable, so
+        # every pass failed the send and returned before reading; the loop
+        # spun and no other datagram was read, from anyone.
+        import os
+        import tempfile
+
+        import reactor
+
+        def send(sock: socket.socket, data: bytes, addr: Any) -> None:
+            try:
+                sock.sendto(data, addr)
+            except TimeoutError:
+                self.fail(f"the server stopped reading: {data!r} not taken in 10 s")
+
+        n = 200
+        with tempfile.TemporaryDirectory() as tmp, UnixDatagramServer(
+            reply=lambda data, peer: b"re:" + data
+        ) as s:
+            stuck = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            good = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            with stuck, good:
+                stuck.bind(os.path.join(tmp, "stuck"))
+                good.bind(os.path.join(tmp, "good"))
+                stuck.settimeout(10)
+                good.settimeout(10)
+                for i in range(n):
+                    send(stuck, b"stuck %d" % i, s.server_address)
+                s.wait_for_datagrams(n, timeout=30)
+                # Idle, with replies held for the stuck peer: no spinning.
+                r = reactor.current_reactor()
+                assert r is not None
+                before = r.iterations
+                time.sleep(0.3)
+                passes = r.iterations - before
+                self.assertLess(passes, 100, "the reactor spun on the held replies")
+                # Another client is read and answered meanwhile.
+                for i in range(50):
+                    send(good, b"good %d" % i, s.server_address)
+                    self.assertEqual(good.recvfrom(100)[0], b"re:good %d" % i)
+                # Nothing received was lost, and the stuck peer, reading at
+                # last, gets every reply it was due, in order.
+                expected = [b"stuck %d" % i for i in range(n)] + [b"good %d" % i for i in range(50)]
+                self.assertEqual([d.data for d in s.datagrams], expected)
+                replies = [stuck.recvfrom(100)[0] for _ in range(n)]
+                self.assertEqual(replies, [b"re:stuck %d" % i for i in range(n)])
+
 
 if __name__ == "__main__":
     unittest.main()
