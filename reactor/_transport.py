@@ -258,14 +258,8 @@ class StreamTransport:
             # A large write with nothing queued before it: send it now, from
             # the caller's buffer (no copy into the write buffer, no pass
             # delay); only what the socket does not take is queued.
-            try:
-                sent = self._sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as exc:  # EPIPE, ECONNRESET
-                self._force_close(exc)
-                return
-            if sent == len(data):
+            sent = self._send_direct(data)
+            if sent < 0 or sent == len(data):
                 return
             self._wbuf += memoryview(data)[sent:]
         else:
@@ -301,15 +295,25 @@ class StreamTransport:
         ):
             self.write(data)
             return
+        sent = self._send_direct(data)
+        if 0 <= sent < len(data):
+            self.write(memoryview(data)[sent:])
+
+    def _send_direct(self, data: bytes | bytearray | memoryview) -> int:
+        """One ``send()`` of ``data`` from the caller's buffer, now.
+
+        Returns the bytes the socket took (0 when it is full), or -1 when
+        the connection broke (EPIPE, ECONNRESET): it is then closed, and the
+        caller must drop the rest.  For :meth:`write` and :meth:`write_now`,
+        only with nothing queued before ``data``.
+        """
         try:
-            sent = self._sock.send(data)
+            return self._sock.send(data)
         except (BlockingIOError, InterruptedError):
-            sent = 0
+            return 0
         except OSError as exc:  # EPIPE, ECONNRESET
             self._force_close(exc)
-            return
-        if sent < len(data):
-            self.write(memoryview(data)[sent:])
+            return -1
 
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
