@@ -2,26 +2,36 @@
 
 A stream transport reads until a short read (the kernel holds no more), EOF,
 a pause or the per-pass budget, so a burst larger than :data:`READ_CHUNK`
-costs one ``select()``.  Each test queues the whole burst in the server's
-kernel buffer while reading is paused, then resumes reading, so what one
-event delivers does not depend on how fast the client sends.  The
-neighbour's share under a flood is tested in ``test_pass_budget.py``.
+costs one ``select()``, but at most :data:`READS_PER_EVENT` reads, so a
+peer that never stops sending holds the loop for a few reads per pass.  Each
+burst test queues the whole burst in the server's kernel buffer while
+reading is paused, then resumes reading, so what one event delivers does not
+depend on how fast the client sends.  The neighbour's share under floods is
+tested here (four flooding clients, a light one) and in
+``test_pass_budget.py``.
 """
 
 from __future__ import annotations
 
 import fcntl
+import os
 import socket
 import struct
+import subprocess
+import sys
 import termios
 import threading
 import time
 import unittest
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from protocols import TCPServer
-from reactor import READ_CHUNK, StreamTransport
+from reactor import READ_CHUNK, READS_PER_EVENT, StreamTransport
+
+#: The repository root: the child process runs ``python -m tests.flood_neighbour`` there.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: TCP_INFO's first byte is the socket's state; CLOSE_WAIT: the peer's FIN is in.
 TCP_CLOSE_WAIT = 8
@@ -118,6 +128,19 @@ class BurstInOneEvent(unittest.TestCase):
         self.assertGreaterEqual(passes[0], 2, passes)
         self.assertLess(len(passes), 4, passes)
 
+    def test_a_longer_burst_is_read_at_most_reads_per_event_chunks_a_pass(self) -> None:
+        b = Burst(self)
+        data = payload(8 * READ_CHUNK)  # twice READS_PER_EVENT
+        b.send_and_queue(data)
+        b.resume()
+        b.server.wait_for(lambda: len(b.received()) == len(data), timeout=10)
+        self.assertEqual(b.received(), data)
+        # Before: one event read the whole burst (8 chunks) unless the time
+        # budget ran out first.  The cap holds however fast the reads are.
+        passes = b.per_pass()
+        self.assertLessEqual(max(passes), READS_PER_EVENT, passes)
+        self.assertGreaterEqual(len(passes), 2, passes)
+
     def test_eof_right_after_data_delivers_every_byte_then_closes(self) -> None:
         for size in (2 * READ_CHUNK, 2 * READ_CHUNK + 100):
             with self.subTest(size=size):
@@ -164,6 +187,41 @@ class BurstInOneEvent(unittest.TestCase):
         left = b.loop.run_sync(lambda: queued_bytes(b.transport))
         self.assertEqual(left, len(data) - READ_CHUNK)
         return b
+
+
+class FloodingClientsLeaveTheLoopToALightOne(unittest.TestCase):
+    def test_four_flooding_clients_keep_a_neighbours_median_under_10_ms(self) -> None:
+        # G6b: four clients flood server A (1 MiB sends, never pausing) while
+        # a light client makes round trips to echo server B on the same
+        # reactor, both from a child process (off this process's GIL).  With
+        # 64 reads allowed per readable event, each flooder held every pass
+        # for the whole 2 ms time budget and B's median was 18-20 ms; with
+        # READS_PER_EVENT, a flooder gets a few reads per pass.
+        chunks: dict[int, Counter[int]] = {}  # flood connection -> pass -> chunks
+        counting = threading.Event()
+        counting.set()
+
+        def on_data(conn: Any, data: bytes) -> None:
+            if counting.is_set():  # not stop()'s final drain, which reads everything
+                per_pass = chunks.setdefault(id(conn), Counter())
+                per_pass[conn.transport.reactor.iterations] += 1
+
+        with TCPServer(on_data=on_data, record=False) as a, \
+                TCPServer(on_data=lambda conn, data: conn.write(data), record=False) as b:
+            out = subprocess.run(
+                [sys.executable, "-m", "tests.flood_neighbour", str(a.port), str(b.port), "4",
+                 "2"],
+                cwd=ROOT,
+                capture_output=True, text=True, timeout=120,
+            )
+            counting.clear()
+        self.assertEqual(out.returncode, 0, out.stderr)
+        n, median, worst, flooded_mb = out.stdout.split()
+        self.assertGreaterEqual(int(n), 20, out.stdout)
+        self.assertEqual(len(chunks), 4)
+        self.assertLess(float(median), 0.010, out.stdout)
+        most = {conn: max(per_pass.values()) for conn, per_pass in chunks.items()}
+        self.assertLessEqual(max(most.values()), READS_PER_EVENT, most)
 
 
 if __name__ == "__main__":
