@@ -183,7 +183,10 @@ class ScriptedConnection:
 
     def push(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data`` (queued in order; never blocks; any thread)."""
-        self._on_reactor(self._push, bytes(data))
+        t = self.transport
+        if t is not None and not self.closed:
+            # From another thread: sent before the reactor's next write or close.
+            t.write_threadsafe(bytes(data))
 
     def push_line(self, line: str | bytes, ending: bytes = b"\r\n") -> None:
         """Send ``line`` (a str is UTF-8 encoded) followed by ``ending``."""
@@ -463,10 +466,6 @@ class ScriptedConnection:
         t = self.transport
         if t is not None and not self.closed:
             t.reactor.call_on_reactor(fn, *args)
-
-    def _push(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
 
     def _close_when_done(self) -> None:
         t = self.transport

@@ -199,18 +199,16 @@ class StreamConnection:
         if type(data) is not bytes:
             data = bytes(data)  # a snapshot: the caller may reuse its buffer
         t = self.transport
-        if t is not None and t.reactor.in_reactor_thread():
+        if t is None:
+            return
+        if t.reactor.in_reactor_thread():
             t.write(data)  # from an on_* callback (the usual case): no hop
         else:
-            self._on_reactor(self._write, data)
+            t.write_threadsafe(data)  # sent before the reactor's next write or close
 
     def close(self) -> None:
         """Close once what was written has been sent."""
         self._on_reactor(self._close)
-
-    def _write(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
 
     def _close(self) -> None:
         if self.transport is not None:

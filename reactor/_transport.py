@@ -133,9 +133,10 @@ class StreamTransport:
     :data:`WRITE_LOW_WATER`) reading resumes and ``resume_writing()`` is
     called.  Both marks may be set per transport.
 
-    Reactor thread only.  ``protocol`` callbacks that raise are reported to
-    ``owner.handle_error`` and the connection is aborted; the loop and the
-    other connections go on.
+    Reactor thread only, but for :meth:`write_threadsafe` (any thread; it
+    keeps the order of writes made from other threads).  ``protocol``
+    callbacks that raise are reported to ``owner.handle_error`` and the
+    connection is aborted; the loop and the other connections go on.
     """
 
     def __init__(
@@ -166,6 +167,10 @@ class StreamTransport:
             self.peername = None
         self.sockname: Any = sock.getsockname()
         self._wbuf = bytearray()
+        # write_threadsafe() from other threads: sent, in order, before the
+        # next reactor-thread write/close (or by the callback each one queues).
+        self._from_threads: deque[bytes] = deque()
+        self._taking_from_threads = False
         self._events = 0
         self._reading = True
         self._paused_for_writes = False
@@ -251,6 +256,10 @@ class StreamTransport:
         """
         if self._closing or not data:
             return
+        if self._from_threads:  # written before, from another thread: first
+            self._take_from_threads()
+            if self._closing:
+                return
         if self._tls is not None:
             out = self._tls.write(bytes(data))  # held while handshaking
             if self._tls.handshaking:
@@ -300,6 +309,7 @@ class StreamTransport:
             or self._paused_for_writes
             or not self._direct_ok
             or not data
+            or self._from_threads
         ):
             self.write(data)
             return
@@ -323,12 +333,54 @@ class StreamTransport:
             self._force_close(exc)
             return -1
 
+    def write_threadsafe(self, data: bytes) -> None:
+        """:meth:`write` from any thread.
+
+        On the reactor thread this is ``write(data)``.  From another thread
+        ``data`` is queued on this connection and a callback that writes it
+        is handed to the reactor (:meth:`Reactor.call_soon_threadsafe`); a
+        reactor-thread :meth:`write`, :meth:`write_now`, :meth:`write_eof`,
+        :meth:`close`, :meth:`start_tls` or :meth:`stop_tls` that runs before
+        that callback writes the queue first.  So bytes written from another
+        thread are never overtaken by what the reactor writes after them (a
+        callback that learned of the write, a reply to what the peer sent
+        next), nor dropped by a ``close()`` made after them; writes from
+        other threads keep their order among themselves.  ``data`` must not
+        change after the call (pass ``bytes``).  Dropped once the transport
+        is closing, as :meth:`write` drops it.
+
+        :raises ReactorDied: (other threads) the loop thread has died.
+        :raises ReactorExited: (other threads) it has exited normally.
+        """
+        reactor = self._reactor
+        if reactor.in_reactor_thread():
+            self.write(data)
+            return
+        if self._closing or not data:
+            return
+        self._from_threads.append(data)  # before the hand-off: its callback finds it
+        reactor.call_soon_threadsafe(self._take_from_threads)
+
+    def _take_from_threads(self) -> None:
+        """Write what :meth:`write_threadsafe` queued, in order (reactor thread)."""
+        if self._taking_from_threads:  # write() below, or a callback under it
+            return
+        queue = self._from_threads
+        self._taking_from_threads = True
+        try:
+            while queue:
+                self.write(queue.popleft())
+        finally:
+            self._taking_from_threads = False
+
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
         self._flush()
 
     def write_eof(self) -> None:
         """Half-close: shut down the write side once the buffer is sent."""
+        if self._from_threads:
+            self._take_from_threads()
         self._write_eof_pending = True
         self._flush()
 
@@ -336,6 +388,10 @@ class StreamTransport:
         """Close after the write buffer is flushed; reads stop at once."""
         if self._closing:
             return
+        if self._from_threads:  # written before the close: sent before it
+            self._take_from_threads()
+            if self._closing:
+                return
         self._closing = True
         self._reading = False
         if self._tls is not None:
@@ -373,6 +429,10 @@ class StreamTransport:
         """
         if self._tls is not None:
             raise UsageError("connection is already TLS")
+        if self._from_threads:  # written before: plaintext, as documented
+            self._take_from_threads()
+            if self._closed:
+                return
         self._tls_done_cb = on_done
         self._begin_tls(context, server_side)
         self._flush()
@@ -391,6 +451,10 @@ class StreamTransport:
         tls = self._tls
         if tls is None or tls.handshaking or tls.unwrapping:
             raise UsageError("stop_tls() needs an established TLS session")
+        if self._from_threads:  # written before: still encrypted
+            self._take_from_threads()
+            if self._closed:
+                return
         self._unwrap_done_cb = on_done
         tls.begin_unwrap()
         self._wbuf += tls.take_output()
@@ -571,6 +635,7 @@ class StreamTransport:
             self._events = 0
         self._sock.close()
         self._wbuf.clear()
+        self._from_threads.clear()
         # The protocol hears of it on the next pass, never from inside the
         # transport call (abort, close, write...) that closed the connection.
         self._reactor.call_soon(self._connection_lost, exc)
