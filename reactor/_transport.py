@@ -1,4 +1,5 @@
-"""Transports: the only code that calls accept, recv, send and close.
+"""Stream transports and listeners: with :mod:`reactor._datagram` (datagram
+sockets), the only code that calls accept, recv, send and close.
 
 Every method here runs on the reactor thread unless its docstring says
 otherwise.  A transport talks to a *protocol* object through a handful of
@@ -43,7 +44,6 @@ __all__ = [
     "DatagramProtocol",
     "ErrorSink",
     "StreamTransport",
-    "DatagramTransport",
     "Listener",
     "READ_CHUNK",
     "READS_PER_EVENT",
@@ -91,9 +91,6 @@ WRITE_LOW_WATER = WRITE_HIGH_WATER // 4
 #: watching its socket for this long instead of spinning on a socket that
 #: stays readable while no descriptor can be had.
 ACCEPT_RETRY_DELAY = 0.1
-
-#: Datagrams read per readable event before giving other sockets a turn.
-_DATAGRAMS_PER_PASS = 256
 
 #: accept() errors that mean "no descriptor or memory now": back off.
 _ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -799,105 +796,4 @@ class Listener:
         if self._registered:
             self._reactor.unregister(self._sock)
             self._registered = False
-        self._sock.close()
-
-
-class DatagramTransport:
-    """A bound datagram socket: reads every datagram, queues replies.
-
-    ``protocol.datagram_received(data, addr)`` runs on the reactor thread for
-    each datagram, in arrival order.  Replies that the socket cannot take
-    right now wait in a queue bounded by :attr:`max_queued`.
-    """
-
-    max_queued = 4096
-
-    def __init__(
-        self, reactor: Reactor, sock: socket.socket, protocol: DatagramProtocol, owner: ErrorSink
-    ) -> None:
-        self._reactor = reactor
-        self._sock = sock
-        self.protocol = protocol
-        self._owner = owner
-        self._queue: deque[tuple[bytes, Any]] = deque()
-        self._events = selectors.EVENT_READ
-        self._closed = False
-        sock.setblocking(False)
-        reactor.register(sock, self._events, self._on_events)
-
-    @property
-    def socket(self) -> socket.socket:
-        return self._sock
-
-    def sendto(self, data: bytes, addr: Any) -> None:
-        """Send a datagram now, or queue it if the socket is full."""
-        if self._closed:
-            return
-        if not self._queue:
-            try:
-                self._send(data, addr)
-                return
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError as exc:
-                self._owner.handle_error(exc, f"sending a reply to {addr!r}")
-                return
-        if len(self._queue) < self.max_queued:
-            self._queue.append((data, addr))
-        self._set_events(selectors.EVENT_READ | selectors.EVENT_WRITE)
-
-    def _send(self, data: bytes, addr: Any) -> None:
-        if addr is None or addr == "":  # unnamed Unix datagram peer: no reply possible
-            return
-        self._sock.sendto(data, addr)
-
-    def _set_events(self, events: int) -> None:
-        if events != self._events and not self._closed:
-            self._reactor.modify(self._sock, events, self._on_events)
-            self._events = events
-
-    def flush_queue(self) -> None:
-        """Send queued replies now, as far as the socket takes them."""
-        self._on_events(selectors.EVENT_WRITE)
-
-    def _on_events(self, mask: int) -> None:
-        if mask & selectors.EVENT_WRITE:
-            while self._queue:
-                data, addr = self._queue[0]
-                try:
-                    self._send(data, addr)
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError as exc:
-                    self._owner.handle_error(exc, f"sending a reply to {addr!r}")
-                self._queue.popleft()
-            self._set_events(selectors.EVENT_READ)
-        if mask & selectors.EVENT_READ:
-            self.read_pending(_DATAGRAMS_PER_PASS)
-
-    def read_pending(self, limit: int) -> int:
-        """Deliver up to ``limit`` waiting datagrams; returns how many."""
-        n = 0
-        while n < limit and not self._closed:
-            try:
-                data, addr = self._sock.recvfrom(65536)
-            except (BlockingIOError, InterruptedError):
-                break
-            except ConnectionRefusedError:
-                continue  # ICMP port unreachable from an earlier reply
-            except OSError as exc:
-                self._owner.handle_error(exc, "recvfrom()")
-                break
-            n += 1
-            try:
-                self.protocol.datagram_received(data, addr)
-            except Exception as exc:
-                self._owner.handle_error(exc, f"datagram from {addr!r}")
-        return n
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._reactor.unregister(self._sock)
         self._sock.close()
