@@ -182,7 +182,13 @@ class ScriptedConnection:
         return self._framer.pending
 
     def push(self, data: bytes | bytearray | memoryview) -> None:
-        """Send ``data`` (queued in order; never blocks; any thread)."""
+        """Send ``data`` (queued in order; any thread).
+
+        Never blocks on the reactor thread; from another thread it waits
+        for room as ``StreamConnection.write()`` does (the high-water
+        mark; ``WaitTimeout`` once nothing went out for
+        ``reactor.THREAD_WRITE_TIMEOUT`` seconds).
+        """
         t = self.transport
         if t is not None and not self.closed:
             # From another thread: sent before the reactor's next write or close.

@@ -195,7 +195,14 @@ class StreamConnection:
         return self.stream.data
 
     def write(self, data: bytes) -> None:
-        """Send ``data`` (queued in order; never blocks)."""
+        """Send ``data`` (queued in order).
+
+        On the reactor thread it never blocks.  From another thread it
+        waits while more than the transport's high-water mark waits to be
+        sent (a client that does not read), and raises ``WaitTimeout``
+        once nothing went out for ``reactor.THREAD_WRITE_TIMEOUT`` seconds
+        (see :meth:`reactor.StreamTransport.write_threadsafe`).
+        """
         if type(data) is not bytes:
             data = bytes(data)  # a snapshot: the caller may reuse its buffer
         t = self.transport

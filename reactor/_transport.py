@@ -29,12 +29,13 @@ import errno
 import selectors
 import socket
 import ssl
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ._errors import InvalidArgumentError, UsageError
+from ._errors import InvalidArgumentError, UsageError, WaitTimeout
 from ._loop import Reactor, TimerHandle
 from ._pacing import PASS_TIME_BUDGET
 from ._tls import TLS_HANDSHAKE_TIMEOUT, TLSEvent, TLSFailure, TLSLayer
@@ -52,6 +53,7 @@ __all__ = [
     "WRITE_LOW_WATER",
     "ACCEPT_RETRY_DELAY",
     "TLS_HANDSHAKE_TIMEOUT",
+    "THREAD_WRITE_TIMEOUT",
 ]
 
 #: Bytes asked of one ``recv()``.  One readable event reads more than one
@@ -86,6 +88,17 @@ WRITE_HIGH_WATER = 4 * 1024 * 1024
 #: bytes waiting to be sent drop to this many or fewer, reading resumes and
 #: the protocol's optional ``resume_writing()`` is called.
 WRITE_LOW_WATER = WRITE_HIGH_WATER // 4
+
+#: Longest a :meth:`StreamTransport.write_threadsafe` from another thread
+#: waits for room (the connection's backlog above ``high_water``) while not
+#: one byte of it goes out before it raises :class:`WaitTimeout` (the peer
+#: does not read; a slow reader only makes it wait longer): a thread writing
+#: without end to such a peer is stopped and told, it does not pile up
+#: gigabytes on the server.
+THREAD_WRITE_TIMEOUT = 10.0
+
+#: Creates each transport's condition for writes from other threads (once).
+_ROOM_LOCK = threading.Lock()
 
 #: After EMFILE/ENFILE/ENOBUFS/ENOMEM on accept(), the listener stops
 #: watching its socket for this long instead of spinning on a socket that
@@ -168,6 +181,11 @@ class StreamTransport:
         # next reactor-thread write/close (or by the callback each one queues).
         self._from_threads: deque[bytes] = deque()
         self._taking_from_threads = False
+        # Made by the first write_threadsafe() from another thread; guards
+        # _from_threads' appends and clears, _queued_bytes and _room_waiters.
+        self._room: threading.Condition | None = None
+        self._queued_bytes = 0  # the bytes of _from_threads
+        self._room_waiters = 0  # threads waiting in write_threadsafe() for room
         self._events = 0
         self._reading = True
         self._paused_for_writes = False
@@ -346,6 +364,15 @@ class StreamTransport:
         change after the call (pass ``bytes``).  Dropped once the transport
         is closing, as :meth:`write` drops it.
 
+        Back-pressure for the writing thread: while more than ``high_water``
+        bytes wait to be sent (written, or queued by other threads), a call
+        from another thread waits for the peer to read them, as a blocking
+        socket's ``sendall()`` would, so a thread writing to a peer that
+        never reads holds the server's memory to about ``high_water`` plus
+        one write instead of piling up everything it writes.
+
+        :raises WaitTimeout: (other threads) no room, and not one byte sent,
+            for :data:`THREAD_WRITE_TIMEOUT` seconds; ``data`` was not queued.
         :raises ReactorDied: (other threads) the loop thread has died.
         :raises ReactorExited: (other threads) it has exited normally.
         """
@@ -355,20 +382,85 @@ class StreamTransport:
             return
         if self._closing or not data:
             return
-        self._from_threads.append(data)  # before the hand-off: its callback finds it
+        room = self._room
+        if room is None:
+            with _ROOM_LOCK:
+                room = self._room
+                if room is None:
+                    room = self._room = threading.Condition(threading.Lock())
+        with room:
+            if self._queued_bytes + self._backlog() > self.high_water:
+                self._wait_for_room(room)
+            if self._closing:  # under the lock: _force_close() clears the queue under it
+                return
+            self._from_threads.append(data)  # before the hand-off: its callback finds it
+            self._queued_bytes += len(data)
         reactor.call_soon_threadsafe(self._take_from_threads)
+
+    def _backlog(self) -> int:
+        """:meth:`get_write_buffer_size`, safe to read from another thread."""
+        tls = self._tls
+        return len(self._wbuf) + (0 if tls is None else tls.pending_plain_size)
+
+    def _wait_for_room(self, room: threading.Condition) -> None:
+        """Wait, holding ``room``, until the backlog is at most ``high_water`` (other threads).
+
+        Also returns once the connection is closing.  The reactor notifies
+        when it takes the queue, when writing resumes (``low_water``) and
+        when the connection closes; the wait also re-checks every 0.1 s.
+
+        :raises WaitTimeout: no byte went out for :data:`THREAD_WRITE_TIMEOUT` seconds.
+        :raises ReactorDied: the loop thread has died.
+        :raises ReactorExited: it has exited normally.
+        """
+        reactor = self._reactor
+        deadline = time.monotonic() + THREAD_WRITE_TIMEOUT
+        lowest = self._queued_bytes + self._backlog()
+        self._room_waiters += 1
+        try:
+            while not self._closing:
+                backlog = self._queued_bytes + self._backlog()
+                if backlog <= self.high_water:
+                    return
+                now = time.monotonic()
+                if backlog < lowest:  # the peer reads, however slowly: wait on
+                    lowest, deadline = backlog, now + THREAD_WRITE_TIMEOUT
+                if reactor.dead or reactor._closed:
+                    raise reactor._died_error()
+                if now >= deadline:
+                    raise WaitTimeout(
+                        f"write to {self.peername!r} from another thread: more than"
+                        f" {self.high_water} bytes waited to be sent and none went out"
+                        f" for {THREAD_WRITE_TIMEOUT} s (the peer does not read)"
+                    )
+                room.wait(min(deadline - now, 0.1))
+        finally:
+            self._room_waiters -= 1
+
+    def _wake_writers(self) -> None:
+        """Wake the threads waiting in :meth:`write_threadsafe` (reactor thread)."""
+        room = self._room
+        if room is not None and self._room_waiters:
+            with room:
+                room.notify_all()
 
     def _take_from_threads(self) -> None:
         """Write what :meth:`write_threadsafe` queued, in order (reactor thread)."""
         if self._taking_from_threads:  # write() below, or a callback under it
             return
         queue = self._from_threads
+        room = self._room
         self._taking_from_threads = True
         try:
             while queue:
-                self.write(queue.popleft())
+                data = queue.popleft()
+                self.write(data)  # counted in _wbuf now (or dropped: closing)
+                if room is not None:
+                    with room:
+                        self._queued_bytes = max(0, self._queued_bytes - len(data))
         finally:
             self._taking_from_threads = False
+        self._wake_writers()
 
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
@@ -391,6 +483,7 @@ class StreamTransport:
                 return
         self._closing = True
         self._reading = False
+        self._wake_writers()
         if self._tls is not None:
             self._tls.unwrap()  # queues close_notify once the handshake is done
             self._wbuf += self._tls.take_output()
@@ -583,6 +676,7 @@ class StreamTransport:
             hook = getattr(self.protocol, "pause_writing", None)
         elif self._paused_for_writes and size <= self.low_water:
             self._paused_for_writes = False
+            self._wake_writers()
             hook = getattr(self.protocol, "resume_writing", None)
         else:
             return
@@ -632,7 +726,14 @@ class StreamTransport:
             self._events = 0
         self._sock.close()
         self._wbuf.clear()
-        self._from_threads.clear()
+        room = self._room
+        if room is None:
+            self._from_threads.clear()
+        else:  # a thread appending now sees _closing under the lock
+            with room:
+                self._from_threads.clear()
+                self._queued_bytes = 0
+                room.notify_all()
         # The protocol hears of it on the next pass, never from inside the
         # transport call (abort, close, write...) that closed the connection.
         self._reactor.call_soon(self._connection_lost, exc)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from protocols import ScriptedConnection, ScriptedServer, StreamConnection, TCPServer
+from reactor import Bandwidth, WaitTimeout, _transport
 
 TIMEOUT = 10.0
 
@@ -121,6 +122,125 @@ class StreamConnectionWritesFromAWorker(unittest.TestCase):
         for i in range(3):
             mine = [line for line in lines if line.startswith(b"%d:" % i)]
             self.assertEqual(mine, [b"%d:%03d" % (i, j) for j in range(200)])
+
+
+class AThreadWritingToAClientThatNeverReads(unittest.TestCase):
+    """Back-pressure for the writing thread: it waits; memory stays bounded.
+
+    Before, each write from another thread was queued whatever the backlog:
+    a thread writing 64 KiB chunks to a client that never reads piled up
+    about a gigabyte a second on the server (3 GB in 3 s here).
+    """
+
+    CHUNK = 64 * 1024
+    CHUNKS = 400  # 25 MiB: far above WRITE_HIGH_WATER and the kernel's buffers
+
+    def setUp(self) -> None:
+        conns: list[StreamConnection] = []
+        self.server = TCPServer(on_connect=conns.append)
+        self.server.start()
+        self.addCleanup(self.server.stop)
+        self.client = socket.socket()
+        self.client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        self.client.settimeout(TIMEOUT)
+        self.client.connect(("127.0.0.1", self.server.port))
+        self.addCleanup(self.client.close)
+        self.server.wait_for(lambda: conns, timeout=TIMEOUT)
+        self.conn = conns[0]
+        t = self.conn.transport
+        assert t is not None
+        self.transport = t
+        self.written = 0
+        self.errors: list[BaseException] = []
+        self.worker = threading.Thread(target=self.write_chunks)
+
+    def write_chunks(self) -> None:
+        try:
+            for i in range(self.CHUNKS):
+                self.conn.write(b"%08d" % i + b"." * (self.CHUNK - 8))
+                self.written += 1
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def backlog(self) -> int:
+        t = self.transport
+        # Written, and queued by the writer for the reactor to take.
+        return t.reactor.run_sync(
+            lambda: t.get_write_buffer_size() + sum(map(len, t._from_threads))
+        )
+
+    def wait_until_writer_waits(self) -> None:
+        """Until no write returned for 0.3 s (or the writer is done)."""
+        deadline = time.monotonic() + TIMEOUT
+        last, since = -1, time.monotonic()
+        while self.worker.is_alive() and time.monotonic() - since < 0.3:
+            self.assertLess(time.monotonic(), deadline, "the writer never waited")
+            if self.written != last:
+                last, since = self.written, time.monotonic()
+            time.sleep(0.01)
+
+    def test_the_writer_waits_and_the_backlog_stays_near_the_high_water_mark(self) -> None:
+        self.worker.start()
+        time.sleep(1.5)
+        self.assertTrue(self.worker.is_alive(), f"all {self.written} writes returned")
+        self.assertLess(self.written, self.CHUNKS)
+        self.assertLessEqual(self.backlog(), self.transport.high_water + self.CHUNK)
+        got = bytearray()
+        while len(got) < self.CHUNK * self.CHUNKS:
+            chunk = self.client.recv(1 << 20)
+            if not chunk:
+                break
+            got += chunk
+        self.worker.join(TIMEOUT)
+        self.assertFalse(self.worker.is_alive())
+        self.assertEqual(self.errors, [])
+        self.assertEqual(len(got), self.CHUNK * self.CHUNKS)
+        for i in range(self.CHUNKS):  # every chunk, in order
+            self.assertEqual(got[i * self.CHUNK : i * self.CHUNK + 8], b"%08d" % i)
+
+    def test_a_waiting_writer_returns_when_the_server_stops(self) -> None:
+        self.worker.start()
+        self.wait_until_writer_waits()
+        self.server.stop()
+        self.worker.join(TIMEOUT)
+        self.assertFalse(self.worker.is_alive(), "the writer still waits after stop()")
+        self.assertEqual(self.errors, [])  # dropped, as any write once closing
+
+    def test_a_writer_that_never_gets_room_is_told(self) -> None:
+        was = getattr(_transport, "THREAD_WRITE_TIMEOUT", None)
+        self.addCleanup(setattr, _transport, "THREAD_WRITE_TIMEOUT", was)
+        _transport.THREAD_WRITE_TIMEOUT = 0.5
+        self.worker.start()
+        self.worker.join(TIMEOUT)
+        self.assertFalse(self.worker.is_alive())
+        self.assertEqual([type(e) for e in self.errors], [WaitTimeout])
+        self.assertIn("does not read", str(self.errors[0]))
+        self.assertLessEqual(self.backlog(), self.transport.high_water + self.CHUNK)
+
+    def test_a_slow_reader_only_makes_the_writer_wait_longer(self) -> None:
+        # 2 MB/s: from 6 MiB queued down to the mark takes about a second,
+        # twice the timeout, but bytes go out all along.
+        was = getattr(_transport, "THREAD_WRITE_TIMEOUT", None)
+        self.addCleanup(setattr, _transport, "THREAD_WRITE_TIMEOUT", was)
+        _transport.THREAD_WRITE_TIMEOUT = 0.5
+        self.server.faults.add(Bandwidth(2_000_000))
+        big = b"b" * (6 * 1024 * 1024)
+
+        def worker() -> None:
+            try:
+                self.conn.write(big)
+                self.conn.write(b"end")
+            except BaseException as exc:
+                self.errors.append(exc)
+
+        self.worker = threading.Thread(target=worker)
+        self.worker.start()
+        want = len(big) + 3
+        got = recv_until_closed(self.client, want)
+        self.worker.join(TIMEOUT)
+        self.assertEqual(self.errors, [])
+        self.assertEqual(len(got), want)
+        self.assertTrue(got.endswith(b"bend"))
 
 
 class ScriptedPushFromAWorker(unittest.TestCase):
