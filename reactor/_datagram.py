@@ -18,11 +18,17 @@ passes a second) and no other client was read or answered.  The retry waits
 :data:`HOLD_RETRY_MIN`, doubling up to :data:`HOLD_RETRY_MAX` while no held
 reply goes out, and starts again from the minimum once one does.
 
+A held reply the socket refuses for good is reported: one too big
+(EMSGSIZE) is dropped alone, as it is when sent at once, and the peer's next
+replies still go; any other error means the peer is gone (ECONNREFUSED,
+ENOENT), and every reply held for it is dropped with it.
+
 Reactor thread only, like every transport.
 """
 
 from __future__ import annotations
 
+import errno
 import selectors
 import socket
 from collections import deque
@@ -117,8 +123,13 @@ class DatagramTransport:
                     self._send(queue[0], addr)
                 except (BlockingIOError, InterruptedError):
                     break  # this peer is still full; the next may not be
-                except OSError as exc:  # the peer is gone: its held replies go too
+                except OSError as exc:
                     self._owner.handle_error(exc, f"sending a reply to {addr!r}")
+                    if exc.errno == errno.EMSGSIZE:  # this reply, not the peer: the next go on
+                        queue.popleft()
+                        self._held_count -= 1
+                        continue
+                    # The peer is gone: its held replies go too.
                     self._held_count -= len(queue)
                     queue.clear()
                     break

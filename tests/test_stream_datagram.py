@@ -392,6 +392,36 @@ class DatagramReplyTest(unittest.TestCase):
                 replies = [stuck.recvfrom(100)[0] for _ in range(n)]
                 self.assertEqual(replies, [b"re:stuck %d" % i for i in range(n)])
 
+    def test_a_held_reply_too_big_to_send_drops_only_itself(self) -> None:
+        # EMSGSIZE is about one reply, not the peer: the replies held behind
+        # it for the same (slow) peer must still go out once it reads.  The
+        # transport took any OSError of a held reply for a gone peer and
+        # dropped every reply held for it.
+        import errno
+        import os
+        import tempfile
+
+        def reply(data: bytes, peer: Any) -> bytes:
+            return b"x" * 400_000 if data == b"big" else b"re:" + data
+
+        first = [b"%d" % i for i in range(15)]  # more than max_dgram_qlen (10)
+        after = [b"after %d" % i for i in range(3)]
+        with tempfile.TemporaryDirectory() as tmp, UnixDatagramServer(
+            reply=reply, report_errors=False, raise_errors=False
+        ) as s:
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            with c:
+                c.bind(os.path.join(tmp, "slow"))
+                c.settimeout(10)
+                for data in first + [b"big"] + after:
+                    c.sendto(data, s.server_address)
+                s.wait_for_datagrams(len(first) + 1 + len(after), timeout=30)
+                self.assertGreater(s._transport.held, 0, "nothing was held: no test")
+                replies = [c.recvfrom(100)[0] for _ in range(len(first) + len(after))]
+                self.assertEqual(replies, [b"re:" + d for d in first + after])
+                s.wait_for(lambda: s.errors, 10, "the EMSGSIZE error")
+                self.assertEqual([e.errno for e in s.errors], [errno.EMSGSIZE])
+
 
 if __name__ == "__main__":
     unittest.main()
