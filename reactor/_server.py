@@ -84,6 +84,10 @@ UDP_RCVBUF = 4 * 1024 * 1024
 #: overflows select() and socket.settimeout() when the timer is armed.
 _MAX_TLS_HANDSHAKE_TIMEOUT = 86400.0
 
+#: Seconds between a worker's looks at a stop() in progress while it waits for
+#: the server's lifecycle lock (its own stop(), from its handler).
+_WORKER_STOP_POLL = 0.01
+
 #: Waiting connections accepted in one go when ``stop()`` drains the backlog.
 _DRAIN_ACCEPT_LIMIT = 4096
 
@@ -459,7 +463,16 @@ class BaseServer:
                 if not self._stopping:
                     loop.call_soon(self.stop, timeout)
                 return None
-            self._lifecycle.acquire()
+            if self._is_own_worker():
+                # A handler of this server on its worker thread: a stop in
+                # progress joins this very thread, so waiting for its lock
+                # would stall both until its timeout.  That stop does our
+                # work; a start in progress is waited for.
+                while not self._lifecycle.acquire(timeout=_WORKER_STOP_POLL):
+                    if self._stopping:
+                        return None
+            else:
+                self._lifecycle.acquire()
         try:
             self._stopping = True
             self._stop_locked(timeout)
@@ -496,6 +509,7 @@ class BaseServer:
         self.ready.clear()
         if reactor is None or lease is None:
             self._join_exiting_reactor(wait)
+            self._join_stragglers(deadline)
             if not self._detach_pending:
                 self.server_close()
             return
@@ -578,6 +592,13 @@ class BaseServer:
 
     def _join_workers(self, deadline: float) -> None:
         """Join worker threads (servers with blocking handlers override it)."""
+
+    def _join_stragglers(self, deadline: float) -> None:
+        """stop() of a stopped server: join workers an earlier stop() could not."""
+
+    def _is_own_worker(self) -> bool:
+        """True on a worker thread of this server (servers with workers override it)."""
+        return False
 
     # -- reactor-side lifecycle -----------------------------------------------
 

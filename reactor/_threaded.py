@@ -213,6 +213,9 @@ class ThreadedStreamServerBase(StreamServerBase):
         # too, or its caller may see the thread alive (CPython's
         # threading_cleanup() does).  Weak: a finished thread is forgotten.
         self._leaving: list[weakref.ref[threading.Thread]] = []
+        # Workers whose handler stopped this server (a stop() cannot join its
+        # own thread): a later stop() from another thread joins them.
+        self._self_stopped: list[weakref.ref[threading.Thread]] = []
         self._workers_lock = threading.Lock()
         super().__init__(addr, **kwargs)
 
@@ -488,6 +491,36 @@ class ThreadedStreamServerBase(StreamServerBase):
                 t.join(max(0.0, deadline - time.monotonic()))
         del t, refs  # no traceback keeps a stopped Thread
 
+    def _is_own_worker(self) -> bool:
+        return threading.current_thread() in self._workers
+
+    def _join_stragglers(self, deadline: float) -> None:
+        # G1 from any thread: a handler that stopped its own server was still
+        # running when that stop() returned; a later stop() waits for it
+        # (reported if it is still running at the deadline), and for the
+        # workers that left since.
+        me = threading.current_thread()
+        if self._self_stopped:
+            with self._workers_lock:
+                refs = self._self_stopped
+                self._self_stopped = [r for r in refs if r() is me]
+            t: threading.Thread | None = None
+            for ref in refs:
+                t = ref()
+                if t is None or t is me:
+                    continue
+                t.join(max(0.0, deadline - time.monotonic()))
+                if t.is_alive():
+                    self._record_error(
+                        HandlerTimeout(
+                            f"handler thread {t.name!r} that stopped its server still "
+                            "running after stop() timeout"
+                        ),
+                        "stop()",
+                    )
+            del t, refs  # no traceback keeps a stopped Thread
+        self._join_leaving(me, deadline)
+
     def _join_workers(self, deadline: float) -> None:
         me = threading.current_thread()  # a handler may stop its own server
         if not self._workers:
@@ -506,6 +539,12 @@ class ThreadedStreamServerBase(StreamServerBase):
         for w in workers:
             if w.thread is not me:
                 w.thread.join(max(0.0, deadline - time.monotonic()))
+            else:
+                with self._workers_lock:
+                    self._self_stopped = [
+                        r for r in self._self_stopped if (t := r()) is not None and t.is_alive()
+                    ]
+                    self._self_stopped.append(weakref.ref(me))
         self._join_leaving(me, deadline)
         for w in workers:
             if w.thread is me or not w.thread.is_alive():

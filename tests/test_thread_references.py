@@ -73,6 +73,77 @@ class WorkerJoinTest(unittest.TestCase):
         alive = [t for t in workers if t.is_alive()]
         self.assertEqual(alive, [], "stop() returned while a worker thread was still running")
 
+    def test_a_stop_after_a_handler_stopped_its_server_joins_that_handler(self) -> None:
+        # A handler stops its own server (its stop() cannot join its own
+        # thread) and goes on a little; the test's stop() afterwards (a
+        # 'with' block's exit, a cleanup) found the server stopped and
+        # returned at once, its worker still running.
+        stopped = threading.Event()
+        workers: list[threading.Thread] = []
+
+        def handler(request: Any) -> None:
+            workers.append(threading.current_thread())
+            server.stop()
+            stopped.set()
+            time.sleep(0.3)  # the handler's last steps
+
+        server = TCPServer(handler=handler)
+        server.start()
+        with socket.create_connection(server.server_address, timeout=5):
+            self.assertTrue(stopped.wait(10), "the handler's stop() never returned")
+            server.stop()
+        alive = [t for t in workers if t.is_alive()]
+        self.assertEqual(alive, [], "stop() returned while the handler that stopped it ran")
+        self.assertEqual(server.errors, [])
+
+    def test_two_handlers_stopping_their_server_at_once_do_not_wait_for_each_other(
+        self,
+    ) -> None:
+        # The first stop() joins the other worker, which waited for the
+        # first stop()'s lock: a stall of the whole stop timeout and a
+        # spurious HandlerTimeout.
+        barrier = threading.Barrier(2)
+        returned: list[float] = []
+
+        def handler(request: Any) -> None:
+            barrier.wait(10)
+            server.stop(timeout=5)
+            returned.append(time.monotonic())
+
+        server = TCPServer(handler=handler, report_errors=False, raise_errors=False)
+        server.start()
+        t0 = time.monotonic()
+        with socket.create_connection(server.server_address, timeout=5), \
+                socket.create_connection(server.server_address, timeout=5):
+            deadline = time.monotonic() + 20
+            while len(returned) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        self.assertEqual(len(returned), 2, "a handler's stop() never returned")
+        server.stop()
+        self.assertEqual(server.errors, [])
+        self.assertLess(max(returned) - t0, 3.0, "one handler's stop() waited for the other")
+
+    def test_a_handler_that_stops_its_server_on_eof_does_not_stall_the_tests_stop(
+        self,
+    ) -> None:
+        # stop() shuts the workers' sockets down for reading; a handler that
+        # stops its server on EOF then waited for that stop()'s lock while
+        # that stop() joined it: 10 s and a HandlerTimeout.
+        def handler(request: Any) -> None:
+            while request.connection.recv(100):
+                pass
+            server.stop()
+
+        server = TCPServer(handler=handler, report_errors=False, raise_errors=False)
+        server.start()
+        with socket.create_connection(server.server_address, timeout=5):
+            server.wait_for(lambda: server.worker_count or None, 10, "the worker")
+            t0 = time.monotonic()
+            server.stop(timeout=5)
+            took = time.monotonic() - t0
+        self.assertEqual(server.errors, [])
+        self.assertLess(took, 3.0, "stop() waited for the handler's own stop()")
+
 
 class ReactorThreadReferenceTest(unittest.TestCase):
     def test_a_stopped_reactor_does_not_keep_its_thread(self) -> None:
