@@ -237,11 +237,13 @@ class StreamConnection:
     def data_received(self, data: bytes) -> None:
         server = self.server
         stream = self.stream
-        stream.received += len(data)
         if server.record:
             if type(data) is not bytes:
                 data = bytes(data)  # a protocol's own caller: keep a snapshot
             stream._record(data, server.max_recorded_bytes)
+        # Counted once recorded: a thread that sees received include the
+        # chunk (a wait on received) finds it in data, and truncated right.
+        stream.received += len(data)
         if server.on_data is not None:
             server.on_data(self, data)
         if server.on_line is not None:

@@ -210,5 +210,42 @@ class ConcurrentReaders(unittest.TestCase):
                 self.assertEqual(stream.data, payload)
 
 
+class ReceivedCountsRecordedBytes(unittest.TestCase):
+    """Once ``received`` counts a chunk, ``data`` holds it (within the limit).
+
+    Before, ``data_received`` counted the chunk in ``received`` and only then
+    recorded it, so a test thread whose ``wait_for(... received == n)`` ran
+    between the two (the predicate is checked at once, on the test thread)
+    found ``data`` without the chunk and ``truncated`` True.  The tests of
+    the recording limit wait exactly that way.
+    """
+
+    def test_a_wait_on_received_sees_the_chunk_in_data(self) -> None:
+        from protocols._stream import Stream
+
+        original = Stream._record
+        recording = threading.Event()
+
+        def slow_record(stream: Stream, chunk: bytes, limit: int) -> None:
+            recording.set()
+            time.sleep(0.3)  # a GIL switch at the worst moment, made long
+            original(stream, chunk, limit)
+
+        with TCPServer() as srv:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as c:
+                srv.wait_for(lambda: srv.streams, timeout=10)
+                [stream] = srv.streams
+                Stream._record = slow_record  # type: ignore[method-assign]
+                try:
+                    c.sendall(b"hello")
+                    self.assertTrue(recording.wait(10))
+                    srv.wait_for(lambda: stream.received == 5, timeout=10)
+                    data, truncated = bytes(stream.data), stream.truncated
+                finally:
+                    Stream._record = original  # type: ignore[method-assign]
+        self.assertEqual(data, b"hello")
+        self.assertFalse(truncated)
+
+
 if __name__ == "__main__":
     unittest.main()
