@@ -138,6 +138,7 @@ class _Worker:
 #: Length of a server's list of departed workers at which the ended ones are dropped.
 _LEAVING_PRUNE_AT = 32
 
+
 class _GetRequestListener(Listener):
     """The listener of a server whose ``get_request()`` is overridden.
 
