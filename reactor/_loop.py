@@ -148,6 +148,7 @@ def _no_thread() -> threading.Thread | None:
     """``Reactor._thread`` before the loop thread is started."""
     return None
 
+
 class Reactor:
     """One selector loop on one thread.
 

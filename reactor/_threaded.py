@@ -139,6 +139,30 @@ class _Worker:
 _LEAVING_PRUNE_AT = 32
 
 
+def _running(refs: list[weakref.ref[threading.Thread]]) -> list[weakref.ref[threading.Thread]]:
+    """The references of ``refs`` whose thread still runs."""
+    return [r for r in refs if (t := r()) is not None and t.is_alive()]
+
+
+def _join_threads(
+    refs: list[weakref.ref[threading.Thread]], me: threading.Thread, deadline: float
+) -> list[str]:
+    """Join the threads of ``refs`` but ``me`` until ``deadline``; the names still running.
+
+    Names, not threads: nothing the caller keeps (a traceback included)
+    references a stopped Thread, which CPython's threading_cleanup() counts.
+    """
+    running: list[str] = []
+    for ref in refs:
+        t = ref()
+        if t is None or t is me:
+            continue
+        t.join(max(0.0, deadline - time.monotonic()))
+        if t.is_alive():
+            running.append(t.name)
+    return running
+
+
 class _GetRequestListener(Listener):
     """The listener of a server whose ``get_request()`` is overridden.
 
@@ -376,7 +400,7 @@ class ThreadedStreamServerBase(StreamServerBase):
         if self._workers.pop(me, None) is not None:
             leaving = self._leaving
             if len(leaving) >= _LEAVING_PRUNE_AT:  # a long-running server: drop the ended
-                leaving[:] = [r for r in leaving if (t := r()) is not None and t.is_alive()]
+                leaving[:] = _running(leaving)
             leaving.append(weakref.ref(me))
 
     def _run_worker(
@@ -485,12 +509,7 @@ class ThreadedStreamServerBase(StreamServerBase):
             return
         with self._workers_lock:
             refs, self._leaving = self._leaving, []
-        t: threading.Thread | None = None
-        for ref in refs:
-            t = ref()
-            if t is not None and t is not me:
-                t.join(max(0.0, deadline - time.monotonic()))
-        del t, refs  # no traceback keeps a stopped Thread
+        _join_threads(refs, me, deadline)
 
     def _is_own_worker(self) -> bool:
         return threading.current_thread() in self._workers
@@ -505,21 +524,14 @@ class ThreadedStreamServerBase(StreamServerBase):
             with self._workers_lock:
                 refs = self._self_stopped
                 self._self_stopped = [r for r in refs if r() is me]
-            t: threading.Thread | None = None
-            for ref in refs:
-                t = ref()
-                if t is None or t is me:
-                    continue
-                t.join(max(0.0, deadline - time.monotonic()))
-                if t.is_alive():
-                    self._record_error(
-                        HandlerTimeout(
-                            f"handler thread {t.name!r} that stopped its server still "
-                            "running after stop() timeout"
-                        ),
-                        "stop()",
-                    )
-            del t, refs  # no traceback keeps a stopped Thread
+            for name in _join_threads(refs, me, deadline):
+                self._record_error(
+                    HandlerTimeout(
+                        f"handler thread {name!r} that stopped its server still "
+                        "running after stop() timeout"
+                    ),
+                    "stop()",
+                )
         self._join_leaving(me, deadline)
 
     def _join_workers(self, deadline: float) -> None:
@@ -542,9 +554,7 @@ class ThreadedStreamServerBase(StreamServerBase):
                 w.thread.join(max(0.0, deadline - time.monotonic()))
             else:
                 with self._workers_lock:
-                    self._self_stopped = [
-                        r for r in self._self_stopped if (t := r()) is not None and t.is_alive()
-                    ]
+                    self._self_stopped = _running(self._self_stopped)
                     self._self_stopped.append(weakref.ref(me))
         self._join_leaving(me, deadline)
         for w in workers:

@@ -233,8 +233,9 @@ class StreamTransport:
         return self._closing
 
     def get_write_buffer_size(self) -> int:
-        held = 0 if self._tls is None else self._tls.pending_plain_size
-        return len(self._wbuf) + held
+        """Bytes waiting to be sent (and TLS-held plaintext); any thread may read it."""
+        tls = self._tls  # read once: another thread may see it change
+        return len(self._wbuf) + (0 if tls is None else tls.pending_plain_size)
 
     def set_write_buffer_limits(
         self, high: int | None = None, low: int | None = None, *, kernel: int | None = None
@@ -389,18 +390,13 @@ class StreamTransport:
                 if room is None:
                     room = self._room = threading.Condition(threading.Lock())
         with room:
-            if self._queued_bytes + self._backlog() > self.high_water:
+            if self._queued_bytes + self.get_write_buffer_size() > self.high_water:
                 self._wait_for_room(room)
             if self._closing:  # under the lock: _force_close() clears the queue under it
                 return
             self._from_threads.append(data)  # before the hand-off: its callback finds it
             self._queued_bytes += len(data)
         reactor.call_soon_threadsafe(self._take_from_threads)
-
-    def _backlog(self) -> int:
-        """:meth:`get_write_buffer_size`, safe to read from another thread."""
-        tls = self._tls
-        return len(self._wbuf) + (0 if tls is None else tls.pending_plain_size)
 
     def _wait_for_room(self, room: threading.Condition) -> None:
         """Wait, holding ``room``, until the backlog is at most ``high_water`` (other threads).
@@ -415,11 +411,11 @@ class StreamTransport:
         """
         reactor = self._reactor
         deadline = time.monotonic() + THREAD_WRITE_TIMEOUT
-        lowest = self._queued_bytes + self._backlog()
+        lowest = self._queued_bytes + self.get_write_buffer_size()
         self._room_waiters += 1
         try:
             while not self._closing:
-                backlog = self._queued_bytes + self._backlog()
+                backlog = self._queued_bytes + self.get_write_buffer_size()
                 if backlog <= self.high_water:
                     return
                 now = time.monotonic()
